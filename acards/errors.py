@@ -1,0 +1,119 @@
+"""The one error type of acards.
+
+Every problem acards reports to a user has a stable ``code`` (a dotted, lowercase name such as
+``yaml.alias`` or ``evidence.digest-mismatch``), a ``location`` (file, line and column, JSON
+pointer — whichever are known) and a ``hint`` that says what to do about it.  Validation collects
+every problem it can find and raises them together; the CLI prints them and exits with the code
+that the first part of the problem code maps to (see ``EXIT_BY_AREA``).  Codes are documented in
+docs/errors.md; a test keeps that page and the codes used in the source in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+# SPEC §8: 2 = the card (or another input document) is invalid, 3 = evidence is missing or does not
+# match its digest.  Areas not named in the SPEC get 4 ("acards could not finish"), so that they are
+# never mistaken for "reproduced" (0) or "not reproduced" (1).
+EXIT_BY_AREA = {
+    "usage": 2,
+    "yaml": 2,
+    "schema": 2,
+    "card": 2,
+    "path": 2,
+    "evidence": 3,
+    "records": 3,
+    "weights": 3,
+    "model": 3,
+    "envelope": 3,
+    "registry": 3,
+    "key": 4,
+    "generate": 4,
+    "cache": 4,
+    "internal": 4,
+}
+EXIT_INTERNAL = 4
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a problem is: any of file, 1-based line and column, and a JSON pointer."""
+
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    pointer: str | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.file is not None:
+            place = self.file
+            if self.line is not None:
+                place += f":{self.line}"
+                if self.column is not None:
+                    place += f":{self.column}"
+            parts.append(place)
+        if self.pointer is not None:
+            parts.append(f"at {self.pointer or '/'}")
+        return " ".join(parts) or "<no location>"
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "line": self.line, "column": self.column, "pointer": self.pointer}
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    message: str
+    hint: str
+    location: Location = field(default_factory=Location)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_BY_AREA.get(self.code.split(".", 1)[0], EXIT_INTERNAL)
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.code}: {self.message}\n  hint: {self.hint}"
+
+    def to_dict(self) -> dict:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "hint": self.hint,
+            "location": self.location.to_dict(),
+        }
+
+
+class AcardsError(Exception):
+    """One or more problems that stop the command.
+
+    ``AcardsError(code, message, hint, location)`` for a single problem, or
+    ``AcardsError.collect(problems)`` for several found together.
+    """
+
+    def __init__(self, code: str, message: str, hint: str, location: Location | None = None):
+        self.problems: list[Problem] = [Problem(code, message, hint, location or Location())]
+        super().__init__(str(self.problems[0]))
+
+    @classmethod
+    def collect(cls, problems: Iterable[Problem]) -> "AcardsError":
+        problems = list(problems)
+        if not problems:
+            raise ValueError("AcardsError.collect needs at least one problem")
+        first = problems[0]
+        error = cls(first.code, first.message, first.hint, first.location)
+        error.problems = problems
+        return error
+
+    @property
+    def code(self) -> str:
+        return self.problems[0].code
+
+    @property
+    def exit_code(self) -> int:
+        # The most fundamental problem decides: an invalid card (2) outranks missing evidence (3).
+        return min(p.exit_code for p in self.problems)
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)

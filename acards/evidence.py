@@ -1,0 +1,311 @@
+"""Evidence integrity: safe paths, streaming sha256, folder manifests and a digest cache.
+
+Every path a card names goes through :func:`check_relative_path` (syntax, before anything is
+touched) and :func:`resolve_inside` (the file system, before anything is opened).  A file's digest
+is the sha256 of its bytes, equal to ``sha256sum``; a folder's digest is the sha256 of its
+manifest, the RFC 8785 bytes of ``{"files": [{"path", "size", "sha256"}, ...]}`` sorted by POSIX
+path, so an extra, missing or changed file changes the digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import stat
+import sys
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterator
+
+import rfc8785
+
+from .errors import AcardsError, Location, Problem
+
+CHUNK = 4 * 1024 * 1024  # large reads keep sha256 at disk speed; memory stays at one chunk
+PROGRESS_MIN_BYTES = 256 * 1024 * 1024
+
+
+# --- paths ------------------------------------------------------------------------------------
+
+def check_relative_path(text: object, location: Location | None = None) -> PurePosixPath:
+    """The syntax rules for a path in a card: relative, POSIX, inside the card's folder.
+
+    Refuses before any file-system access: empty paths, absolute paths (POSIX or drive letters),
+    backslashes, NUL and other control characters, and any '.' or '..' component.
+    """
+    location = location or Location()
+    hint = "write a POSIX path relative to the card's folder, e.g. evidence/records.jsonl"
+    if not isinstance(text, str) or not text:
+        raise AcardsError("path.empty", "the path is empty", hint, location)
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise AcardsError("path.control-character", f"the path {text!r} holds a NUL or control character", hint, location)
+    if "\\" in text:
+        raise AcardsError("path.backslash", f"the path {text!r} holds a backslash", hint, location)
+    if text.startswith("/") or (len(text) >= 2 and text[1] == ":" and text[0].isalpha()):
+        raise AcardsError("path.absolute", f"the path {text!r} is absolute", hint, location)
+    parts = text.split("/")
+    if ".." in parts:
+        raise AcardsError("path.escape", f"the path {text!r} climbs out with '..'", hint, location)
+    if any(part in ("", ".") for part in parts):
+        raise AcardsError("path.not-normal", f"the path {text!r} has empty or '.' components", hint, location)
+    return PurePosixPath(text)
+
+
+def resolve_inside(root: Path, relative: str, location: Location | None = None) -> Path:
+    """The path ``relative`` under ``root``, refusing symlinks and special files on the way.
+
+    Every component is checked with lstat, so neither a symlinked folder nor a symlinked file can
+    lead outside ``root``.  Returns a path to an existing regular file or folder.
+    """
+    location = location or Location()
+    current = root
+    for part in check_relative_path(relative, location).parts:
+        current = current / part
+        try:
+            info = os.lstat(current)
+        except FileNotFoundError:
+            raise AcardsError(
+                "evidence.missing", f"{relative} does not exist (no {current})",
+                "put the file where the card says, or fix the path in the card", location,
+            ) from None
+        except OSError as error:
+            raise AcardsError("evidence.unreadable", f"{relative}: {error.strerror}", "check the file's permissions", location) from None
+        _refuse_special(info, relative, location)
+    return current
+
+
+def _refuse_special(info: os.stat_result, relative: str, location: Location) -> None:
+    if stat.S_ISLNK(info.st_mode):
+        raise AcardsError(
+            "evidence.symlink", f"{relative} is or passes through a symbolic link",
+            "copy the real file into the card's folder; links are refused so no path can lead outside it",
+            location,
+        )
+    if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+        raise AcardsError(
+            "evidence.special-file", f"{relative} is not a regular file or folder",
+            "evidence must be plain files (no FIFOs, devices or sockets)", location,
+        )
+
+
+def open_inside(root: Path, relative: str, location: Location | None = None):
+    """Open a regular file under ``root`` for binary reading, never following a link."""
+    path = resolve_inside(root, relative, location)
+    if path.is_dir():
+        raise AcardsError("evidence.not-a-file", f"{relative} is a folder", "point at a file here", location or Location())
+    return _open_nofollow(path)
+
+
+def _open_nofollow(path: Path):
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    return os.fdopen(fd, "rb", buffering=0)
+
+
+# --- hashing ----------------------------------------------------------------------------------
+
+def sha256_stream(handle, size: int | None = None, label: str = "") -> str:
+    """sha256 of an open binary file, in bounded memory, with a progress bar on a terminal."""
+    digest = hashlib.sha256()
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    show = size is not None and size >= PROGRESS_MIN_BYTES and sys.stderr.isatty()
+    if show:
+        import click  # only when a bar is shown
+
+        bar = click.progressbar(length=size, label=f"hashing {label}", file=sys.stderr)
+    else:
+        bar = None
+    try:
+        while True:
+            count = handle.readinto(view)
+            if not count:
+                break
+            digest.update(view[:count])
+            if bar is not None:
+                bar.update(count)
+    finally:
+        if bar is not None:
+            bar.render_finish()
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    size: int
+    sha256: str
+
+    def as_json(self) -> dict:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256}
+
+
+def manifest_bytes(entries: list[FileEntry]) -> bytes:
+    """RFC 8785 bytes of a folder manifest (entries sorted by POSIX path)."""
+    ordered = sorted(entries, key=lambda entry: entry.path)
+    return rfc8785.dumps({"files": [entry.as_json() for entry in ordered]})
+
+
+class DigestCache:
+    """sha256 of files keyed on (path, device, inode, size, mtime, ctime), in SQLite.
+
+    Re-checking unchanged multi-GB checkpoints then costs one stat per file.  ctime is part of the
+    key because, unlike mtime, it cannot be set back by a user.  The cache is advisory: if it
+    cannot be opened, digests are simply computed.
+    """
+
+    def __init__(self, path: Path | None):
+        self._db = None
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=10, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, dev INTEGER, inode INTEGER,"
+                " size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT)"
+            )
+        except sqlite3.Error:
+            self._db = None
+
+    @staticmethod
+    def default_path() -> Path:
+        from .cachedir import cache_dir
+
+        return cache_dir() / "digests.sqlite"
+
+    def _key(self, path: Path, info: os.stat_result) -> tuple:
+        return (str(path.resolve()), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+    def get(self, path: Path, info: os.stat_result) -> str | None:
+        if self._db is None:
+            return None
+        key = self._key(path, info)
+        try:
+            row = self._db.execute(
+                "SELECT sha256 FROM digests WHERE path=? AND dev=? AND inode=? AND size=? AND mtime_ns=? AND ctime_ns=?",
+                key,
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+        return row[0] if row else None
+
+    def put(self, path: Path, info: os.stat_result, sha256: str) -> None:
+        if self._db is None:
+            return
+        try:
+            self._db.execute("INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?,?,?)", (*self._key(path, info), sha256))
+        except sqlite3.Error:
+            pass
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def digest_file(path: Path, cache: DigestCache | None = None, label: str = "") -> tuple[int, str]:
+    """(size, sha256) of one regular file, never following a link, using the cache when fresh."""
+    with closing(_open_nofollow(path)) as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise AcardsError("evidence.special-file", f"{label or path} is not a regular file",
+                              "evidence must be plain files", Location(file=str(path)))
+        cached = cache.get(path, info) if cache else None
+        if cached is not None:
+            return info.st_size, cached
+        value = sha256_stream(handle, info.st_size, label or path.name)
+    if cache:
+        cache.put(path, info, value)
+    return info.st_size, value
+
+
+def walk_folder(folder: Path, label: str = "") -> Iterator[tuple[str, Path]]:
+    """(POSIX relative path, absolute path) of every file below ``folder``, refusing links."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        base = Path(dirpath)
+        for name in sorted(dirnames) + sorted(filenames):
+            path = base / name
+            relative = path.relative_to(folder).as_posix()
+            _refuse_special(os.lstat(path), f"{label}/{relative}" if label else relative, Location(file=str(path)))
+            if name in filenames:
+                yield relative, path
+        dirnames.sort()
+
+
+def folder_manifest(folder: Path, cache: DigestCache | None = None, label: str = "") -> list[FileEntry]:
+    entries = []
+    for relative, path in walk_folder(folder, label):
+        size, value = digest_file(path, cache, f"{label}/{relative}" if label else relative)
+        entries.append(FileEntry(relative, size, value))
+    return sorted(entries, key=lambda entry: entry.path)
+
+
+def digest_path(path: Path, cache: DigestCache | None = None, label: str = "") -> str:
+    """The digest a card pointer carries for ``path``: a file's sha256 or a folder's manifest's."""
+    if path.is_dir():
+        return hashlib.sha256(manifest_bytes(folder_manifest(path, cache, label))).hexdigest()
+    return digest_file(path, cache, label)[1]
+
+
+# --- checking a card's pointers ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PointerResult:
+    pointer: str  # JSON pointer of the evidence pointer in the card, e.g. /evidence/records/0
+    path: str
+    expected: str
+    actual: str | None  # None when the file could not be read
+    kind: str  # "file" | "folder"
+
+    @property
+    def ok(self) -> bool:
+        return self.actual == self.expected
+
+    def as_json(self) -> dict:
+        return {"pointer": self.pointer, "path": self.path, "kind": self.kind,
+                "sha256": self.expected, "actual": self.actual, "ok": self.ok}
+
+
+def check_pointers(root: Path, pointers, cache: DigestCache | None = None) -> tuple[list[PointerResult], list]:
+    """Recompute the digest of every (json_pointer, path, sha256, location) under ``root``.
+
+    Returns the results and the problems (missing, unsafe or mismatching evidence), all of them
+    rather than the first, so an author fixes a card in one pass.
+    """
+    results, problems = [], []
+    for json_pointer, relative, expected, location in pointers:
+        try:
+            path = resolve_inside(root, relative, location)
+            kind = "folder" if path.is_dir() else "file"
+            actual = digest_path(path, cache, relative)
+        except AcardsError as error:
+            problems.extend(error.problems)
+            results.append(PointerResult(json_pointer, relative, expected, None, "unknown"))
+            continue
+        result = PointerResult(json_pointer, relative, expected, actual, kind)
+        results.append(result)
+        if not result.ok:
+            what = "folder manifest" if kind == "folder" else "file"
+            problems.append(Problem(
+                "evidence.digest-mismatch",
+                f"{relative}: the {what} digest is {actual}, the card says {expected}",
+                "the evidence changed since the card was written: restore it, or if the change is"
+                " intended run `acards hash " + relative + "` and update the card"
+                + (" (a folder's digest covers every file in it: look for an extra or missing file)" if kind == "folder" else ""),
+                location,
+            ))
+    return results, problems
+
+
+def digest_top_level(path: Path, cache: DigestCache | None = None) -> str:
+    """The digest of a path given on the command line, with the same refusals as card paths."""
+    location = Location(file=str(path))
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise AcardsError("evidence.missing", f"{path} does not exist", "check the path", location) from None
+    _refuse_special(info, str(path), location)
+    return digest_path(path, cache, str(path))
