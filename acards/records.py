@@ -1,0 +1,308 @@
+"""Read records JSONL (SPEC §5.1) into integer-coded numpy columns.
+
+Decoding and validation are done by msgspec against a Struct that is *generated* from
+schema/record-1.0.schema.json at first use, so the schema stays the one description of a record;
+a schema keyword the generator does not understand is an error, never silently ignored.  Files
+are read in bounded chunks, and only compact arrays are kept (about 60 bytes per record), so a
+million records load comfortably.  Outputs and prompts are kept only where a later step needs
+them (an unscored output, a fresh prompt for the n-gram check).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import msgspec
+import numpy as np
+
+from .errors import AcardsError, Location, Problem
+from .evidence import open_inside
+from .resources import load_schema
+
+CHUNK_BYTES = 16 * 1024 * 1024
+MAX_PROBLEMS_PER_FILE = 20
+CODED = ("cell", "condition", "split", "task", "subject", "item", "framing")
+# A record is identified by these; two records with the same values are duplicates.
+IDENTITY = ("cell", "condition", "split", "task", "item", "framing", "seed", "sample")
+
+
+# --- the Struct, generated from the schema ------------------------------------------------------
+
+_SUPPORTED = {"description", "examples", "type", "enum", "pattern", "minimum", "maximum", "minLength", "default"}
+_TYPES = {"string": str, "integer": int, "number": float}
+
+
+def _field_type(name: str, spec: dict):
+    unknown = set(spec) - _SUPPORTED
+    if unknown:
+        raise RuntimeError(f"schema keyword(s) {sorted(unknown)} on '{name}' are not understood by acards.records")
+    if "enum" in spec:
+        return Literal[tuple(spec["enum"])]
+    kinds = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+    meta = {}
+    if "pattern" in spec:
+        meta["pattern"] = spec["pattern"]
+    if "minimum" in spec:
+        meta["ge"] = spec["minimum"]
+    if "maximum" in spec:
+        meta["le"] = spec["maximum"]
+    if "minLength" in spec:
+        meta["min_length"] = spec["minLength"]
+    types = [Annotated[_TYPES[k], msgspec.Meta(**meta)] if meta else _TYPES[k] for k in kinds]
+    return types[0] if len(types) == 1 else Union[tuple(types)]
+
+
+@lru_cache(maxsize=None)
+def schema_struct(name: str) -> type:
+    """A msgspec Struct for the flat JSON object a schema in schema/ describes (e.g. "prompt-1.0")."""
+    schema = load_schema(name)
+    if schema.get("additionalProperties") is not False:
+        raise RuntimeError(f"the {name} schema must forbid unknown fields")
+    required = set(schema["required"])
+    fields = []
+    for key, spec in schema["properties"].items():
+        kind = _field_type(key, spec)
+        if key in required:
+            fields.append((key, kind))
+        else:
+            fields.append((key, Union[kind, msgspec.UnsetType], msgspec.UNSET))
+    fields.sort(key=lambda f: len(f) == 3)  # msgspec wants required fields first
+    return msgspec.defstruct(name.split("-")[0].title(), fields, forbid_unknown_fields=True, gc=False)
+
+
+@lru_cache(maxsize=None)
+def _decoder() -> msgspec.json.Decoder:
+    return msgspec.json.Decoder(schema_struct("record-1.0"))
+
+
+# --- the table ------------------------------------------------------------------------------------
+
+@dataclass
+class RecordTable:
+    """All records of a card as columns; string columns are codes into ``vocab[column]``."""
+
+    columns: dict[str, np.ndarray]
+    vocab: dict[str, list[str]]
+    files: list[str]
+    # Per record: which file and line it came from, for error messages.
+    file_index: np.ndarray
+    line: np.ndarray
+    outputs: dict[int, str] = field(default_factory=dict)  # row -> output, where the score is missing
+    prompts: dict[int, str] = field(default_factory=dict)  # row -> prompt, fresh split only
+
+    def __len__(self) -> int:
+        return len(self.line)
+
+    def code(self, column: str, value: str) -> int:
+        """The code of ``value`` in ``column``, or -1 if no record has it."""
+        try:
+            return self.vocab[column].index(value)
+        except ValueError:
+            return -1
+
+    def where(self, row: int) -> Location:
+        return Location(self.files[self.file_index[row]], int(self.line[row]))
+
+
+class _Builder:
+    """Accumulates decoded chunks as compact arrays."""
+
+    def __init__(self):
+        self.tables: dict[str, dict[str, int]] = {name: {} for name in CODED}
+        self.parts: dict[str, list[np.ndarray]] = {name: [] for name in (*CODED, "seed", "sample", "score", "has_output", "file_index", "line")}
+        self.outputs: dict[int, str] = {}
+        self.prompts: dict[int, str] = {}
+        self.rows = 0
+
+    def add(self, records: list, file_index: int, lines: np.ndarray) -> None:
+        for name in CODED:
+            table = self.tables[name]
+            values = [getattr(r, name) for r in records]
+            if name == "item":  # items may be integers in the file; one id space
+                values = [str(v) for v in values]
+            self.parts[name].append(np.fromiter((table.setdefault(v, len(table)) for v in values), np.int32, len(values)))
+        unset = msgspec.UNSET
+        self.parts["seed"].append(np.fromiter((r.seed for r in records), np.int64, len(records)))
+        self.parts["sample"].append(np.fromiter((r.sample if r.sample is not unset else 0 for r in records), np.int64, len(records)))
+        scores = np.fromiter((r.score if r.score is not unset else np.nan for r in records), np.float64, len(records))
+        self.parts["score"].append(scores)
+        self.parts["has_output"].append(np.fromiter((r.output is not unset for r in records), bool, len(records)))
+        self.parts["file_index"].append(np.full(len(records), file_index, np.int32))
+        self.parts["line"].append(lines)
+        for offset in np.flatnonzero(np.isnan(scores)):
+            record = records[offset]
+            if record.output is not unset:
+                self.outputs[self.rows + int(offset)] = record.output
+        for offset, record in enumerate(records):
+            if record.split == "fresh" and record.prompt is not unset:
+                self.prompts[self.rows + offset] = record.prompt
+        self.rows += len(records)
+
+    def table(self, files: list[str]) -> RecordTable:
+        def joined(name, dtype):
+            parts = self.parts[name]
+            return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+        columns = {name: joined(name, np.int32) for name in CODED}
+        columns.update(seed=joined("seed", np.int64), sample=joined("sample", np.int64),
+                       score=joined("score", np.float64), has_output=joined("has_output", bool))
+        vocab = {name: list(table) for name, table in self.tables.items()}
+        return RecordTable(columns, vocab, files, joined("file_index", np.int32), joined("line", np.int64),
+                           self.outputs, self.prompts)
+
+
+def _chunks(handle, size: int):
+    """(first line number, bytes) pieces of a file, each ending at a newline."""
+    carry = b""
+    line = 1
+    while True:
+        block = handle.read(size)
+        if not block:
+            if carry:
+                yield line, carry
+            return
+        block = carry + block
+        cut = block.rfind(b"\n") + 1
+        if cut == 0:
+            carry = block
+            continue
+        piece, carry = block[:cut], block[cut:]
+        yield line, piece
+        line += piece.count(b"\n")
+
+
+def _line_problems(piece: bytes, first_line: int, file: str, limit: int) -> tuple[list, np.ndarray, list[Problem]]:
+    """Decode a piece line by line: the good records, their line numbers, and every bad line."""
+    decoder = _decoder()
+    records, lines, problems = [], [], []
+    for offset, raw in enumerate(piece.split(b"\n")):
+        if not raw.strip():
+            continue
+        number = first_line + offset
+        try:
+            records.append(decoder.decode(raw))
+            lines.append(number)
+        except msgspec.DecodeError as error:
+            if len(problems) < limit:
+                problems.append(Problem("records.bad-json", f"line {number} is not valid JSON ({error})",
+                                        "each line of a records file is one JSON object", Location(file, number)))
+        except msgspec.ValidationError as error:
+            if len(problems) < limit:
+                problems.append(_validation_problem(str(error), file, number))
+    return records, np.asarray(lines, np.int64), problems
+
+
+def _validation_problem(message: str, file: str, number: int) -> Problem:
+    match = re.search(r" - at `\$((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)`$", message)
+    pointer = ""
+    if match:
+        pointer = "".join("/" + part for part in re.findall(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]", match.group(1)) for part in part if part)
+        message = message[: match.start()]
+    name = pointer.split("/")[1] if pointer else None
+    spec = load_schema("record-1.0")["properties"].get(name or "", {})
+    hint = spec.get("description") or "see schema/record-1.0.schema.json: " + ", ".join(load_schema("record-1.0")["required"]) + " are required"
+    return Problem("records.invalid", message, hint, Location(file, number, None, pointer or None))
+
+
+def read_records(root: Path, paths: list[tuple[str, Location]], chunk_bytes: int = CHUNK_BYTES) -> RecordTable:
+    """Read every records file (paths relative to the card's folder) into one table.
+
+    Collects up to 20 problems per file before raising; refuses duplicate records.
+    """
+    builder = _Builder()
+    problems: list[Problem] = []
+    files = [relative for relative, _ in paths]
+    decoder = _decoder()
+    for file_index, (relative, location) in enumerate(paths):
+        file_problems: list[Problem] = []
+        with open_inside(root, relative, location) as handle:
+            for first_line, piece in _chunks(handle, chunk_bytes):
+                try:
+                    records = decoder.decode_lines(piece)
+                    if len(records) == piece.count(b"\n") + (not piece.endswith(b"\n")):
+                        lines = np.arange(first_line, first_line + len(records), dtype=np.int64)
+                    else:  # blank lines: recover exact line numbers the slow way
+                        records, lines, _ = _line_problems(piece, first_line, relative, 0)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    records, lines, found = _line_problems(piece, first_line, relative, MAX_PROBLEMS_PER_FILE - len(file_problems))
+                    file_problems.extend(found)
+                if records and not file_problems:
+                    builder.add(records, file_index, lines)
+        problems.extend(file_problems)
+    if problems:
+        raise AcardsError.collect(problems)
+    table = builder.table(files)
+    _refuse_duplicates(table)
+    _refuse_inconsistent_subjects(table)
+    return table
+
+
+def _composite(table: RecordTable, names: tuple[str, ...]) -> np.ndarray:
+    """One int64 key per record from several columns (mixed radix; lexsort ranks if it would overflow)."""
+    columns = [table.columns[name].astype(np.int64) for name in names]
+    radices = [int(column.max()) + 1 if len(column) else 1 for column in columns]
+    if np.prod([float(r) for r in radices]) < 2**62:
+        key = np.zeros(len(table), np.int64)
+        for column, radix in zip(columns, radices):
+            key = key * radix + column
+        return key
+    order = np.lexsort(columns[::-1])
+    ranks = np.empty(len(order), np.int64)
+    stacked = np.stack([c[order] for c in columns])
+    new = np.ones(len(order), bool)
+    new[1:] = np.any(stacked[:, 1:] != stacked[:, :-1], axis=0)
+    ranks[order] = np.cumsum(new) - 1
+    return ranks
+
+
+def _refuse_duplicates(table: RecordTable) -> None:
+    if not len(table):
+        return
+    key = _composite(table, IDENTITY)
+    order = np.argsort(key, kind="stable")
+    same = np.flatnonzero(key[order][1:] == key[order][:-1])
+    if not len(same):
+        return
+    problems = []
+    for position in same[:MAX_PROBLEMS_PER_FILE]:
+        first, second = int(order[position]), int(order[position + 1])
+        where = table.where(second)
+        earlier = table.where(first)
+        problems.append(Problem(
+            "records.duplicate", f"this record repeats {', '.join(IDENTITY)} of {earlier.file}:{earlier.line}",
+            "each (cell, condition, split, task, item, framing, seed, sample) may appear once; drop the repeat or give it its sample index",
+            where))
+    raise AcardsError.collect(problems)
+
+
+def _refuse_inconsistent_subjects(table: RecordTable) -> None:
+    """An item must belong to one subject: otherwise clustering by subject is undefined."""
+    if not len(table):
+        return
+    item_key = _composite(table, ("cell", "split", "task", "item"))
+    order = np.argsort(item_key, kind="stable")
+    keys, subjects = item_key[order], table.columns["subject"][order]
+    clash = np.flatnonzero((keys[1:] == keys[:-1]) & (subjects[1:] != subjects[:-1]))
+    if not len(clash):
+        return
+    problems = []
+    for position in clash[:MAX_PROBLEMS_PER_FILE]:
+        row = int(order[position + 1])
+        item = table.vocab["item"][table.columns["item"][row]]
+        problems.append(Problem("records.subject-mismatch", f"item {item!r} is filed under two subjects",
+                                "give every record of an item the same subject", table.where(row)))
+    raise AcardsError.collect(problems)
+
+
+def records_summary(table: RecordTable) -> dict[str, Any]:
+    """Counts for the report: records, and how many lack outputs or scores."""
+    score = table.columns["score"]
+    return {
+        "records": len(table),
+        "unscored": int(np.isnan(score).sum()),
+        "without_output": int((np.isnan(score) & ~table.columns["has_output"]).sum()),
+    }
