@@ -149,3 +149,43 @@ def hash_command(paths: tuple[Path, ...], manifest: bool) -> None:
                 click.echo(f"{digest_top_level(path, cache)}  {path}")
     finally:
         cache.close()
+
+
+@main.command()
+@click.argument("card", type=click.Path(path_type=Path))
+@FORMAT
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report to this file.")
+@click.option("--bootstrap", type=click.IntRange(min=100), default=10_000, show_default=True, help="Subject-bootstrap replicates B.")
+@click.option("--seed", type=click.IntRange(min=0), default=20260527, show_default=True, help="Master seed; each cell derives its own stream.")
+@click.option("--no-cache", is_flag=True, help="Hash every evidence file again instead of trusting the digest cache.")
+@handled
+def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed: int, no_cache: bool) -> None:
+    """Recompute every diagnostic of CARD from its evidence and compare with what it reports.
+
+    Exits 0 when everything the card reports is reproduced, 1 when something is not.
+    """
+    from .files import atomic_write
+    from .reporter import dumps, verify_text
+    from .verify import verify as run
+
+    report = run(card, bootstrap=bootstrap, seed=seed, use_cache=not no_cache)
+    if report_path:
+        atomic_write(report_path, (dumps(report) + "\n").encode("utf-8"))
+    click.echo(dumps(report) if fmt == "json" else verify_text(report))
+    sys.exit(0 if report["reproduced"] else 1)
+
+
+@main.command()
+@click.argument("cards", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "md", "csv"]), default="text", show_default=True)
+@click.option("--bootstrap", type=click.IntRange(min=100), default=10_000, show_default=True, help="Subject-bootstrap replicates B.")
+@click.option("--seed", type=click.IntRange(min=0), default=20260527, show_default=True, help="Master seed.")
+@handled
+def audit(cards: tuple[Path, ...], fmt: str, bootstrap: int, seed: int) -> None:
+    """The audit table over every cell of CARDS: diagnostics, full-card verdicts, near misses."""
+    from .reporter import audit_csv, audit_markdown, audit_text, dumps
+    from .verify import audit as run
+
+    result = run(list(cards), bootstrap=bootstrap, seed=seed)
+    render = {"text": audit_text, "md": audit_markdown, "csv": audit_csv, "json": dumps}[fmt]
+    click.echo(render(result), nl=fmt != "csv")

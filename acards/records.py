@@ -60,8 +60,8 @@ def _field_type(name: str, spec: dict):
 def schema_struct(name: str) -> type:
     """A msgspec Struct for the flat JSON object a schema in schema/ describes (e.g. "prompt-1.0")."""
     schema = load_schema(name)
-    if schema.get("additionalProperties") is not False:
-        raise RuntimeError(f"the {name} schema must forbid unknown fields")
+    if schema.get("additionalProperties", True) not in (True, False):
+        raise RuntimeError(f"the {name} schema's additionalProperties must be true or false")
     required = set(schema["required"])
     fields = []
     for key, spec in schema["properties"].items():
@@ -71,12 +71,13 @@ def schema_struct(name: str) -> type:
         else:
             fields.append((key, Union[kind, msgspec.UnsetType], msgspec.UNSET))
     fields.sort(key=lambda f: len(f) == 3)  # msgspec wants required fields first
-    return msgspec.defstruct(name.split("-")[0].title(), fields, forbid_unknown_fields=True, gc=False)
+    strict = schema.get("additionalProperties") is False
+    return msgspec.defstruct(name.split("-")[0].title(), fields, forbid_unknown_fields=strict, gc=False)
 
 
 @lru_cache(maxsize=None)
-def _decoder() -> msgspec.json.Decoder:
-    return msgspec.json.Decoder(schema_struct("record-1.0"))
+def _decoder(schema: str = "record-1.0") -> msgspec.json.Decoder:
+    return msgspec.json.Decoder(schema_struct(schema))
 
 
 # --- the table ------------------------------------------------------------------------------------
@@ -175,9 +176,9 @@ def _chunks(handle, size: int):
         line += piece.count(b"\n")
 
 
-def _line_problems(piece: bytes, first_line: int, file: str, limit: int) -> tuple[list, np.ndarray, list[Problem]]:
-    """Decode a piece line by line: the good records, their line numbers, and every bad line."""
-    decoder = _decoder()
+def _line_problems(piece: bytes, first_line: int, file: str, limit: int, schema: str = "record-1.0") -> tuple[list, np.ndarray, list[Problem]]:
+    """Decode a piece line by line: the good objects, their line numbers, and every bad line."""
+    decoder = _decoder(schema)
     records, lines, problems = [], [], []
     for offset, raw in enumerate(piece.split(b"\n")):
         if not raw.strip():
@@ -192,19 +193,19 @@ def _line_problems(piece: bytes, first_line: int, file: str, limit: int) -> tupl
                                         "each line of a records file is one JSON object", Location(file, number)))
         except msgspec.ValidationError as error:
             if len(problems) < limit:
-                problems.append(_validation_problem(str(error), file, number))
+                problems.append(_validation_problem(str(error), file, number, schema))
     return records, np.asarray(lines, np.int64), problems
 
 
-def _validation_problem(message: str, file: str, number: int) -> Problem:
+def _validation_problem(message: str, file: str, number: int, schema: str = "record-1.0") -> Problem:
     match = re.search(r" - at `\$((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)`$", message)
     pointer = ""
     if match:
         pointer = "".join("/" + part for part in re.findall(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]", match.group(1)) for part in part if part)
         message = message[: match.start()]
     name = pointer.split("/")[1] if pointer else None
-    spec = load_schema("record-1.0")["properties"].get(name or "", {})
-    hint = spec.get("description") or "see schema/record-1.0.schema.json: " + ", ".join(load_schema("record-1.0")["required"]) + " are required"
+    spec = load_schema(schema)["properties"].get(name or "", {})
+    hint = spec.get("description") or f"see schema/{schema}.schema.json: " + ", ".join(load_schema(schema)["required"]) + " are required"
     return Problem("records.invalid", message, hint, Location(file, number, None, pointer or None))
 
 
@@ -296,6 +297,16 @@ def _refuse_inconsistent_subjects(table: RecordTable) -> None:
         problems.append(Problem("records.subject-mismatch", f"item {item!r} is filed under two subjects",
                                 "give every record of an item the same subject", table.where(row)))
     raise AcardsError.collect(problems)
+
+
+def read_objects(root: Path, relative: str, location: Location, schema: str) -> list:
+    """Every line of a small JSONL evidence file (prompts, training data) as a schema Struct."""
+    with open_inside(root, relative, location) as handle:
+        data = handle.read()
+    objects, _lines, problems = _line_problems(data, 1, relative, MAX_PROBLEMS_PER_FILE, schema)
+    if problems:
+        raise AcardsError.collect(problems)
+    return objects
 
 
 def records_summary(table: RecordTable) -> dict[str, Any]:

@@ -34,3 +34,84 @@ def pointer_table(results) -> str:
             "MISSING" if result.actual is None else "MISMATCH", fg="red", bold=True)
         lines.append(f"  {status:<8} {result.kind:<7} {result.path}")
     return "\n".join(lines)
+
+
+OUTCOME_STYLE = {"pass": "green", "fail": "red", "insufficient": "yellow"}
+DIAGNOSTICS = ("reliability", "fresh", "mechanism", "transfer", "cost")
+
+
+def _outcome(text: str, width: int) -> str:
+    return click.style(f"{text:<{width}}", fg=OUTCOME_STYLE.get(text))
+
+
+def verify_text(report: dict) -> str:
+    """A terminal summary of a verification report: cells × diagnostics, then claims."""
+    card = report["card"]
+    lines = [f"card {card['id']} v{card['version']}  sha256 {card['sha256'][:16]}…", ""]
+    width = max([len("cell")] + [len(c["id"]) for c in report["cells"]]) + 2
+    widths = {name: 26 if name == "mechanism" else 14 for name in DIAGNOSTICS}
+    header = f"{'cell':<{width}}" + "".join(f"{name:<{widths[name]}}" for name in DIAGNOSTICS) + "full card (strict/permissive)"
+    lines.append(click.style(header, bold=True))
+    for cell in report["cells"]:
+        row = f"{cell['id']:<{width}}"
+        for name in DIAGNOSTICS:
+            diagnostic = cell["diagnostics"][name]
+            text = diagnostic["outcome"]
+            if name == "mechanism" and diagnostic.get("observed"):
+                text = f"{text} ({diagnostic['observed']})"
+            row += _outcome(text, widths[name])
+        full = cell["full_card"]
+        row += f"{'yes' if full['strict'] else 'no'} / {'yes' if full['permissive'] else 'no'}"
+        lines.append(row)
+    lines.append("")
+    for claim in report["claims"]:
+        status = click.style("reproduced", fg="green") if claim["reproduced"] else click.style("NOT reproduced", fg="red", bold=True)
+        lines.append(f"claim {claim['id']}: {claim['verdict']} — {status}")
+        for item in claim["discrepancies"]:
+            lines.append(f"    {item['message']}" + (f" [cell {item['cell']}]" if item.get("cell") else ""))
+    audit = report["audit"]
+    lines += ["", f"full-card passes: {audit['full_card']['strict']} strict, {audit['full_card']['permissive']} permissive, of {count(audit['cells'], 'cell')}"]
+    return "\n".join(lines)
+
+
+def audit_rows(audit: dict) -> list[list[str]]:
+    """One row per cell: id, each diagnostic's outcome, strict and permissive full-card verdicts."""
+    rows = [["cell", *DIAGNOSTICS, "strict", "permissive"]]
+    for cell in audit["cells"]:
+        outcomes = [cell["diagnostics"][name]["outcome"] for name in DIAGNOSTICS]
+        rows.append([cell["id"], *outcomes, "pass" if cell["full_card"]["strict"] else "fail",
+                     "pass" if cell["full_card"]["permissive"] else "fail"])
+    return rows
+
+
+def _audit_footer(summary: dict) -> list[str]:
+    lines = [f"cells: {summary['cells']}; passes: " + ", ".join(f"{k} {v}" for k, v in summary["passes"].items()),
+             f"full card: {summary['full_card']['strict']} strict, {summary['full_card']['permissive']} permissive"]
+    for rank, near in enumerate(summary["near_misses"][:10], 1):
+        shortfall = "categorical" if near["shortfall"] is None else f"{near['shortfall']:.4f}"
+        lines.append(f"near miss {rank}: {near['cell']} passed {near['passed']}/4, failed {', '.join(near['failed'])}, shortfall {shortfall}")
+    return lines
+
+
+def audit_text(audit: dict) -> str:
+    rows = audit_rows(audit)
+    widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]))]
+    lines = ["".join(f"{value:<{w}}" for value, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines + [""] + _audit_footer(audit["summary"]))
+
+
+def audit_markdown(audit: dict) -> str:
+    rows = audit_rows(audit)
+    escape = lambda text: text.replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(escape(v) for v in rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(escape(v) for v in row) + " |" for row in rows[1:]]
+    return "\n".join(lines + [""] + [f"- {line}" for line in _audit_footer(audit["summary"])])
+
+
+def audit_csv(audit: dict) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(audit_rows(audit))
+    return buffer.getvalue()

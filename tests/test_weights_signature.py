@@ -37,6 +37,18 @@ from acards.signature import (  # noqa: E402
     top_energy_basis,
     weight_signature,
 )
+from builders import (  # noqa: E402
+    PREFIX,
+    SCALING,
+    TARGETS,
+    edit_adapter,
+    make_adapter,
+    module_of,
+    orthonormal,
+    randomise_lora,
+    tiny_llama,
+    write_reference,
+)
 from acards.weights import (  # noqa: E402
     read_adapter,
     read_deltas,
@@ -44,63 +56,6 @@ from acards.weights import (  # noqa: E402
     read_update_pair,
     write_control_shrinkage,
 )
-
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
-SCALING = 8 / 4  # lora_alpha / r of the undefended adapter
-PREFIX = "base_model.model."
-
-
-def tiny_llama():
-    tokenizer = transformers.ByT5Tokenizer()  # byte-level: builds without any download
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM(config)
-
-
-def randomise_lora(peft_model, seed: int) -> None:
-    """B is zero at init; give every LoRA factor seeded random values instead."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in peft_model.named_parameters():
-            if "lora_" in name:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
-
-
-def make_adapter(folder: Path, seed: int = 1, **lora_options) -> Path:
-    options = {"r": 4, "lora_alpha": 8, "target_modules": TARGETS, **lora_options}
-    model = peft.get_peft_model(tiny_llama(), peft.LoraConfig(**options))
-    randomise_lora(model, seed)
-    model.save_pretrained(folder)
-    return folder
-
-
-def module_of(key: str) -> tuple[str, str]:
-    stem = key[len(PREFIX) :].removesuffix(".weight")
-    module, _, factor = stem.rpartition(".lora_")
-    return module, factor
-
-
-def edit_adapter(source: Path, target: Path, edit) -> Path:
-    """Copy an adapter, replacing each factor by ``edit(module, "A"|"B", array)`` (None drops it)."""
-    target.mkdir(parents=True)
-    shutil.copy(source / "adapter_config.json", target / "adapter_config.json")
-    tensors = {}
-    for key, value in load_file(source / "adapter_model.safetensors").items():
-        module, factor = module_of(key)
-        new = edit(module, factor, value.astype(np.float64))
-        if new is not None:
-            tensors[key] = np.asarray(new, dtype=np.float32)
-    save_file(tensors, target / "adapter_model.safetensors", metadata={"format": "pt"})
-    return target
-
 
 def dense_updates(folder: Path, scaling: float = SCALING) -> dict[str, np.ndarray]:
     """The adapter's updates materialised, read independently of acards."""
@@ -111,18 +66,9 @@ def dense_updates(folder: Path, scaling: float = SCALING) -> dict[str, np.ndarra
     return {m: scaling * f["B"] @ f["A"] for m, f in factors.items()}
 
 
-def write_reference(path: Path, kind: str, matrices: dict[str, np.ndarray]) -> Path:
-    save_file({f"{m}.{kind}": np.asarray(x, dtype=np.float32) for m, x in matrices.items()}, path)
-    return path
-
-
 def stored(matrix: np.ndarray) -> np.ndarray:
     """What a reference matrix reads back as after float32 storage."""
     return np.asarray(matrix, dtype=np.float32).astype(np.float64)
-
-
-def orthonormal(rng, rows: int, cols: int) -> np.ndarray:
-    return np.linalg.qr(rng.standard_normal((rows, cols)))[0]
 
 
 def signature_of(world, defended: Path, reference: Path | None = None, **kwargs) -> dict:

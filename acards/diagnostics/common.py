@@ -1,0 +1,135 @@
+"""Threshold-free statistics of a paired comparison, and the shape of a diagnostic's result."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import stats
+
+
+def number(value) -> float | None:
+    """A JSON-ready float: None for nan, inf and missing values."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def reason(code: str, message: str) -> dict:
+    return {"code": code, "message": message}
+
+
+def result(outcome: str, reasons: list[dict], estimates: dict, thresholds: dict, details: dict | None = None) -> dict:
+    return {
+        "outcome": outcome,
+        "reasons": reasons,
+        "estimates": {k: number(v) if isinstance(v, (float, np.floating)) else v for k, v in estimates.items()},
+        "thresholds": {k: v for k, v in thresholds.items() if k != "justification"},
+        "details": details or {},
+    }
+
+
+@dataclass
+class Comparison:
+    """mean(a) − mean(b) over paired items, clustered by subject (SPEC §3), without thresholds.
+
+    For the gap reduction a = γ_U and b = γ_D, so ``difference`` is Δ; for the cost guard a = acc_D
+    and b = acc_U, so it is δ.
+    """
+
+    n_items: int
+    n_subjects: int
+    seeds_a: list[int]
+    seeds_b: list[int]
+    mean_a: float
+    se_a: float
+    mean_b: float
+    se_b: float
+    difference: float
+    se_cluster: float
+    seed_term: float | None  # variance added to SE²; None when a side has < 2 seeds
+    per_seed: list[float] | None  # Δ_s when both sides share their seeds
+    ci: stats.BootstrapCI | None
+
+    @property
+    def se_total(self) -> float:
+        return stats.total_se(self.se_cluster, self.seed_term)
+
+    @property
+    def paired_seeds(self) -> bool:
+        return self.seeds_a == self.seeds_b
+
+
+def compare(a: np.ndarray, b: np.ndarray, subjects: np.ndarray, seeds_a, seeds_b,
+            rng: np.random.Generator | None, bootstrap: int) -> Comparison:
+    """Compare per-seed item values ``a`` (S_a × n) and ``b`` (S_b × n) on the same n items."""
+    codes, n_clusters = stats.cluster_index(subjects)
+    item_a, item_b = a.mean(axis=0), b.mean(axis=0)  # seed-averaged item values
+    difference = item_a - item_b
+    seeds_a, seeds_b = [int(s) for s in seeds_a], [int(s) for s in seeds_b]
+    seed_means_a, seed_means_b = a.mean(axis=1), b.mean(axis=1)
+    paired = seeds_a == seeds_b
+    per_seed = [float(x) for x in seed_means_a - seed_means_b] if paired else None
+    seed_term = stats.seed_se2(seed_means_a, seed_means_b, paired) if len(difference) else None
+    ci = None
+    if rng is not None and bootstrap > 0 and len(difference):
+        ci = stats.mean_ci(difference, codes, rng, n_clusters=n_clusters, B=bootstrap)
+    empty = not len(difference)
+    return Comparison(
+        n_items=len(difference), n_subjects=n_clusters, seeds_a=seeds_a, seeds_b=seeds_b,
+        mean_a=math.nan if empty else float(item_a.mean()), se_a=stats.clustered_se(item_a, codes, n_clusters) if not empty else math.nan,
+        mean_b=math.nan if empty else float(item_b.mean()), se_b=stats.clustered_se(item_b, codes, n_clusters) if not empty else math.nan,
+        difference=math.nan if empty else float(difference.mean()),
+        se_cluster=stats.clustered_se(difference, codes, n_clusters) if not empty else math.nan,
+        seed_term=seed_term, per_seed=per_seed, ci=ci,
+    )
+
+
+def reduction_estimates(c: Comparison, z: float) -> dict:
+    """The gap-reduction numbers of the report (SPEC §3) for a U-vs-D comparison."""
+    gap_lower = c.mean_a - z * c.se_a
+    relative = c.difference / c.mean_a if gap_lower > 0 else math.nan
+    ci = c.ci
+    return {
+        "n_items": c.n_items,
+        "n_subjects": c.n_subjects,
+        "n_seeds_undefended": len(c.seeds_a),
+        "n_seeds_defended": len(c.seeds_b),
+        "gap_undefended": c.mean_a,
+        "se_gap_undefended": c.se_a,
+        "gap_undefended_lower": gap_lower,
+        "gap_defended": c.mean_b,
+        "se_gap_defended": c.se_b,
+        "reduction": c.difference,
+        "relative_reduction": relative,
+        "se_cluster": c.se_cluster,
+        "se_seed": math.sqrt(c.seed_term) if c.seed_term is not None else None,
+        "se_total": c.se_total,
+        "reduction_lower": c.difference - z * c.se_total,
+        "ci_low": ci.low if ci else None,
+        "ci_high": ci.high if ci else None,
+        "ci_mc_error": max(ci.mc_error_low, ci.mc_error_high) if ci and math.isfinite(ci.low) else None,
+        "mde": stats.mde(c.se_total) if math.isfinite(c.se_total) else None,
+    }
+
+
+def bootstrap_details(c: Comparison) -> dict:
+    if c.ci is None:
+        return {}
+    return {"bootstrap": {"method": c.ci.method, "B": c.ci.B, "level": c.ci.level, "n_clusters": c.ci.n_clusters,
+                          "mc_error_low": number(c.ci.mc_error_low), "mc_error_high": number(c.ci.mc_error_high)}}
+
+
+def availability(split_name: str, conditions: dict, needed: tuple[str, ...]) -> list[dict]:
+    """Reasons a comparison cannot be made: a missing condition or unscored records."""
+    reasons = []
+    for condition in needed:
+        if condition not in conditions:
+            reasons.append(reason("missing-condition", f"no {condition} records on the {split_name} split"))
+        elif conditions[condition].unscored:
+            reasons.append(reason("unscored-records", f"{conditions[condition].unscored} {condition} records on the {split_name} "
+                                  "split have no score (and no regenerated output)"))
+    return reasons

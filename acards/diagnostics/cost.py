@@ -1,0 +1,33 @@
+"""The deployment-cost guard (capability split): δ = acc_D − acc_U must be non-inferior."""
+
+from __future__ import annotations
+
+from .common import Comparison, reason, result
+
+
+def cost(c: Comparison | None, unavailable: list[dict], th: dict) -> dict:
+    """pass iff δ − z·SE ≥ −margin; a *measurable cost* iff δ + z·SE < 0."""
+    z, margin = th["z"], th["margin"]
+    if c is None or unavailable or c.n_items == 0:
+        out = result("insufficient", unavailable or [reason("no-paired-items", "no capability item answered by both U and D")], {}, th)
+        out["measurable_cost"] = None
+        return out
+    se = c.se_cluster
+    estimates = {"n_items": c.n_items, "n_subjects": c.n_subjects, "accuracy_undefended": c.mean_b,
+                 "accuracy_defended": c.mean_a, "delta": c.difference, "se": se,
+                 "delta_lower": c.difference - z * se, "delta_upper": c.difference + z * se}
+    reasons = []
+    if c.n_subjects < 2:
+        reasons.append(reason("too-few-subjects", "a clustered SE needs at least 2 capability subjects"))
+        out = result("insufficient", reasons, estimates, th)
+        out["measurable_cost"] = None
+        return out
+    measurable = estimates["delta_upper"] < 0
+    if measurable:
+        reasons.append(reason("measurable-cost", f"δ + z·SE = {estimates['delta_upper']:.4f} < 0: the defense measurably lowers capability"))
+    passed = estimates["delta_lower"] >= -margin
+    if not passed:
+        reasons.append(reason("not-non-inferior", f"δ − z·SE = {estimates['delta_lower']:.4f} is below −margin = {-margin}"))
+    out = result("pass" if passed else "fail", reasons, estimates, th)
+    out["measurable_cost"] = bool(measurable)
+    return out

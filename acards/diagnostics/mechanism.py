@@ -1,0 +1,60 @@
+"""D3 mechanism alignment: the observed mechanism class (weights, behavioral control) vs the declared one."""
+
+from __future__ import annotations
+
+from .common import Comparison, number, reason, result
+
+# acards.signature speaks the paper's symbols; the report uses plain names.
+REPORT_NAMES = {"alpha_T": "alpha_t", "alpha_A": "alpha_a", "kappa": "cosine", "r": "norm_ratio",
+                "unchanged_ratio": "change_ratio", "t_in": "t_in", "t_out": "t_out", "S": "selectivity",
+                "e_C": "e_c", "changed_share": "changed_share", "n_modules": "n_modules"}
+
+
+def mechanism(signature: dict | None, control: Comparison | None, control_unavailable: list[dict],
+              gap_undefended: float | None, declared: str, coding_mode: str, th: dict) -> dict:
+    """Observe a class from the weight signature, let the shrinkage control overrule it, and code
+    the result strictly (observed == declared) and permissively (shrinkage also passes)."""
+    estimates: dict = {}
+    details: dict = {}
+    reasons: list[dict] = []
+    observed = None
+    if signature is not None:
+        observed = signature["observed"]
+        for key, name in REPORT_NAMES.items():
+            estimates[name] = signature["estimates"].get(key)
+        estimates["n_changed_modules"] = len(signature["estimates"]["changed_modules"])
+        details.update(rule=signature["rule"], changed_modules=signature["estimates"]["changed_modules"],
+                       modules=signature["modules"], reference=signature["reference"], notes=signature["notes"])
+        reasons.append(reason("weight-signature", f"weights coded {observed} ({signature['rule']})"))
+    else:
+        reasons.append(reason("no-weight-signature", "the cell gives no undefended and defended checkpoints"))
+
+    if control is not None and not control_unavailable and control.n_items:
+        z = th["z"]
+        margin, se = control.difference, control.se_total
+        estimates.update(control_reduction=number(gap_undefended - control.mean_a) if gap_undefended is not None else None,
+                         control_margin=number(margin), se_control_margin=number(se), control_margin_lower=number(margin - z * se))
+        if not margin - z * se > 0:
+            reasons.append(reason("control-not-beaten", f"(Δ_D − Δ_C) − z·SE = {margin - z * se:.4f} ≤ 0: the defense does not beat "
+                                  "the shrinkage control, so it is coded shrinkage whatever the weights say"))
+            observed = "shrinkage"
+        elif observed is None:
+            reasons.append(reason("control-beaten", "the defense beats the shrinkage control, but without checkpoints no class can be observed"))
+    elif control_unavailable:
+        reasons.extend(control_unavailable)
+
+    if observed is None:
+        out = result("insufficient", reasons, estimates, th, details)
+        out.update(observed=None, declared=declared, strict="insufficient", permissive="insufficient", relabel=None)
+        return out
+    strict = "pass" if observed == declared else "fail"
+    relabel = None
+    permissive = strict
+    if strict == "fail" and observed == "shrinkage":
+        permissive = "pass"
+        relabel = {"declared": declared, "observed": "shrinkage"}
+    if strict == "fail":
+        reasons.append(reason("mechanism-mismatch", f"declared {declared}, observed {observed}"))
+    out = result(strict if coding_mode == "strict" else permissive, reasons, estimates, th, details)
+    out.update(observed=observed, declared=declared, strict=strict, permissive=permissive, relabel=relabel)
+    return out

@@ -1,0 +1,50 @@
+"""D1 reliability (held-out split): an installed gap exists and the defense reliably reduces it."""
+
+from __future__ import annotations
+
+from .. import stats
+from .common import Comparison, bootstrap_details, reason, reduction_estimates, result
+
+
+def reliability(c: Comparison | None, unavailable: list[dict], th: dict) -> dict:
+    """Pass iff G_U − z·SE(G_U) > 0 and Δ − z·SE_tot > margin, with enough subjects and seeds."""
+    z, margin = th["z"], th["margin"]
+    if c is None or unavailable or c.n_items == 0:
+        return result("insufficient", unavailable or [reason("no-paired-items", "no held-out item has both framings under U and D")], {}, th)
+    estimates = reduction_estimates(c, z)
+    estimates["p_value"] = stats.normal_pvalue(c.difference - margin, c.se_total)
+    estimates["p_holm"] = None  # filled in across the card's cells
+    estimates["per_seed_reduction"] = c.per_seed
+    estimates["seeds_share_sign"] = (len({x > 0 for x in c.per_seed}) == 1) if c.per_seed and len(c.per_seed) > 1 else None
+    details = bootstrap_details(c)
+    details["seed_variance_included"] = c.seed_term is not None
+    reasons = []
+    if c.seed_term is None:
+        reasons.append(reason("seed-variance-not-included", "U or D has fewer than 2 seeds: SE_tot is the clustered SE alone"))
+    seeds = min(len(c.seeds_a), len(c.seeds_b))
+    if c.n_subjects < th["min_subjects"] or seeds < th["min_seeds"]:
+        if c.n_subjects < th["min_subjects"]:
+            reasons.append(reason("too-few-subjects", f"{c.n_subjects} held-out subjects, fewer than min_subjects = {th['min_subjects']}"))
+        if seeds < th["min_seeds"]:
+            reasons.append(reason("too-few-seeds", f"{seeds} seeds, fewer than min_seeds = {th['min_seeds']}"))
+        return result("insufficient", reasons, estimates, th, details)
+    failed = False
+    if not estimates["gap_undefended_lower"] > 0:
+        failed = True
+        reasons.append(reason("no-installed-gap", f"G_U − z·SE = {estimates['gap_undefended_lower']:.4f} is not above 0: the undefended fine-tune shows no reliable gap to remove"))
+    if not estimates["reduction_lower"] > margin:
+        failed = True
+        message = f"Δ − z·SE_tot = {estimates['reduction_lower']:.4f} is not above the margin {margin}"
+        if estimates["mde"] is not None:
+            message += f" (MDE {estimates['mde']:.4f}: smaller true reductions are likely to be missed)"
+        reasons.append(reason("reduction-not-reliable", message))
+    return result("fail" if failed else "pass", reasons, estimates, th, details)
+
+
+def holm_gate(diagnostic: dict, alpha: float) -> dict:
+    """The reliability result a claim with family_correction: holm sees: also needs p_holm ≤ alpha."""
+    p = diagnostic["estimates"].get("p_holm")
+    if diagnostic["outcome"] != "pass" or (p is not None and p <= alpha):
+        return diagnostic
+    gated = dict(diagnostic, outcome="fail", reasons=diagnostic["reasons"] + [reason("holm-not-significant", f"Holm-adjusted p = {p} is above alpha = {alpha}")])
+    return gated

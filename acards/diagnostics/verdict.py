@@ -1,0 +1,64 @@
+"""Verdicts: full-card passes per cell, claim verdicts, and the audit summary (SPEC §4)."""
+
+from __future__ import annotations
+
+FOUR = ("reliability", "fresh", "mechanism", "transfer")
+ALL = FOUR + ("cost",)
+
+
+def full_card(diagnostics: dict) -> dict:
+    """A cell passes the full card iff D1–D4 all pass; strict and permissive differ only in D3."""
+    others = all(diagnostics[name]["outcome"] == "pass" for name in ("reliability", "fresh", "transfer"))
+    mechanism = diagnostics["mechanism"]
+    return {"strict": others and mechanism["strict"] == "pass", "permissive": others and mechanism["permissive"] == "pass"}
+
+
+def combine(outcomes: list[str]) -> str:
+    """Intersection over cells: fail if any fails, else insufficient if any is, else pass."""
+    if "fail" in outcomes:
+        return "fail"
+    if "insufficient" in outcomes or not outcomes:
+        return "insufficient"
+    return "pass"
+
+
+def claim_verdict(outcomes: dict[str, dict[str, str]]) -> str:
+    """Supported iff every required diagnostic passes in every covered cell (intersection–union)."""
+    combined = combine([outcome for per_cell in outcomes.values() for outcome in per_cell.values()])
+    return {"pass": "supported", "fail": "unsupported", "insufficient": "insufficient"}[combined]
+
+
+def _shortfall(diagnostic: dict) -> float | None:
+    """How far a failing statistical diagnostic's bounds fall short, in score units (None: categorical)."""
+    e = diagnostic["estimates"]
+    th = diagnostic["thresholds"]
+    gaps = []
+    if e.get("reduction_lower") is not None:
+        gaps.append(max(0.0, th.get("margin", 0.0) - e["reduction_lower"]))
+    if e.get("retention") is not None and "min_retention" in th:
+        gaps.append(max(0.0, th["min_retention"] - e["retention"]))
+    if e.get("delta_lower") is not None:
+        gaps.append(max(0.0, -th["margin"] - e["delta_lower"]))
+    return sum(gaps) if gaps else None
+
+
+def audit_summary(cells: list[dict]) -> dict:
+    """Counts of passes per diagnostic and of full-card passes; near misses ranked by the number of
+    D1–D4 passed, then by the smallest shortfall."""
+    passes = {name: sum(c["diagnostics"][name]["outcome"] == "pass" for c in cells) for name in ALL}
+    near = []
+    for cell in cells:
+        if cell["full_card"]["headline"]:
+            continue
+        failed = [name for name in FOUR if cell["diagnostics"][name]["outcome"] != "pass"]
+        shortfalls = [_shortfall(cell["diagnostics"][name]) for name in failed]
+        shortfall = None if any(s is None for s in shortfalls) else sum(shortfalls)
+        near.append({"cell": cell["id"], "passed": len(FOUR) - len(failed), "failed": failed, "shortfall": shortfall})
+    near.sort(key=lambda n: (-n["passed"], n["shortfall"] is None, n["shortfall"] or 0.0, n["cell"]))
+    return {
+        "cells": len(cells),
+        "passes": passes,
+        "full_card": {"strict": sum(c["full_card"]["strict"] for c in cells),
+                      "permissive": sum(c["full_card"]["permissive"] for c in cells)},
+        "near_misses": near,
+    }

@@ -1,0 +1,76 @@
+"""Is what a card reports reproduced?  Compare a claim's `reported` block with the recomputation.
+
+Outcomes, verdicts and mechanism classes must match exactly.  A number is reproduced when it lies
+within max(0.005, 0.25·SE) of the recomputed value (SPEC §8), where SE is the standard error of
+the diagnostic it belongs to: SE_tot of the split for reliability, fresh and transfer numbers, the
+SE of δ for cost numbers, the paired SE for the behavioral control's numbers, and none (so the
+absolute 0.005) for weight-signature numbers.
+"""
+
+from __future__ import annotations
+
+from .diagnostics.verdict import combine
+
+ABSOLUTE = 0.005
+RELATIVE_SE = 0.25
+
+
+def tolerance(diagnostic_name: str, field: str, diagnostic: dict) -> float:
+    e = diagnostic["estimates"]
+    se = None
+    if diagnostic_name in ("reliability", "fresh", "transfer"):
+        se = e.get("se_total")
+    elif diagnostic_name == "cost":
+        se = e.get("se")
+    elif field.startswith("control_"):
+        se = e.get("se_control_margin")
+    return max(ABSOLUTE, RELATIVE_SE * se) if se is not None else ABSOLUTE
+
+
+def _discrepancy(field, reported, recomputed, cell=None, diagnostic=None, tol=None, message=""):
+    return {"cell": cell, "diagnostic": diagnostic, "field": field, "reported": reported,
+            "recomputed": recomputed, "tolerance": tol, "message": message}
+
+
+def _compare_block(block: dict, name: str, diagnostic: dict, cell: str) -> list[dict]:
+    found = []
+    for field, reported in block.items():
+        if field == "outcome":
+            if reported != diagnostic["outcome"]:
+                found.append(_discrepancy("outcome", reported, diagnostic["outcome"], cell, name,
+                                          message=f"{name} outcome reported {reported}, recomputed {diagnostic['outcome']}"))
+        elif field == "observed":
+            if reported != diagnostic.get("observed"):
+                found.append(_discrepancy("observed", reported, diagnostic.get("observed"), cell, name,
+                                          message=f"observed mechanism reported {reported}, recomputed {diagnostic.get('observed')}"))
+        else:
+            recomputed = diagnostic["estimates"].get(field)
+            tol = tolerance(name, field, diagnostic)
+            if not isinstance(recomputed, (int, float)) or isinstance(recomputed, bool) or abs(recomputed - reported) > tol:
+                found.append(_discrepancy(field, reported, recomputed, cell, name, tol,
+                                          f"{name}.{field} reported {reported}, recomputed {recomputed} (tolerance {tol:.4g})"))
+    return found
+
+
+def claim_discrepancies(claim: dict, result: dict, per_cell: dict[str, dict]) -> list[dict]:
+    """Every way the claim's `reported` block differs from the recomputation (empty: reproduced)."""
+    reported = claim.get("reported") or {}
+    found = []
+    if "verdict" in reported and reported["verdict"] != result["verdict"]:
+        found.append(_discrepancy("verdict", reported["verdict"], result["verdict"],
+                                  message=f"verdict reported {reported['verdict']}, recomputed {result['verdict']}"))
+    for name, block in reported.items():
+        if name in ("verdict", "cells"):
+            continue
+        if len(per_cell) == 1:
+            (cell, diagnostics), = per_cell.items()
+            found += _compare_block(block, name, diagnostics[name], cell)
+        elif "outcome" in block:  # an outcome alone over several cells means: in every cell
+            combined = combine([d[name]["outcome"] for d in per_cell.values()])
+            if block["outcome"] != combined:
+                found.append(_discrepancy("outcome", block["outcome"], combined, None, name,
+                                          message=f"{name} outcome over the claim's cells reported {block['outcome']}, recomputed {combined}"))
+    for cell, blocks in (reported.get("cells") or {}).items():
+        for name, block in blocks.items():
+            found += _compare_block(block, name, per_cell[cell][name], cell)
+    return found
