@@ -187,13 +187,13 @@ def _line_problems(piece: bytes, first_line: int, file: str, limit: int, schema:
         try:
             records.append(decoder.decode(raw))
             lines.append(number)
+        except msgspec.ValidationError as error:  # a subclass of DecodeError: catch it first
+            if len(problems) < limit:
+                problems.append(_validation_problem(str(error), file, number, schema))
         except msgspec.DecodeError as error:
             if len(problems) < limit:
                 problems.append(Problem("records.bad-json", f"line {number} is not valid JSON ({error})",
                                         "each line of a records file is one JSON object", Location(file, number)))
-        except msgspec.ValidationError as error:
-            if len(problems) < limit:
-                problems.append(_validation_problem(str(error), file, number, schema))
     return records, np.asarray(lines, np.int64), problems
 
 
@@ -228,7 +228,7 @@ def read_records(root: Path, paths: list[tuple[str, Location]], chunk_bytes: int
                         lines = np.arange(first_line, first_line + len(records), dtype=np.int64)
                     else:  # blank lines: recover exact line numbers the slow way
                         records, lines, _ = _line_problems(piece, first_line, relative, 0)
-                except (msgspec.DecodeError, msgspec.ValidationError):
+                except msgspec.DecodeError:  # includes ValidationError
                     records, lines, found = _line_problems(piece, first_line, relative, MAX_PROBLEMS_PER_FILE - len(file_problems))
                     file_problems.extend(found)
                 if records and not file_problems:
