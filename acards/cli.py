@@ -47,6 +47,33 @@ def handled(command):
     return wrapper
 
 
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise AcardsError("usage.unreadable", f"cannot read {path}: {error.strerror}", "check the path") from None
+
+
+def _trusted_keys(paths) -> dict:
+    from .signing import keyid, load_public_key
+
+    keys = [load_public_key(path) for path in paths]
+    return {keyid(key): key for key in keys}
+
+
+def _passphrase(path: Path | None = None, confirm: bool = False) -> bytes | None:
+    """ACARDS_KEY_PASSPHRASE if set, else a prompt on a terminal; None when there is neither."""
+    import os
+
+    value = os.environ.get("ACARDS_KEY_PASSPHRASE")
+    if value is not None:
+        return value.encode("utf-8")
+    if sys.stdin.isatty():
+        return click.prompt(f"passphrase{f' for {path}' if path else ''}", hide_input=True,
+                            confirmation_prompt=confirm, err=True).encode("utf-8")
+    return None
+
+
 def _fail(problems: list[Problem], fmt: str, code: int) -> None:
     from .reporter import count, dumps, problems_text
 
@@ -158,8 +185,12 @@ def hash_command(paths: tuple[Path, ...], manifest: bool) -> None:
 @click.option("--bootstrap", type=click.IntRange(min=100), default=10_000, show_default=True, help="Subject-bootstrap replicates B.")
 @click.option("--seed", type=click.IntRange(min=0), default=20260527, show_default=True, help="Master seed; each cell derives its own stream.")
 @click.option("--no-cache", is_flag=True, help="Hash every evidence file again instead of trusting the digest cache.")
+@click.option("--envelope", type=click.Path(dir_okay=False, path_type=Path), help="A signed envelope of CARD: check its signatures first.")
+@click.option("--trusted-key", "trusted", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A signer's public key (PEM) to trust; repeat for several.")
 @handled
-def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed: int, no_cache: bool) -> None:
+def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed: int, no_cache: bool,
+           envelope: Path | None, trusted: tuple[Path, ...]) -> None:
     """Recompute every diagnostic of CARD from its evidence and compare with what it reports.
 
     Exits 0 when everything the card reports is reproduced, 1 when something is not.
@@ -168,7 +199,13 @@ def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed:
     from .reporter import dumps, verify_text
     from .verify import verify as run
 
-    report = run(card, bootstrap=bootstrap, seed=seed, use_cache=not no_cache)
+    envelope_bytes, keys = None, None
+    if envelope:
+        if not trusted:
+            raise AcardsError("usage.no-trusted-key", "--envelope needs at least one --trusted-key",
+                              "pass the public key (PATH.pub) of each signer you trust")
+        envelope_bytes, keys = _read_file(envelope), _trusted_keys(trusted)
+    report = run(card, bootstrap=bootstrap, seed=seed, use_cache=not no_cache, envelope=envelope_bytes, trusted_keys=keys)
     if report_path:
         atomic_write(report_path, (dumps(report) + "\n").encode("utf-8"))
     click.echo(dumps(report) if fmt == "json" else verify_text(report))
@@ -189,3 +226,88 @@ def audit(cards: tuple[Path, ...], fmt: str, bootstrap: int, seed: int) -> None:
     result = run(list(cards), bootstrap=bootstrap, seed=seed)
     render = {"text": audit_text, "md": audit_markdown, "csv": audit_csv, "json": dumps}[fmt]
     click.echo(render(result), nl=fmt != "csv")
+
+
+@main.group()
+def key() -> None:
+    """Signing keys (Ed25519)."""
+
+
+@key.command("new")
+@click.option("--out", "path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Private key file; the public key goes to OUT.pub.")
+@click.option("--no-passphrase", is_flag=True, help="Write an unencrypted throwaway key (tests, demos).")
+@handled
+def key_new(path: Path, no_passphrase: bool) -> None:
+    """Create an Ed25519 key: passphrase-encrypted PKCS#8 (mode 0600) and OUT.pub."""
+    from .signing import new_key
+
+    passphrase = None if no_passphrase else _passphrase(confirm=True)
+    if passphrase is None and not no_passphrase:
+        raise AcardsError("key.no-passphrase", "no passphrase for the new key",
+                          "set ACARDS_KEY_PASSPHRASE, run on a terminal to be asked, or pass --no-passphrase for a throwaway key")
+    click.echo(f"keyid {new_key(path, passphrase)}\nwrote {path} and {path}.pub")
+
+
+def _load_signing_key(path: Path):
+    """The private key at PATH, asking for a passphrase only if it is encrypted."""
+    from .signing import load_private_key
+
+    passphrase = _passphrase(path)
+    try:
+        return load_private_key(path, passphrase)
+    except AcardsError as error:
+        if passphrase is None and error.code == "key.bad-passphrase":
+            raise AcardsError("key.no-passphrase", f"{path} is encrypted and no passphrase was given",
+                              "set ACARDS_KEY_PASSPHRASE or run on a terminal to be asked") from None
+        raise
+
+
+@main.command()
+@click.argument("card", type=click.Path(path_type=Path))
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Your private key.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The author-run report (from `acards verify --report`); run now when omitted.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Envelope file (default: CARD's name + .envelope.json).")
+@click.option("--co-sign", is_flag=True, help="Add your signature to the existing envelope at --out.")
+@handled
+def sign(card: Path, key_path: Path, report_path: Path | None, out: Path | None, co_sign: bool) -> None:
+    """Sign CARD: a DSSE envelope over an in-toto Statement of the card, its evidence and report."""
+    import json
+
+    from .attestation import check_card_against_statement, default_envelope_path, payload_bytes
+    from .canonical import parse_strict_json
+    from .card import load_card
+    from .files import atomic_write
+    from .signing import PAYLOAD_TYPE, add_signature, keyid, open_statement, sign_envelope
+
+    private_key = _load_signing_key(key_path)
+    loaded = load_card(card)
+    out = out or default_envelope_path(card)
+    if co_sign:
+        import base64
+
+        envelope = parse_strict_json(_read_file(out), str(out))
+        try:
+            payload = base64.b64decode(envelope["payload"], validate=True)
+            statement = open_statement(envelope["payloadType"], payload)
+        except (KeyError, TypeError, ValueError):
+            raise AcardsError("envelope.malformed", f"{out} is not a DSSE envelope", "co-sign an envelope made by `acards sign`") from None
+        check_card_against_statement(loaded, statement)
+        envelope = add_signature(envelope, private_key)
+    else:
+        if report_path:
+            report = parse_strict_json(_read_file(report_path), str(report_path))
+        else:
+            from .verify import verify as run
+
+            report = run(card)
+        if not report.get("reproduced"):
+            raise AcardsError("reproduce.not-reproduced", "the card's reported results are not reproduced by its evidence",
+                              "run `acards verify` and fix the card before signing it")
+        if report.get("card", {}).get("sha256") != loaded.sha256:
+            raise AcardsError("usage.report-mismatch", f"{report_path} is the report of another card (or an older version of it)",
+                              "run `acards verify CARD --report FILE` again")
+        envelope = sign_envelope(PAYLOAD_TYPE, payload_bytes(loaded, report), private_key)
+    atomic_write(out, json.dumps(envelope, indent=2).encode("utf-8") + b"\n")
+    signer = keyid(private_key.public_key())
+    click.echo(f"{'co-signed' if co_sign else 'signed'} {card} as {signer[:16]}…: {out}")

@@ -17,6 +17,7 @@ from typing import Iterable
 # match its digest.  Areas not named in the SPEC get 4 ("acards could not finish"), so that they are
 # never mistaken for "reproduced" (0) or "not reproduced" (1).
 EXIT_BY_AREA = {
+    "reproduce": 1,
     "usage": 2,
     "yaml": 2,
     "schema": 2,
@@ -56,7 +57,7 @@ class Location:
             parts.append(place)
         if self.pointer is not None:
             parts.append(f"at {self.pointer or '/'}")
-        return " ".join(parts) or "<no location>"
+        return " ".join(parts)
 
     def to_dict(self) -> dict:
         return {"file": self.file, "line": self.line, "column": self.column, "pointer": self.pointer}
@@ -74,7 +75,7 @@ class Problem:
         return EXIT_BY_AREA.get(self.code.split(".", 1)[0], EXIT_INTERNAL)
 
     def __str__(self) -> str:
-        return f"{self.location}: {self.code}: {self.message}\n  hint: {self.hint}"
+        return f"{str(self.location) or 'acards'}: {self.code}: {self.message}\n  hint: {self.hint}"
 
     def to_dict(self) -> dict:
         return {

@@ -13,7 +13,7 @@ from .errors import Problem
 def problems_text(problems: Iterable[Problem]) -> str:
     lines = []
     for problem in problems:
-        lines.append(f"{problem.location}: {click.style(problem.code, bold=True)}: {problem.message}")
+        lines.append(f"{str(problem.location) or 'acards'}: {click.style(problem.code, bold=True)}: {problem.message}")
         lines.append(f"  hint: {problem.hint}")
     return "\n".join(lines)
 
@@ -38,6 +38,8 @@ def pointer_table(results) -> str:
 
 OUTCOME_STYLE = {"pass": "green", "fail": "red", "insufficient": "yellow"}
 DIAGNOSTICS = ("reliability", "fresh", "mechanism", "transfer", "cost")
+# Reasons that describe the evidence rather than explain an outcome.
+INFORMATIONAL = {"seed-variance-not-included", "ngram-check-skipped", "weight-signature"}
 
 
 def _outcome(text: str, width: int) -> str:
@@ -63,6 +65,15 @@ def verify_text(report: dict) -> str:
         full = cell["full_card"]
         row += f"{'yes' if full['strict'] else 'no'} / {'yes' if full['permissive'] else 'no'}"
         lines.append(row)
+    lines.append("")
+    for cell in report["cells"]:
+        for name in DIAGNOSTICS:
+            diagnostic = cell["diagnostics"][name]
+            if diagnostic["outcome"] == "pass":
+                continue
+            for item in diagnostic["reasons"]:
+                if item["code"] not in INFORMATIONAL:
+                    lines.append(f"  {cell['id']} {name}: {item['message']}")
     lines.append("")
     for claim in report["claims"]:
         status = click.style("reproduced", fg="green") if claim["reproduced"] else click.style("NOT reproduced", fg="red", bold=True)

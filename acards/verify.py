@@ -228,9 +228,20 @@ def _apply_holm(cells: list[dict]) -> None:
 
 
 def verify(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED,
-           use_cache: bool = True) -> dict:
-    """The full verification report of a card (SPEC §7)."""
+           use_cache: bool = True, envelope: bytes | None = None, trusted_keys: dict | None = None) -> dict:
+    """The full verification report of a card (SPEC §7).
+
+    With ``envelope``, its signatures are checked against ``trusted_keys`` first, and the card
+    file and evidence pointers must be the ones the signed statement names.
+    """
     card = load_card(card_path)
+    signed = None
+    if envelope is not None:
+        from .attestation import check_card_against_statement, open_card_envelope
+
+        statement, digest, signers = open_card_envelope(envelope, trusted_keys or {})
+        check_card_against_statement(card, statement)
+        signed = {"digest": digest, "signers": list(signers)}
     cache = DigestCache(DigestCache.default_path() if use_cache else None)
     try:
         pointer_results, table = load_evidence(card, cache)
@@ -255,6 +266,8 @@ def verify(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: i
         "generation": {"requested": 0, "generated": 0, "cache_hits": 0, "cache_misses": 0, "scored": 0,
                        "provenance": {"records": summary}},
     }
+    if signed:
+        report["envelope"] = signed
     _check_report_shape(report)
     return report
 

@@ -1,0 +1,96 @@
+"""acards key new / sign / verify --envelope, with real Ed25519 keys and real envelopes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from acards.cli import main
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny-defense"
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env)
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("signed")
+    shutil.copytree(EXAMPLE, root / "card", ignore=shutil.ignore_patterns("*.envelope.json"))
+    assert invoke("key", "new", "--out", root / "author.key", "--no-passphrase").exit_code == 0
+    result = invoke("key", "new", "--out", root / "co.key", env={"ACARDS_KEY_PASSPHRASE": "correct horse"})
+    assert result.exit_code == 0, result.output
+    assert invoke("verify", root / "card" / "card.yaml", "--bootstrap", 500, "--report", root / "report.json").exit_code == 0
+    result = invoke("sign", root / "card" / "card.yaml", "--key", root / "author.key", "--report", root / "report.json")
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_keys_are_private_and_have_a_public_half(signed):
+    for name in ("author.key", "co.key"):
+        assert stat.S_IMODE(os.stat(signed / name).st_mode) == 0o600
+        assert (signed / f"{name}.pub").read_text().startswith("-----BEGIN PUBLIC KEY-----")
+    assert b"ENCRYPTED" in (signed / "co.key").read_bytes()
+    assert invoke("key", "new", "--out", signed / "author.key", "--no-passphrase").exit_code != 0  # never overwritten
+
+
+def test_a_new_key_needs_a_passphrase_or_an_explicit_throwaway(tmp_path):
+    result = invoke("key", "new", "--out", tmp_path / "k")
+    assert result.exit_code != 0 and "key.no-passphrase" in result.output
+    assert not (tmp_path / "k").exists()
+
+
+def test_signed_and_co_signed_card_verifies_with_both_keys(signed, tmp_path):
+    folder = tmp_path / "card"
+    shutil.copytree(signed / "card", folder)
+    envelope = folder / "card.envelope.json"
+    assert invoke("sign", folder / "card.yaml", "--key", signed / "co.key", "--co-sign", env={"ACARDS_KEY_PASSPHRASE": "correct horse"}).exit_code == 0
+    assert len(json.loads(envelope.read_text())["signatures"]) == 2
+    result = invoke("verify", folder / "card.yaml", "--bootstrap", 500, "--envelope", envelope,
+                    "--trusted-key", signed / "author.key.pub", "--trusted-key", signed / "co.key.pub", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["envelope"]["signers"]) == 2
+    wrong = invoke("sign", folder / "card.yaml", "--key", signed / "co.key", "--co-sign", env={"ACARDS_KEY_PASSPHRASE": "wrong"})
+    assert wrong.exit_code != 0 and "key.bad-passphrase" in wrong.output
+
+
+def test_an_untrusted_signer_is_refused(signed, tmp_path):
+    invoke("key", "new", "--out", tmp_path / "stranger", "--no-passphrase")
+    result = invoke("verify", signed / "card" / "card.yaml", "--envelope", signed / "card" / "card.envelope.json",
+                    "--trusted-key", tmp_path / "stranger.pub")
+    assert result.exit_code == 3 and "envelope.unknown-keyid" in result.output
+
+
+def test_an_edited_card_no_longer_matches_its_envelope(signed, tmp_path):
+    folder = tmp_path / "card"
+    shutil.copytree(signed / "card", folder)
+    card = folder / "card.yaml"
+    card.write_text(card.read_text().replace("worked example", "worked example (edited)"))
+    result = invoke("verify", card, "--envelope", folder / "card.envelope.json", "--trusted-key", signed / "author.key.pub")
+    assert result.exit_code == 3 and "envelope.card-mismatch" in result.output
+
+
+def test_a_flipped_byte_in_the_envelope_fails(signed, tmp_path):
+    data = bytearray((signed / "card" / "card.envelope.json").read_bytes())
+    position = data.index(b'"payload"') + 40
+    data[position] = ord("A") if data[position] != ord("A") else ord("B")
+    (tmp_path / "e.json").write_bytes(bytes(data))
+    result = invoke("verify", signed / "card" / "card.yaml", "--envelope", tmp_path / "e.json", "--trusted-key", signed / "author.key.pub")
+    assert result.exit_code == 3 and "envelope." in result.output and "Traceback" not in result.output
+
+
+def test_a_card_whose_results_are_not_reproduced_is_not_signed(signed, tmp_path):
+    folder = tmp_path / "card"
+    shutil.copytree(signed / "card", folder)
+    card = folder / "card.yaml"
+    card.write_text(card.read_text().replace("reduction: 0.044", "reduction: 0.3"))
+    result = invoke("sign", card, "--key", signed / "author.key", "--out", tmp_path / "e.json")
+    assert result.exit_code == 1 and "reproduce.not-reproduced" in result.output
+    assert not (tmp_path / "e.json").exists()
