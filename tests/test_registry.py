@@ -1,0 +1,802 @@
+"""The registry (acards.registry): SPEC §9's rules, tamper detection, proofs, crashes, concurrency.
+
+Every card here is a real DSSE envelope over a real in-toto Statement, signed with Ed25519 keys
+made by acards.signing. Crashes are real: a child process SIGKILLs itself at a numbered point
+inside publish (ACARDS_REGISTRY_CRASH_AT), or is killed from outside after a random delay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from acards import merkle, registry, signing
+from acards.canonical import canonical_bytes
+from acards.errors import AcardsError
+
+ORIGIN = "acards.test/registry"
+NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+CRASH_TOLERATED = {"registry.torn-tail", "registry.unsigned-head", "registry.orphan-card"}
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Card:
+    envelope: bytes
+    digest: str
+    card_id: str
+    version: int
+
+
+def make_card(
+    signer: Ed25519PrivateKey,
+    card_id: str,
+    version: int,
+    title: str = "A defense under the installed-gap protocol",
+    supersedes: str | None = None,
+    co_signers: tuple[Ed25519PrivateKey, ...] = (),
+) -> Card:
+    """A signed card: {card: {id, version, title}, report: {...}} over two subjects."""
+    predicate = {
+        "card": {"id": card_id, "version": version, "title": title},
+        "report": {"acards_version": "0.1.0", "claims": [{"id": "C1", "verdict": "supported"}]},
+    }
+    if supersedes is not None:
+        predicate["supersedes"] = supersedes
+    card_file = hashlib.sha256(f"{card_id}@{version}:{title}".encode()).hexdigest()
+    subjects = [("card.yaml", card_file), ("evidence/records.jsonl", "ab" * 32)]
+    payload = canonical_bytes(signing.statement(subjects, signing.PREDICATE_TYPE, predicate))
+    envelope = signing.sign_envelope(signing.PAYLOAD_TYPE, payload, signer)
+    for co_signer in co_signers:
+        envelope = signing.add_signature(envelope, co_signer)
+    return Card(canonical_bytes(envelope), hashlib.sha256(payload).hexdigest(), card_id, version)
+
+
+def render(statement: dict) -> dict[str, bytes]:
+    card = statement["predicate"]["card"]
+    return {
+        "card.md": f"# {card['title']}\n\n{card['id']} version {card['version']}\n".encode(),
+        "card.html": f"<h1>{html.escape(card['title'])}</h1>\n".encode(),
+    }
+
+
+def codes(result: registry.RegistryVerification) -> set[str]:
+    return {problem.code for problem in result.problems}
+
+
+def write_public_key(private_key: Ed25519PrivateKey, path: Path) -> Path:
+    path.write_bytes(private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ))
+    return path
+
+
+@dataclass
+class Registry:
+    path: Path
+    key: Ed25519PrivateKey  # the registry's key
+    author: Ed25519PrivateKey  # a trusted card signer
+
+    def publish(self, card: Card, **options) -> dict:
+        options.setdefault("now", NOW)
+        options.setdefault("render", render)
+        return registry.publish(self.path, card.envelope, self.key, **options)
+
+    @property
+    def log(self) -> Path:
+        return self.path / "log" / "entries.jsonl"
+
+    def lines(self) -> list[bytes]:
+        return self.log.read_bytes().splitlines(keepends=True)
+
+    def checkpoint(self, size: int) -> Path:
+        return self.path / "log" / "checkpoints" / f"{size}.json"
+
+
+@pytest.fixture(scope="module")
+def registry_key_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "registry.key"
+    signing.new_key(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def author() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def new_registry(
+    path: Path, key_file: Path, author: Ed25519PrivateKey, origin: str = ORIGIN
+) -> Registry:
+    registry.init_registry(path, origin, key_file)
+    author_file = write_public_key(author, path.parent / f"{path.name}-author.pub")
+    registry.add_trusted_key(path, author_file)
+    return Registry(path, signing.load_private_key(key_file), author)
+
+
+@pytest.fixture
+def reg(tmp_path, registry_key_file, author) -> Registry:
+    return new_registry(tmp_path / "registry", registry_key_file, author)
+
+
+@pytest.fixture
+def filled(reg) -> tuple[Registry, list[Card]]:
+    """Three entries: a v1, a v2 (superseding it), b v1."""
+    cards = [make_card(reg.author, "card-a", 1)]
+    cards.append(make_card(reg.author, "card-a", 2, "A defense, revised"))
+    cards.append(make_card(reg.author, "card-b", 1))
+    for card in cards:
+        reg.publish(card)
+    return reg, cards
+
+
+# --- init, publish and the rules --------------------------------------------------------------
+
+
+def test_init_creates_the_layout(tmp_path, registry_key_file):
+    path = tmp_path / "r"
+    config = registry.init_registry(path, ORIGIN, registry_key_file)
+    key_id = signing.keyid(signing.load_private_key(registry_key_file).public_key())
+    assert config == {"origin": ORIGIN, "registry_keyid": key_id}
+    assert json.loads((path / "registry.json").read_bytes()) == config
+    assert (path / "keys" / f"{key_id}.pub").is_file()
+    assert (path / "cards").is_dir() and (path / "log" / "entries.jsonl").read_bytes() == b""
+    assert (path / "log" / "checkpoints" / "0.json").is_file()
+    result = registry.check_registry(path)
+    assert (result.size, result.root, result.warnings) == (0, merkle.EMPTY_ROOT.hex(), [])
+    with pytest.raises(AcardsError) as excinfo:
+        registry.init_registry(path, ORIGIN, registry_key_file)
+    assert excinfo.value.code == "registry.exists"
+
+
+def test_init_with_an_encrypted_key_and_a_bad_origin(tmp_path):
+    key_file = tmp_path / "enc.key"
+    signing.new_key(key_file, b"secret")
+    registry.init_registry(tmp_path / "r", ORIGIN, key_file, b"secret")
+    assert registry.verify_registry(tmp_path / "r").ok
+    with pytest.raises(AcardsError) as excinfo:
+        registry.init_registry(tmp_path / "s", "has space", key_file, b"secret")
+    assert excinfo.value.code == "registry.bad-origin"
+
+
+def test_publish_stores_the_card_and_verifies(reg):
+    card = make_card(reg.author, "safelora-gemma2-2b-it", 1)
+    entry = reg.publish(card)
+    author_id = signing.keyid(reg.author.public_key())
+    assert entry == {
+        "origin": ORIGIN, "index": 0, "kind": "publish", "card_id": "safelora-gemma2-2b-it",
+        "version": 1, "digest": card.digest, "supersedes": None, "signers": [author_id],
+        "rendered": {name: hashlib.sha256(data).hexdigest() for name, data in render(
+            json.loads((reg.path / "cards" / card.digest / "statement.json").read_bytes())
+        ).items()},
+        "time": "2026-05-01T12:00:00Z",
+    }
+    folder = reg.path / "cards" / card.digest
+    assert (folder / "envelope.json").read_bytes() == card.envelope
+    assert hashlib.sha256((folder / "statement.json").read_bytes()).hexdigest() == card.digest
+    assert json.loads((folder / "manifest.json").read_bytes())[0]["name"] == "card.yaml"
+    assert reg.log.read_bytes() == canonical_bytes(entry) + b"\n"
+    result = registry.check_registry(reg.path, render=render)
+    assert (result.size, result.warnings, result.revoked) == (1, [], {})
+    assert result.root == merkle.root([merkle.leaf_hash(canonical_bytes(entry))]).hex()
+    assert registry.entries(reg.path) == [entry]
+
+
+def test_a_new_version_names_the_digest_it_supersedes(reg):
+    first, second = make_card(reg.author, "card-a", 1), make_card(reg.author, "card-a", 2, "v2")
+    assert reg.publish(first)["supersedes"] is None
+    assert reg.publish(second)["supersedes"] == first.digest
+    assert registry.verify_registry(reg.path, render=render).ok
+    assert registry.status(reg.path, first.digest)["state"] == "superseded"
+    assert registry.status(reg.path, first.digest)["superseded_by"] == second.digest
+    assert registry.status(reg.path, second.digest)["state"] == "current"
+    assert [e["digest"] for e in registry.latest_cards(reg.path)] == [second.digest]
+
+
+def test_supersedes_claims_must_match_the_log(reg):
+    first = make_card(reg.author, "card-a", 1)
+    with pytest.raises(AcardsError) as excinfo:
+        reg.publish(first, supersedes="cd" * 32)  # a first version supersedes nothing
+    assert excinfo.value.code == "registry.bad-supersedes"
+    reg.publish(first)
+    wrong = make_card(reg.author, "card-a", 2, supersedes="cd" * 32)
+    with pytest.raises(AcardsError) as excinfo:
+        reg.publish(wrong)
+    assert excinfo.value.code == "registry.bad-supersedes"
+    right = make_card(reg.author, "card-a", 2, supersedes=first.digest)
+    assert reg.publish(right, supersedes=first.digest)["supersedes"] == first.digest
+    with pytest.raises(AcardsError) as excinfo:  # the duplicate is named, not its stale claim
+        reg.publish(right)
+    assert excinfo.value.code == "registry.duplicate-digest"
+    assert registry.verify_registry(reg.path).ok
+
+
+def test_the_same_digest_is_published_once(reg):
+    card = make_card(reg.author, "card-a", 1)
+    reg.publish(card)
+    with pytest.raises(AcardsError) as excinfo:
+        reg.publish(card)
+    assert excinfo.value.code == "registry.duplicate-digest"
+    assert registry.verify_registry(reg.path).size == 1
+
+
+def test_an_old_version_cannot_be_replayed(reg):
+    first, second = make_card(reg.author, "card-a", 1), make_card(reg.author, "card-a", 2, "v2")
+    reg.publish(first)
+    reg.publish(second)
+    with pytest.raises(AcardsError) as excinfo:
+        reg.publish(first)  # the old envelope itself
+    assert excinfo.value.code == "registry.duplicate-digest"
+    for version in (1, 2):  # a freshly signed card with a version that is not above 2
+        with pytest.raises(AcardsError) as excinfo:
+            reg.publish(make_card(reg.author, "card-a", version, "re-signed"))
+        assert excinfo.value.code == "registry.version-not-increasing"
+    assert registry.verify_registry(reg.path).size == 2
+
+
+def test_untrusted_and_altered_signatures_are_refused(reg, tmp_path):
+    stranger = Ed25519PrivateKey.generate()
+    card = make_card(stranger, "card-a", 1)
+    with pytest.raises(AcardsError) as excinfo:
+        reg.publish(card)
+    assert excinfo.value.code == "envelope.unknown-keyid"
+    envelope = json.loads(make_card(reg.author, "card-b", 1).envelope)
+    other = json.loads(make_card(reg.author, "card-b", 1, "other").envelope)
+    envelope["signatures"] = other["signatures"]
+    with pytest.raises(AcardsError) as excinfo:
+        registry.publish(reg.path, canonical_bytes(envelope), reg.key)
+    assert excinfo.value.code == "envelope.bad-signature"
+    assert registry.verify_registry(reg.path).size == 0
+    registry.add_trusted_key(reg.path, write_public_key(stranger, tmp_path / "stranger.pub"))
+    co_signed = make_card(reg.author, "card-c", 1, co_signers=(stranger,))
+    entry = reg.publish(co_signed)
+    assert entry["signers"] == sorted(signing.keyid(k.public_key()) for k in (reg.author, stranger))
+    assert reg.publish(card)["signers"] == [signing.keyid(stranger.public_key())]
+    assert registry.verify_registry(reg.path).ok
+
+
+def test_bad_cards_and_keys_are_refused(reg, registry_key_file):
+    no_card = signing.statement([("card.yaml", "ab" * 32)], signing.PREDICATE_TYPE, {"report": {}})
+    envelope = signing.sign_envelope(signing.PAYLOAD_TYPE, canonical_bytes(no_card), reg.author)
+    with pytest.raises(AcardsError) as excinfo:
+        registry.publish(reg.path, canonical_bytes(envelope), reg.key)
+    assert excinfo.value.code == "registry.bad-card"
+    with pytest.raises(AcardsError) as excinfo:
+        stranger = Ed25519PrivateKey.generate()
+        registry.publish(reg.path, make_card(reg.author, "a", 1).envelope, stranger)
+    assert excinfo.value.code == "registry.wrong-key"
+    with pytest.raises(AcardsError) as excinfo:
+        reg.publish(make_card(reg.author, "a", 1), render=lambda statement: {"envelope.json": b""})
+    assert excinfo.value.code == "registry.bad-render"
+    with pytest.raises(AcardsError) as excinfo:
+        registry.publish(reg.path / "nowhere", make_card(reg.author, "a", 1).envelope, reg.key)
+    assert excinfo.value.code == "registry.not-a-registry"
+    assert registry.verify_registry(reg.path).ok
+
+
+def test_a_held_lock_refuses_cleanly(reg):
+    import fcntl
+
+    with open(reg.path / ".lock", "rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        with pytest.raises(AcardsError) as excinfo:
+            reg.publish(make_card(reg.author, "card-a", 1), lock_timeout=0.1)
+        assert excinfo.value.code == "registry.locked"
+        with pytest.raises(AcardsError) as excinfo:
+            registry.verify_registry(reg.path, lock_timeout=0.1)
+        assert excinfo.value.code == "registry.locked"
+    assert registry.verify_registry(reg.path).size == 0
+
+
+# --- revocation and reading -------------------------------------------------------------------
+
+
+def test_revocation_is_reported(filled):
+    reg, (a1, a2, b1) = filled
+    entry = registry.revoke(reg.path, a2.digest, "the evidence was mislabeled", reg.key, now=NOW)
+    assert (entry["kind"], entry["card_id"], entry["version"]) == ("revoke", "card-a", 2)
+    result = registry.check_registry(reg.path, render=render)
+    assert result.revoked == {a2.digest: "the evidence was mislabeled"}
+    state = registry.status(reg.path, a2.digest)
+    assert (state["state"], state["revoked"], state["reason"]) == (
+        "revoked", True, "the evidence was mislabeled"
+    )
+    # The latest non-revoked version of card-a is version 1 again.
+    assert [e["digest"] for e in registry.latest_cards(reg.path)] == [a1.digest, b1.digest]
+    with pytest.raises(AcardsError) as excinfo:
+        registry.revoke(reg.path, a2.digest, "again", reg.key)
+    assert excinfo.value.code == "registry.bad-revoke"
+    with pytest.raises(AcardsError) as excinfo:
+        registry.revoke(reg.path, "ef" * 32, "unknown", reg.key)
+    assert excinfo.value.code == "registry.unknown-digest"
+    with pytest.raises(AcardsError) as excinfo:
+        registry.status(reg.path, "ef" * 32)
+    assert excinfo.value.code == "registry.unknown-digest"
+    # A revoked version still holds its number: the next one is 3 and supersedes it.
+    a3 = make_card(reg.author, "card-a", 3, "v3")
+    assert reg.publish(a3)["supersedes"] == a2.digest
+    assert registry.verify_registry(reg.path).ok
+
+
+def test_inclusion_and_consistency_proofs(filled):
+    reg, cards = filled
+    public_key = reg.key.public_key()
+    for card in cards:
+        proof = json.loads(json.dumps(registry.inclusion(reg.path, card.digest)))
+        entry = registry.verify_inclusion_proof(proof, public_key, card.digest)
+        assert entry["digest"] == card.digest
+    proof = registry.inclusion(reg.path, cards[0].digest)
+    broken = dict(proof, path=["00" * 32] + proof["path"][1:])
+    with pytest.raises(AcardsError) as excinfo:
+        registry.verify_inclusion_proof(broken, public_key)
+    assert excinfo.value.code == "registry.bad-proof"
+    with pytest.raises(AcardsError) as excinfo:
+        registry.verify_inclusion_proof(proof, public_key, cards[1].digest)
+    assert excinfo.value.code == "registry.bad-proof"
+    with pytest.raises(AcardsError) as excinfo:
+        registry.verify_inclusion_proof(proof, Ed25519PrivateKey.generate().public_key())
+    assert excinfo.value.code == "registry.bad-checkpoint"
+    for old_size in range(4):
+        saved = reg.checkpoint(old_size).read_bytes()
+        proof = json.loads(json.dumps(registry.consistency(reg.path, old_size)))
+        new = registry.verify_consistency_proof(proof, public_key, saved)
+        assert (new.size, new.origin) == (3, ORIGIN)
+    proof = registry.consistency(reg.path, 1)
+    with pytest.raises(AcardsError) as excinfo:
+        registry.verify_consistency_proof(proof, public_key, reg.checkpoint(2).read_bytes())
+    assert excinfo.value.code == "registry.inconsistent-checkpoint"
+    with pytest.raises(AcardsError) as excinfo:
+        registry.verify_consistency_proof(dict(proof, old_root="00" * 32), public_key)
+    assert excinfo.value.code == "registry.bad-proof"
+    with pytest.raises(AcardsError) as excinfo:
+        registry.consistency(reg.path, 4)
+    assert excinfo.value.code == "registry.bad-proof-request"
+
+
+def test_a_static_copy_without_a_lock_file_verifies(filled, tmp_path):
+    reg, cards = filled
+    copy = tmp_path / "mirror"
+    shutil.copytree(reg.path, copy)
+    (copy / ".lock").unlink()
+    assert registry.check_registry(copy, render=render).size == 3
+    assert len(registry.entries(copy)) == 3
+
+
+def test_prefix_roots_match_the_merkle_root():
+    leaves = [merkle.leaf_hash(str(i).encode()) for i in range(70)]
+    assert registry.prefix_roots(leaves) == [merkle.root(leaves[:k]) for k in range(71)]
+
+
+# --- tampering --------------------------------------------------------------------------------
+
+
+def _edit_time(reg: Registry, cards):
+    lines = reg.lines()
+    lines[1] = lines[1].replace(b"12:00:00Z", b"12:00:01Z")  # still canonical, still valid
+    reg.log.write_bytes(b"".join(lines))
+
+
+def _edit_garbage(reg: Registry, cards):
+    data = bytearray(reg.log.read_bytes())
+    data[5] = 0xFF
+    reg.log.write_bytes(bytes(data))
+
+
+def _delete_middle_line(reg: Registry, cards):
+    lines = reg.lines()
+    reg.log.write_bytes(b"".join(lines[:1] + lines[2:]))
+
+
+def _delete_last_line(reg: Registry, cards):
+    reg.log.write_bytes(b"".join(reg.lines()[:-1]))
+
+
+def _reorder_lines(reg: Registry, cards):
+    lines = reg.lines()
+    reg.log.write_bytes(b"".join([lines[1], lines[0], lines[2]]))
+
+
+def _card_file(reg: Registry, card: Card, name: str) -> Path:
+    return reg.path / "cards" / card.digest / name
+
+
+def _edit_envelope_signature(reg: Registry, cards):
+    path = _card_file(reg, cards[0], "envelope.json")
+    envelope = json.loads(path.read_bytes())
+    other = json.loads(cards[1].envelope)
+    envelope["signatures"] = other["signatures"]
+    path.write_bytes(canonical_bytes(envelope))
+
+
+def _swap_envelope(reg: Registry, cards):
+    _card_file(reg, cards[0], "envelope.json").write_bytes(cards[2].envelope)
+
+
+def _edit_statement(reg: Registry, cards):
+    path = _card_file(reg, cards[0], "statement.json")
+    path.write_bytes(path.read_bytes().replace(b"installed-gap", b"installed-gaq"))
+
+
+def _edit_manifest(reg: Registry, cards):
+    _card_file(reg, cards[0], "manifest.json").write_bytes(b"[]")
+
+
+def _edit_rendered(reg: Registry, cards):
+    path = _card_file(reg, cards[1], "card.html")
+    path.write_bytes(path.read_bytes().replace(b"<h1>", b"<h1>Endorsed: "))
+
+
+def _delete_rendered(reg: Registry, cards):
+    _card_file(reg, cards[1], "card.md").unlink()
+
+
+def _checkpoint_of_another_size(reg: Registry, cards):
+    reg.checkpoint(2).write_bytes(reg.checkpoint(1).read_bytes())
+
+
+def _checkpoint_with_a_wrong_root(reg: Registry, cards):
+    reg.checkpoint(2).write_bytes(registry.sign_checkpoint(ORIGIN, 2, b"\x07" * 32, reg.key))
+
+
+def _checkpoint_by_another_key(reg: Registry, cards):
+    fake = registry.sign_checkpoint(ORIGIN, 2, b"\x07" * 32, Ed25519PrivateKey.generate())
+    reg.checkpoint(2).write_bytes(fake)
+
+
+def _delete_middle_checkpoint(reg: Registry, cards):
+    reg.checkpoint(1).unlink()
+
+
+def _remove_trusted_author(reg: Registry, cards):
+    (reg.path / "keys" / f"{signing.keyid(reg.author.public_key())}.pub").unlink()
+
+
+TAMPERING = {  # what is done -> the problem codes (less "registry.") it must raise
+    "edit a log line (still valid JSON)": (_edit_time, {"root-mismatch"}),
+    "edit a log line (garbage byte)": (_edit_garbage, {"bad-line", "root-mismatch"}),
+    "delete a middle line": (_delete_middle_line, {"bad-index", "root-mismatch"}),
+    "delete the last line": (_delete_last_line, {"log-truncated"}),
+    "reorder two lines": (_reorder_lines, {"bad-index", "root-mismatch"}),
+    "replace an envelope's signature": (_edit_envelope_signature, {"bad-envelope"}),
+    "swap in another card's envelope": (_swap_envelope, {"digest-mismatch", "entry-mismatch"}),
+    "edit a stored payload": (_edit_statement, {"digest-mismatch"}),
+    "edit a manifest": (_edit_manifest, {"manifest-mismatch"}),
+    "edit a rendered file": (_edit_rendered, {"render-mismatch"}),
+    "delete a rendered file": (_delete_rendered, {"missing-file"}),
+    "replace a checkpoint with another size's": (_checkpoint_of_another_size, {"bad-checkpoint"}),
+    "re-sign a checkpoint with a wrong root": (_checkpoint_with_a_wrong_root, {"root-mismatch"}),
+    "replace a checkpoint signed by another key": (_checkpoint_by_another_key, {"bad-checkpoint"}),
+    "delete a middle checkpoint": (_delete_middle_checkpoint, {"missing-checkpoint"}),
+    "drop a signer's trusted key": (_remove_trusted_author, {"bad-envelope"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERING))
+def test_tampering_is_detected(filled, name):
+    reg, cards = filled
+    tamper, expected = TAMPERING[name]
+    expected = {f"registry.{code}" for code in expected}
+    assert registry.verify_registry(reg.path, render=render).ok
+    tamper(reg, cards)
+    result = registry.verify_registry(reg.path, render=render)
+    assert expected <= codes(result), [str(p) for p in result.problems]
+    with pytest.raises(AcardsError):
+        registry.check_registry(reg.path)
+
+
+def _resign_head_with_a_wrong_root(reg: Registry, cards):
+    reg.checkpoint(3).write_bytes(registry.sign_checkpoint(ORIGIN, 3, b"\x07" * 32, reg.key))
+
+
+@pytest.mark.parametrize("tamper", [_edit_time, _delete_last_line, _reorder_lines,
+                                    _resign_head_with_a_wrong_root])
+def test_publish_refuses_to_extend_a_tampered_log(filled, tamper):
+    """publish checks the log against its newest checkpoint (not every stored file: verify does)."""
+    reg, cards = filled
+    tamper(reg, cards)
+    with pytest.raises(AcardsError) as excinfo:
+        reg.publish(make_card(reg.author, "card-c", 1))
+    refusals = {"registry.root-mismatch", "registry.log-truncated", "registry.bad-index"}
+    assert excinfo.value.code in refusals
+    assert registry.verify_registry(reg.path).size <= 3
+
+
+def test_re_rendering_must_reproduce_the_stored_files(filled):
+    reg, cards = filled
+
+    def changed_template(statement):
+        files = render(statement)
+        return {name: data.replace(b"<h1>", b"<h1 class=x>") for name, data in files.items()}
+
+    result = registry.verify_registry(reg.path, render=changed_template)
+    assert "registry.render-mismatch" in codes(result)
+    fewer = lambda statement: {"card.md": render(statement)["card.md"]}  # noqa: E731
+    assert "registry.render-mismatch" in codes(registry.verify_registry(reg.path, render=fewer))
+
+
+def test_entries_and_checkpoints_from_another_registry_are_caught(
+    filled, tmp_path, registry_key_file, author
+):
+    reg, cards = filled
+    # The same operator, with the same key, runs a second registry under another origin.
+    other = new_registry(tmp_path / "other", registry_key_file, author, origin="acards.test/other")
+    for card in cards:
+        other.publish(card)
+    foreign_line = other.lines()[2]
+    reg.log.write_bytes(b"".join(reg.lines() + [foreign_line]))
+    result = registry.verify_registry(reg.path)
+    assert {"registry.foreign-origin", "registry.bad-index"} <= codes(result)
+    reg.log.write_bytes(b"".join(reg.lines()[:3]))
+    assert registry.verify_registry(reg.path).ok
+
+    reg.checkpoint(3).write_bytes(other.checkpoint(3).read_bytes())
+    assert "registry.foreign-origin" in codes(registry.verify_registry(reg.path))
+    # A third registry with its own key: its checkpoint does not even verify here.
+    third_key = tmp_path / "third.key"
+    signing.new_key(third_key)
+    third = new_registry(tmp_path / "third", third_key, author)
+    for card in cards:
+        third.publish(card)
+    reg.checkpoint(3).write_bytes(third.checkpoint(3).read_bytes())
+    assert "registry.bad-checkpoint" in codes(registry.verify_registry(reg.path))
+    saved = other.checkpoint(3).read_bytes()
+    reg.checkpoint(3).write_bytes(registry.sign_checkpoint(
+        ORIGIN, 3, bytes.fromhex(registry.verify_registry(reg.path).root), reg.key
+    ))
+    assert "registry.foreign-origin" in codes(registry.verify_registry(reg.path, checkpoint=saved))
+
+
+def test_a_saved_checkpoint_detects_rewritten_history(filled, tmp_path, registry_key_file, author):
+    reg, cards = filled
+    saved = reg.checkpoint(2).read_bytes()
+    reg.publish(make_card(reg.author, "card-c", 1))
+    assert registry.check_registry(reg.path, checkpoint=saved).size == 4
+    # The operator rebuilds the registry with another history: every checkpoint is re-signed,
+    # so the registry verifies on its own; only a reader's saved checkpoint shows the rewrite.
+    rewritten = new_registry(tmp_path / "rewritten", registry_key_file, author)
+    for card in (cards[0], cards[2], make_card(reg.author, "card-c", 1)):
+        rewritten.publish(card)
+    assert registry.verify_registry(rewritten.path).ok
+    result = registry.verify_registry(rewritten.path, checkpoint=saved)
+    assert codes(result) == {"registry.inconsistent-checkpoint"}
+    # A checkpoint from further along than the log: the log was cut back.
+    ahead = reg.checkpoint(4).read_bytes()
+    assert "registry.inconsistent-checkpoint" in codes(
+        registry.verify_registry(rewritten.path, checkpoint=ahead)
+    )
+    assert "registry.bad-checkpoint" in codes(registry.verify_registry(reg.path, checkpoint=b"{}"))
+
+
+def test_crash_leftovers_are_warnings_and_publish_repairs_them(filled):
+    reg, cards = filled
+    reg.checkpoint(3).unlink()  # a crash after the line, before its checkpoint
+    with open(reg.log, "ab") as handle:
+        handle.write(b'{"card_id":"card-c","dig')  # a crash in the middle of the next append
+    (reg.path / "cards" / ".staging-abc").mkdir()
+    result = registry.verify_registry(reg.path, render=render)
+    assert result.ok and result.size == 3
+    assert {w.code for w in result.warnings} == CRASH_TOLERATED
+    reg.publish(make_card(reg.author, "card-c", 1))
+    result = registry.verify_registry(reg.path, render=render)
+    assert result.ok and result.warnings == [] and result.size == 4
+
+
+# --- crashes and concurrency ------------------------------------------------------------------
+
+
+def _in_child(function, env: dict[str, str] | None = None) -> int:
+    """Run ``function`` in a forked child process; return its wait status."""
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            os.environ.update(env or {})
+            function()
+            code = 0
+        except AcardsError:
+            code = 3
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1]
+
+
+def _killed_or_finished(status: int) -> bool:
+    finished = os.WIFEXITED(status) and os.WEXITSTATUS(status) in (0, 3)
+    return finished or (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL)
+
+
+def test_a_kill_at_any_crash_point_leaves_a_valid_registry(tmp_path, registry_key_file, author):
+    """50 trials; in each, two publishes are killed in turn (the second may die while it repairs
+    what the first left), then the registry must verify and take a further publish."""
+    rng = random.Random(20260501)
+    a1, a2, a3 = (make_card(author, "card-a", v, f"title {v}") for v in (1, 2, 3))
+    b1 = make_card(author, "card-b", 1)
+    points = registry.CRASH_POINTS
+    # The repair points are reached only after a crash that left something to repair.
+    repairs = [("append-torn", "repair-truncated"), ("append-written", "repair-checkpointed"),
+               ("appended", "repair-checkpointed")]
+    trials = repairs + [
+        (points[t % len(points)], rng.choice(points)) for t in range(50 - len(repairs))
+    ]
+    template = new_registry(tmp_path / "template", registry_key_file, author)
+    template.publish(a1)
+    killed_at = set()
+    for trial, (first, second) in enumerate(trials):
+        reg = Registry(tmp_path / f"trial-{trial}", template.key, author)
+        shutil.copytree(template.path, reg.path)
+        for card, point in ((a2, first), (b1, second)):
+            status = _in_child(lambda: reg.publish(card), {registry.CRASH_ENV: point})
+            assert _killed_or_finished(status), (trial, point, status)
+            if os.WIFSIGNALED(status):
+                killed_at.add(point)
+        result = registry.verify_registry(reg.path, render=render)
+        assert result.ok, (trial, first, second, [str(p) for p in result.problems])
+        assert {w.code for w in result.warnings} <= CRASH_TOLERATED
+        logged = {entry["digest"] for entry in registry.entries(reg.path)}
+        entry = reg.publish(a3)
+        assert entry["supersedes"] == (a2.digest if a2.digest in logged else a1.digest)
+        result = registry.verify_registry(reg.path, render=render)
+        assert result.ok and result.warnings == [], (trial, first, second)
+        assert result.size == len(logged) + 1
+    assert killed_at == set(points)  # every crash point was reached and killed the publish
+
+
+_KILLED_CHILD = r"""
+import sys
+from acards import registry, signing
+key = signing.load_private_key(sys.argv[1])
+envelopes = [open(path, "rb").read() for path in sys.argv[3:]]
+print("ready", flush=True)
+sys.stdin.readline()
+for envelope in envelopes:
+    registry.publish(sys.argv[2], envelope, key)
+print("done", flush=True)
+"""
+
+
+def test_a_kill_at_a_random_moment_leaves_a_valid_registry(tmp_path, registry_key_file, author):
+    """A separate interpreter publishes a run of cards and is SIGKILLed after a random delay."""
+    rng = random.Random(7)
+    cards = [make_card(author, f"card-{i}", 1) for i in range(12)]
+    files = []
+    for i, card in enumerate(cards):
+        files.append(tmp_path / f"card-{i}.json")
+        files[-1].write_bytes(card.envelope)
+    for trial in range(6):
+        reg = new_registry(tmp_path / f"trial-{trial}", registry_key_file, author)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _KILLED_CHILD, str(registry_key_file), str(reg.path),
+             *map(str, files)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )
+        try:
+            assert child.stdout.readline() == b"ready\n"
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
+            time.sleep(rng.uniform(0.0, 0.04))
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            child.stdin.close()
+            child.stdout.close()
+        result = registry.verify_registry(reg.path)
+        assert result.ok, [str(p) for p in result.problems]
+        assert {w.code for w in result.warnings} <= CRASH_TOLERATED
+        reg.publish(make_card(author, "after-the-crash", 1))
+        result = registry.verify_registry(reg.path)
+        assert result.ok and result.warnings == []
+
+
+def test_concurrent_publishes_serialise(reg):
+    cards = [make_card(reg.author, f"card-{i}", 1) for i in range(10)]
+    read_end, write_end = os.pipe()
+    pids = []
+    for card in cards:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(write_end)
+                os.read(read_end, 1)  # returns once the parent closes its end: all start at once
+                reg.publish(card)
+                code = 0
+            except AcardsError:
+                code = 3
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    os.close(read_end)
+    os.close(write_end)
+    statuses = [os.waitpid(pid, 0)[1] for pid in pids]
+    assert all(os.WIFEXITED(s) and os.WEXITSTATUS(s) == 0 for s in statuses), statuses
+    result = registry.check_registry(reg.path, render=render)
+    assert result.size == 10 and result.warnings == []
+    assert {e["digest"] for e in registry.entries(reg.path)} == {card.digest for card in cards}
+    assert [e["index"] for e in registry.entries(reg.path)] == list(range(10))
+
+
+# --- parsers under fuzzing --------------------------------------------------------------------
+
+_VALID_LINE = registry.entry_line(registry.publish_entry(
+    ORIGIN, 0, "card-a", 1, "ab" * 32, None, ["cd" * 32], {"card.html": "ef" * 32},
+    "2026-05-01T12:00:00Z",
+))
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53 - 1), 2**53 - 1) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_FUZZ_KEY = Ed25519PrivateKey.generate()
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_fuzz_log_line_parser_with_bytes(data):
+    try:
+        registry.parse_entry(data)
+    except AcardsError:
+        pass
+
+
+@FUZZ
+@given(st.integers(0, len(_VALID_LINE) - 1), st.integers(0, 255))
+def test_fuzz_log_line_parser_with_one_changed_byte(position, value):
+    line = bytearray(_VALID_LINE)
+    line[position] = value
+    try:
+        entry = registry.parse_entry(bytes(line))
+    except AcardsError:
+        return
+    assert registry.entry_line(entry) == bytes(line)
+
+
+@FUZZ
+@given(_JSON)
+def test_fuzz_log_line_parser_with_json(value):
+    try:
+        registry.parse_entry(canonical_bytes(value))
+    except AcardsError:
+        pass
+
+
+@FUZZ
+@given(st.binary(max_size=300) | _JSON.map(canonical_bytes))
+def test_fuzz_checkpoint_parser(data):
+    public_key = _FUZZ_KEY.public_key()
+    for parse in (
+        lambda: registry.parse_checkpoint_body(data),
+        lambda: registry.open_checkpoint(data, public_key),
+        # Signed, so the body parser behind the signature check is reached too.
+        lambda: registry.open_checkpoint(canonical_bytes(
+            signing.sign_envelope(registry.CHECKPOINT_TYPE, data, _FUZZ_KEY)), public_key),
+    ):
+        try:
+            parse()
+        except AcardsError:
+            pass
