@@ -6,11 +6,17 @@ fails loudly instead of printing nothing); autoescaping for HTML.
 
 from __future__ import annotations
 
+import functools
+import re
 import textwrap
+from pathlib import Path
 
 import jinja2
+import markupsafe
 
 from .card import SCHEMA_NAME, _resolve
+from .errors import AcardsError
+from .plots import SPLITS, forest_svg, format_number, interval_text
 from .resources import data_dir, load_schema
 
 
@@ -55,3 +61,199 @@ def card_template() -> str:
     """The commented fill-in card that `acards init` writes."""
     schema = load_schema(SCHEMA_NAME)
     return environment().get_template("card.yaml.j2").render(schema_id=schema["$id"])
+
+
+# --- the rendered card pages (docs/rendering.md) -------------------------------------------------
+
+PAGE_FORMATS = ("md", "html")
+DIAGNOSTICS = ("reliability", "fresh", "mechanism", "transfer", "cost")
+_HTTPS = re.compile(r"https://[^\s<>\"'`\\]+")
+_MD_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:+-]*")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~!])")
+_FOREST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.svg")
+
+
+def is_https_url(value) -> bool:
+    """True for an https link the pages may render as a link (the card schema's httpsUrl rule)."""
+    return isinstance(value, str) and _HTTPS.fullmatch(value) is not None
+
+
+def md_escape(value) -> str:
+    """Card text as inert Markdown on one line: HTML-significant characters become entities and
+    Markdown syntax is backslash-escaped, so no renderer turns it into markup, links or tables."""
+    text = " ".join(str(value).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _md_finalize(value):
+    """Every ``{{ … }}`` of a Markdown template is escaped unless the code made it Markup."""
+    if isinstance(value, markupsafe.Markup):
+        return str(value)
+    return md_escape(value)
+
+
+def _number(value) -> markupsafe.Markup | str:
+    if value is None or isinstance(value, (bool, int, float)):
+        return markupsafe.Markup(format_number(value))
+    return str(value)  # a string threshold or estimate: escaped like any text
+
+
+def _interval(estimate, se, z) -> markupsafe.Markup:
+    return markupsafe.Markup(interval_text(estimate, se, z))
+
+
+def _md_code(value) -> markupsafe.Markup:
+    """An id, name, path or digest: a code span when it is plain, escaped text otherwise."""
+    text = str(value)
+    if _MD_PLAIN.fullmatch(text):
+        return markupsafe.Markup(f"`{text}`")
+    return markupsafe.Markup(md_escape(text))
+
+
+def _md_link(text, url) -> markupsafe.Markup:
+    """``[text](<url>)`` for an https url; the escaped text alone otherwise."""
+    if is_https_url(url):
+        return markupsafe.Markup(f"[{md_escape(text)}](<{url}>)")
+    return markupsafe.Markup(md_escape(text))
+
+
+@functools.lru_cache(maxsize=None)
+def page_environment(fmt: str) -> jinja2.Environment:
+    """environment() with the page filters; Markdown pages also escape every output by default."""
+    env = environment()
+    if fmt == "md":
+        env = env.overlay(finalize=_md_finalize)
+        env.filters["code"] = _md_code
+        env.globals["link"] = _md_link
+    env.filters["num"] = _number
+    env.globals["interval"] = _interval
+    env.globals["ordered"] = _ordered
+    env.tests["https_url"] = is_https_url
+    return env
+
+
+def card_overrides(card_data: dict) -> list[dict]:
+    """Card.overrides() of plain card data, in a fixed order (card first, then claims in order;
+    diagnostics in the standard's order; names alphabetically), whatever the key order of the data."""
+    from .card import Card
+
+    found = Card(path=Path("card.yaml"), data=card_data, source=None, sha256="").overrides()  # type: ignore[arg-type]
+    scopes = ["card"] + [f"claim {c['id']}" for c in card_data["claims"]]
+    return sorted(found, key=lambda o: (scopes.index(o["scope"]), DIAGNOSTICS.index(o["diagnostic"]), o["name"]))
+
+
+def _threshold_order() -> dict[str, list[str]]:
+    from .card import threshold_defaults
+
+    return {group: list(values) for group, values in threshold_defaults().items()}
+
+
+def _ordered(mapping: dict, order) -> list[tuple[str, object]]:
+    """A mapping's items: the keys named in ``order`` first, in that order, then the rest sorted."""
+    first = [key for key in order if key in mapping]
+    return [(key, mapping[key]) for key in first + sorted(k for k in mapping if k not in first)]
+
+
+def _bad_report(message: str, error: BaseException | None = None) -> AcardsError:
+    where = ""
+    tb = error.__traceback__ if error is not None else None
+    while tb is not None:  # jinja rewrites tracebacks so template frames carry the template line
+        name = tb.tb_frame.f_code.co_filename
+        if name.endswith(".j2"):
+            where = f" ({Path(name).name} line {tb.tb_lineno})"
+        tb = tb.tb_next
+    return AcardsError("usage.bad-report", message + where,
+                       "render the card with the report `acards verify CARD --report REPORT.json` wrote for it")
+
+
+def render_card(card_data: dict, report: dict, fmt: str, signers: list[dict] = (), *, forest_file: str | None = None) -> str:
+    """The card page in ``fmt`` ("md" or "html"): a pure, deterministic function of the card data
+    (``Card.data``), its verification report and the signers ({keyid, name?}; empty: unsigned).
+
+    HTML embeds the forest plot inline. Markdown shows the same numbers as a table and, when
+    ``forest_file`` names an SVG file (written beside it from ``forest_svg(report)``), also
+    references the plot as an image.
+    """
+    if fmt not in PAGE_FORMATS:
+        raise AcardsError("usage.bad-format", f"no card page format {fmt!r}", "use md or html")
+    if forest_file is not None and not _FOREST_NAME.fullmatch(forest_file):
+        raise AcardsError("usage.bad-format", f"{forest_file!r} is not a plain .svg file name",
+                          "name the plot file like forest.svg (letters, digits, '.', '_', '-')")
+    meta = report.get("card") if isinstance(report, dict) else None
+    if not isinstance(meta, dict) or "id" not in meta or "version" not in meta:
+        raise _bad_report("the report has no card id and version")
+    if (meta["id"], meta["version"]) != (card_data.get("id"), card_data.get("version")):
+        raise AcardsError("usage.report-mismatch",
+                          f"the report is for card {meta['id']} version {meta['version']}, not "
+                          f"{card_data.get('id')} version {card_data.get('version')}",
+                          "verify this card and render it with that report: `acards verify CARD --report REPORT.json`")
+    try:
+        ordered_signers = sorted(signers, key=lambda s: (s["keyid"], s.get("name") or ""))
+    except (KeyError, TypeError, AttributeError):
+        raise AcardsError("usage.bad-signers", "each signer is a mapping with a keyid (and optionally a name)",
+                          "pass signers as [{'keyid': ..., 'name': ...}]") from None
+    try:
+        overrides = card_overrides(card_data)
+        context = {
+            "card": card_data,
+            "report": report,
+            "signers": ordered_signers,
+            "diagnostics": DIAGNOSTICS,
+            "splits": SPLITS,
+            "card_cells": {cell["id"]: cell for cell in card_data["cells"]},
+            "report_claims": {claim["id"]: claim for claim in report["claims"]},
+            "overrides": overrides,
+            "card_overrides": {(o["diagnostic"], o["name"]): o for o in overrides if o["scope"] == "card"},
+            "threshold_order": _threshold_order(),
+            "forest": markupsafe.Markup(forest_svg(report)) if fmt == "html" else None,
+            "forest_file": forest_file,
+        }
+        return page_environment(fmt).get_template(f"card.{fmt}.j2").render(context)
+    except jinja2.UndefinedError as error:
+        raise _bad_report(f"a field the card page needs is missing: {error.message}", error) from error
+    except KeyError as error:
+        raise _bad_report(f"a field the card page needs is missing: {error}", error) from error
+    except (TypeError, ValueError) as error:  # e.g. a number that is text: never from a report verify wrote
+        raise _bad_report(f"a field the card page needs has the wrong type: {error}", error) from error
+
+
+def read_report(path: Path, card=None) -> dict:
+    """A verification report file (as `acards verify --report` writes it), checked against
+    report-1.0 and, given the loaded Card, against that card's id, version and file digest."""
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    from .errors import Location
+
+    hint = "pass the JSON file `acards verify CARD --report REPORT.json` wrote for this card"
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as error:
+        raise AcardsError("usage.bad-report", f"cannot read the report: {error.strerror or error}", hint, Location(str(path))) from None
+    except UnicodeDecodeError:
+        raise AcardsError("usage.bad-report", "the report is not UTF-8 text", hint, Location(str(path))) from None
+    try:
+        report = json.loads(text, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(f"{name} is not JSON")))
+    except json.JSONDecodeError as error:
+        raise AcardsError("usage.bad-report", f"the report is not valid JSON: {error.msg}", hint,
+                          Location(str(path), error.lineno, error.colno)) from None
+    except ValueError as error:
+        raise AcardsError("usage.bad-report", f"the report is not valid JSON: {error}", hint, Location(str(path))) from None
+    if not isinstance(report, dict):
+        raise AcardsError("usage.bad-report", "the report is not a JSON object", hint, Location(str(path), pointer=""))
+    error = next(iter(sorted(Draft202012Validator(load_schema("report-1.0")).iter_errors(report),
+                             key=lambda e: list(map(str, e.absolute_path)))), None)
+    if error is not None:
+        pointer = "".join(f"/{step}" for step in error.absolute_path)
+        raise AcardsError("usage.bad-report", f"the report does not match report-1.0: {error.message}", hint,
+                          Location(str(path), pointer=pointer))
+    if card is not None and (report["card"]["id"], report["card"]["version"], report["card"]["sha256"]) != \
+            (card.data["id"], card.data["version"], card.sha256):
+        raise AcardsError("usage.report-mismatch",
+                          f"the report was made for card {report['card']['id']} version {report['card']['version']} "
+                          f"(file sha256 {report['card']['sha256'][:12]}…), not for {card.path} "
+                          f"({card.data['id']} version {card.data['version']}, sha256 {card.sha256[:12]}…)",
+                          f"verify the card again: `acards verify {card.path} --report REPORT.json`", Location(str(path), pointer="/card"))
+    return report

@@ -1,0 +1,191 @@
+"""The forest plot of a rendered card: pure SVG text with explicit coordinates.
+
+One row per cell × split (held-out, fresh, transfer): the gap reduction Δ = G_U − G_D as a square,
+Δ ± z·SE_tot as a bar with caps, a dashed zero line, and the interval and outcome as text. No
+plotting library: the output is a deterministic function of the report (no timestamps, no ids
+drawn at random, coordinates written with one decimal), so a registry can re-render it
+byte-for-byte. Every label is XML-escaped; characters XML 1.0 cannot carry are replaced.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+
+from .errors import AcardsError
+
+# split, the diagnostic holding its estimates, the label shown
+SPLITS = (("heldout", "reliability", "held-out"), ("fresh", "fresh", "fresh"), ("transfer", "transfer", "transfer"))
+OUTCOME_COLORS = {"pass": "#1a7f37", "fail": "#cf222e", "insufficient": "#9a6700"}
+SIGNIFICANT = 3
+
+# layout, in SVG user units
+WIDTH = 800
+CELL_X, SPLIT_X = 8, 178
+PLOT_X0, PLOT_X1 = 250, 520
+VALUE_X, OUTCOME_X = 534, 718
+TOP, ROW_H, BOTTOM = 56, 22, 46
+MAX_LABEL = 22
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def format_number(value, digits: int = SIGNIFICANT) -> str:
+    """A number as text with at most ``digits`` significant digits; ``—`` for none.
+
+    Integral values print as integers whatever their type, so that 2 and 2.0 (which RFC 8785
+    canonical JSON does not distinguish) render the same.
+    """
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "—"
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        text = f"{value:.{digits}g}"
+        return "0" if float(text) == 0 else text
+    raise TypeError(f"not a number: {value!r}")
+
+
+def interval_text(estimate, se, z) -> str:
+    """``estimate [estimate − z·se, estimate + z·se]``; the estimate alone when se is unknown."""
+    if estimate is None:
+        return "—"
+    if se is None:
+        return format_number(estimate)
+    return f"{format_number(estimate)} [{format_number(estimate - z * se)}, {format_number(estimate + z * se)}]"
+
+
+def xml_text(value) -> str:
+    """Text (or an attribute value) safe inside SVG/XML and HTML."""
+    return html.escape(_NOT_XML.sub("\ufffd", str(value)), quote=True)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
+
+
+def _c(value: float) -> str:
+    """A coordinate, written the same way every time."""
+    text = f"{value:.1f}"
+    return "0.0" if text == "-0.0" else text
+
+
+def _need(mapping, key, where: str):
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise AcardsError("usage.bad-report", f"the report has no {where}/{key}",
+                          "render a report written by `acards verify CARD --report REPORT.json`")
+    return mapping[key]
+
+
+def forest_rows(report: dict) -> list[dict]:
+    """One row per cell × split: the estimate, its z·SE_tot interval, the outcome."""
+    rows = []
+    for index, cell in enumerate(_need(report, "cells", "")):
+        cell_id = _need(cell, "id", f"/cells/{index}")
+        diagnostics = _need(cell, "diagnostics", f"/cells/{index}")
+        for split, name, label in SPLITS:
+            where = f"/cells/{index}/diagnostics/{name}"
+            diagnostic = _need(diagnostics, name, f"/cells/{index}/diagnostics")
+            estimates = _need(diagnostic, "estimates", where)
+            z = _need(_need(diagnostic, "thresholds", where), "z", where + "/thresholds")
+            estimate, se = estimates.get("reduction"), estimates.get("se_total")
+            low = high = None
+            if estimate is not None and se is not None:
+                low, high = estimate - z * se, estimate + z * se
+            rows.append({"cell": cell_id, "split": split, "label": label, "outcome": _need(diagnostic, "outcome", where),
+                         "estimate": estimate, "se": se, "z": z, "low": low, "high": high})
+    return rows
+
+
+def _ticks(values: list[float]) -> tuple[float, float, list[float]]:
+    """A domain that holds 0 and every value, on round steps of 1, 2 or 5 × 10^k."""
+    low, high = min([0.0, *values]), max([0.0, *values])
+    if high - low < 1e-9:
+        low, high = low - 0.1, high + 0.1
+    raw = (high - low) / 5
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    ticks = [round(i * step, 12) + 0.0 for i in range(first, last + 1)]
+    return ticks[0], ticks[-1], ticks
+
+
+def forest_svg(report: dict) -> str:
+    """The forest plot of a verification report, as standalone SVG text."""
+    rows = forest_rows(report)
+    bounds = [v for row in rows for v in (row["low"], row["high"], row["estimate"]) if v is not None]
+    low, high, ticks = _ticks(bounds)
+
+    def x(value: float) -> float:
+        return PLOT_X0 + (value - low) / (high - low) * (PLOT_X1 - PLOT_X0)
+
+    zs = sorted({format_number(row["z"]) for row in rows})
+    z_text = f"z = {zs[0]}" if len(zs) == 1 else "z per diagnostic"
+    plot_bottom = TOP + ROW_H * len(rows)
+    height = plot_bottom + BOTTOM
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="forest" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="forest-title forest-desc" '
+        'font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12">',
+        '<title id="forest-title">Gap reduction per cell and split</title>',
+        f'<desc id="forest-desc">Installed-gap reduction Δ = G_U − G_D with Δ ± z·SE_tot bars ({xml_text(z_text)}), '
+        f'one row per cell and split; {len(rows)} rows.</desc>',
+        f'<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#ffffff"/>',
+        f'<text x="{CELL_X}" y="20" font-size="14" font-weight="bold">Gap reduction Δ ± z·SE_tot ({xml_text(z_text)})</text>',
+        '<g font-weight="bold" fill="#57606a">'
+        f'<text x="{CELL_X}" y="{TOP - 10}">cell</text><text x="{SPLIT_X}" y="{TOP - 10}">split</text>'
+        f'<text x="{VALUE_X}" y="{TOP - 10}">Δ [interval]</text><text x="{OUTCOME_X}" y="{TOP - 10}">outcome</text></g>',
+    ]
+    # grid and axis
+    out.append('<g class="axis" stroke="#d0d7de" stroke-width="1">')
+    for tick in ticks:
+        out.append(f'<line x1="{_c(x(tick))}" y1="{TOP - 4}" x2="{_c(x(tick))}" y2="{plot_bottom}"/>')
+    out.append("</g>")
+    out.append('<g class="ticks" fill="#57606a" font-size="11" text-anchor="middle">')
+    for tick in ticks:
+        out.append(f'<text x="{_c(x(tick))}" y="{plot_bottom + 15}">{format_number(tick)}</text>')
+    out.append("</g>")
+    out.append(f'<text x="{_c((PLOT_X0 + PLOT_X1) / 2)}" y="{plot_bottom + 34}" fill="#57606a" font-size="11" '
+               'text-anchor="middle">gap reduction Δ (score units; right of 0: the defense shrinks the gap)</text>')
+    out.append(f'<line class="zero" x1="{_c(x(0.0))}" y1="{TOP - 4}" x2="{_c(x(0.0))}" y2="{plot_bottom}" '
+               'stroke="#24292f" stroke-width="1.2" stroke-dasharray="4 3"/>')
+    # rows
+    previous = None
+    for number, row in enumerate(rows):
+        top = TOP + number * ROW_H
+        mid = top + ROW_H / 2
+        base = mid + 4
+        color = OUTCOME_COLORS.get(row["outcome"], "#57606a")
+        label = f"{row['cell']} · {row['label']}"
+        out.append('<g class="row">')
+        out.append(f'<title>{xml_text(label)}: Δ = {xml_text(interval_text(row["estimate"], row["se"], row["z"]))}, '
+                   f'{xml_text(row["outcome"])}</title>')
+        if row["cell"] != previous:
+            if previous is not None:
+                out.append(f'<line x1="{CELL_X}" y1="{top}" x2="{WIDTH - 8}" y2="{top}" stroke="#eaeef2" stroke-width="1"/>')
+            out.append(f'<text x="{CELL_X}" y="{_c(base)}" font-weight="bold">{xml_text(_short(str(row["cell"])))}</text>')
+            previous = row["cell"]
+        out.append(f'<text x="{SPLIT_X}" y="{_c(base)}">{xml_text(row["label"])}</text>')
+        if row["estimate"] is None:
+            out.append(f'<text x="{_c((PLOT_X0 + PLOT_X1) / 2)}" y="{_c(base)}" fill="#57606a" text-anchor="middle" '
+                       'font-style="italic">no estimate</text>')
+        else:
+            if row["low"] is not None:
+                x0, x1 = _c(x(row["low"])), _c(x(row["high"]))
+                out.append(f'<line x1="{x0}" y1="{_c(mid)}" x2="{x1}" y2="{_c(mid)}" stroke="{color}" stroke-width="2"/>')
+                for end in (x0, x1):
+                    out.append(f'<line x1="{end}" y1="{_c(mid - 5)}" x2="{end}" y2="{_c(mid + 5)}" stroke="{color}" stroke-width="2"/>')
+            cx = x(row["estimate"])
+            out.append(f'<rect x="{_c(cx - 4)}" y="{_c(mid - 4)}" width="8" height="8" fill="{color}"/>')
+        out.append(f'<text x="{VALUE_X}" y="{_c(base)}">{xml_text(interval_text(row["estimate"], row["se"], row["z"]))}</text>')
+        out.append(f'<text x="{OUTCOME_X}" y="{_c(base)}" fill="{color}" font-weight="bold">{xml_text(row["outcome"])}</text>')
+        out.append("</g>")
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
