@@ -47,8 +47,9 @@ def _compare_block(block: dict, name: str, diagnostic: dict, cell: str) -> list[
             recomputed = diagnostic["estimates"].get(field)
             tol = tolerance(name, field, diagnostic)
             if not isinstance(recomputed, (int, float)) or isinstance(recomputed, bool) or abs(recomputed - reported) > tol:
+                shown = f"{recomputed:.4g}" if isinstance(recomputed, float) else recomputed
                 found.append(_discrepancy(field, reported, recomputed, cell, name, tol,
-                                          f"{name}.{field} reported {reported}, recomputed {recomputed} (tolerance {tol:.4g})"))
+                                          f"{name}.{field} reported {reported}, recomputed {shown} (tolerance {tol:.2g})"))
     return found
 
 
