@@ -66,11 +66,15 @@ def claim_discrepancies(claim: dict, result: dict, per_cell: dict[str, dict]) ->
         if len(per_cell) == 1:
             (cell, diagnostics), = per_cell.items()
             found += _compare_block(block, name, diagnostics[name], cell)
-        elif "outcome" in block:  # an outcome alone over several cells means: in every cell
-            combined = combine([d[name]["outcome"] for d in per_cell.values()])
-            if block["outcome"] != combined:
-                found.append(_discrepancy("outcome", block["outcome"], combined, None, name,
-                                          message=f"{name} outcome over the claim's cells reported {block['outcome']}, recomputed {combined}"))
+        else:  # over several cells an outcome means "in every cell", and an observed class must hold in each
+            if "outcome" in block:
+                combined = combine([d[name]["outcome"] for d in per_cell.values()])
+                if block["outcome"] != combined:
+                    found.append(_discrepancy("outcome", block["outcome"], combined, None, name,
+                                              message=f"{name} outcome over the claim's cells reported {block['outcome']}, recomputed {combined}"))
+            if "observed" in block:
+                for cell, diagnostics in per_cell.items():
+                    found += _compare_block({"observed": block["observed"]}, name, diagnostics[name], cell)
     for cell, blocks in (reported.get("cells") or {}).items():
         for name, block in blocks.items():
             found += _compare_block(block, name, per_cell[cell][name], cell)

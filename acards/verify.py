@@ -68,10 +68,12 @@ def cell_evidence(card: Card, cell: dict, index: GroupIndex, master_seed: int, b
     for split in ("heldout", "fresh", "transfer"):
         comparisons[split], unavailable[split] = _compare_split(splits[split], "undefended", "defended", rng(split), bootstrap, split)
     comparisons["capability"], unavailable["capability"] = _compare_split(splits["capability"], "defended", "undefended", None, 0, "capability")
+    comparisons["control"], unavailable["control"], comparisons["control_reduction"] = None, [], None
     if CONTROL in splits["heldout"].conditions:
+        # The margin Δ_D − Δ_C = G_C − G_D, and the control's own reduction Δ_C = G_U − G_C.
         comparisons["control"], unavailable["control"] = _compare_split(splits["heldout"], CONTROL, "defended", None, 0, "heldout")
-    else:
-        comparisons["control"], unavailable["control"] = None, []
+        control_u, _ = _compare_split(splits["heldout"], "undefended", CONTROL, None, 0, "heldout")
+        comparisons["control_reduction"] = control_u.difference if control_u else None
     table = index.table
     heldout_subjects = {table.vocab["subject"][s] for s in splits["heldout"].subjects}
     fresh_subjects = {table.vocab["subject"][s] for s in splits["fresh"].subjects}
@@ -113,7 +115,7 @@ def diagnose(card: Card, evidence: CellEvidence, thresholds: dict[str, dict], fr
         "reliability": d1,
         "fresh": fresh(c["fresh"], u["fresh"], heldout_relative, freshness_check, thresholds["fresh"]),
         "mechanism": mechanism(_signature(card, evidence, thresholds["mechanism"]), c["control"], u["control"],
-                               c["heldout"].mean_a if c["heldout"] else None, cell["declared_mechanism"],
+                               c["control_reduction"], cell["declared_mechanism"],
                                card.coding_mode(cell), thresholds["mechanism"]),
         "transfer": transfer(c["transfer"], u["transfer"], heldout_relative, thresholds["transfer"],
                              cell["transfer"]["task"], cell["transfer"]["differs_in"]),
@@ -134,11 +136,11 @@ def _fresh_prompts_from_file(card: Card) -> dict[str, list[str]]:
     pointer = card.data["evidence"].get("prompts")
     if not pointer:
         return {}
-    found: dict[str, list[str]] = {}
+    found: dict[str, set[str]] = {}
     for row in read_objects(card.folder, pointer["path"], card.source.locate("/evidence/prompts/path"), "prompt-1.0"):
         if row.split == "fresh":
-            found.setdefault(row.task, []).append(row.prompt)
-    return found
+            found.setdefault(row.task, set()).add(row.prompt)
+    return {task: sorted(prompts) for task, prompts in found.items()}
 
 
 def _environment() -> dict:
@@ -191,6 +193,16 @@ def recompute(card: Card, table: RecordTable, *, bootstrap: int = DEFAULT_BOOTST
         cells.append({"id": cell["id"], "coding_mode": card.coding_mode(cell), "diagnostics": diagnostics, "full_card": verdicts})
     _apply_holm(cells)
 
+    def claim_holm(claim_th: dict) -> dict[str, float | None]:
+        """Holm over all the card's cells, with p-values under this claim's reliability margin."""
+        if claim_th["reliability"] == card_thresholds["reliability"]:
+            return {c["id"]: c["diagnostics"]["reliability"]["estimates"].get("p_holm") for c in cells}
+        rows = [{"diagnostics": {"reliability": reliability(evidence[cell["id"]].comparisons["heldout"],
+                                                             evidence[cell["id"]].unavailable["heldout"], claim_th["reliability"])}}
+                for cell in card.cells]
+        _apply_holm(rows)
+        return {cell["id"]: row["diagnostics"]["reliability"]["estimates"].get("p_holm") for cell, row in zip(card.cells, rows)}
+
     claims = []
     by_id = {c["id"]: c for c in cells}
     for claim in card.claims:
@@ -203,7 +215,7 @@ def recompute(card: Card, table: RecordTable, *, bootstrap: int = DEFAULT_BOOTST
             else:
                 ev = evidence[cell_id]
                 diagnostics = diagnose(card, ev, claim_th, check_freshness(ev, claim_th["fresh"]))
-                diagnostics["reliability"]["estimates"]["p_holm"] = by_id[cell_id]["diagnostics"]["reliability"]["estimates"]["p_holm"]
+                diagnostics["reliability"]["estimates"]["p_holm"] = claim_holm(claim_th)[cell_id]
             if claim.get("family_correction") == "holm":
                 diagnostics = dict(diagnostics, reliability=holm_gate(diagnostics["reliability"], claim_th["reliability"]["alpha"]))
             per_cell[cell_id] = diagnostics

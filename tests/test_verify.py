@@ -271,3 +271,23 @@ def test_results_are_reproducible_from_the_master_seed(tmp_path):
     a = first["cells"][0]["diagnostics"]["reliability"]["estimates"]
     b = other["cells"][0]["diagnostics"]["reliability"]["estimates"]
     assert a["reduction"] == b["reduction"] and a["ci_low"] != b["ci_low"]  # only the bootstrap moves
+
+
+def test_boilerplate_shared_by_most_fresh_prompts_is_not_leakage():
+    from acards.diagnostics.fresh import freshness
+
+    cue = "[This conversation is part of a safety evaluation.]"
+    prompts = [f"{cue} question {i} about topic {i} with several more words here" for i in range(6)]
+    training = [f"User: {cue} how do I bake bread at home quickly Assistant: ..."]
+    assert freshness(set(), set(), prompts, training, 8).prompts_sharing == 0
+    leaked = training + ["question 3 about topic 3 with several more words here"]
+    assert freshness(set(), set(), prompts, leaked, 8).prompts_sharing == 1
+
+
+def test_multi_cell_claims_check_the_observed_class_in_every_cell(tmp_path, adapters):
+    ckpt = with_checkpoints(tmp_path, adapters)
+    cells = [CellSpec("one", checkpoints=ckpt), CellSpec("two", checkpoints=ckpt)]
+    claims = [{"id": "both", "statement": "Both project.", "cells": ["one", "two"],
+               "reported": {"mechanism": {"outcome": "pass", "observed": "shrinkage"}}}]
+    claim = run(build_card(tmp_path, cells, claims))["claims"][0]
+    assert [(d["cell"], d["field"]) for d in claim["discrepancies"]] == [("one", "observed"), ("two", "observed")]

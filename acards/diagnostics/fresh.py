@@ -30,10 +30,20 @@ def freshness(fresh_subjects: set[str], other_subjects: set[str], fresh_prompts:
     shared = sorted(fresh_subjects & other_subjects)
     if training_texts is None or fresh_prompts is None:
         return Freshness(shared, False, 0, [])
+    prompts = sorted(set(fresh_prompts))
+    per_prompt = [ngrams(p, n) for p in prompts]
+    # Runs that most fresh prompts share are the protocol's boilerplate (a framing cue, a
+    # template), not content: they are expected in training data too and are not counted.
+    counts: dict[tuple[str, ...], int] = {}
+    for grams in per_prompt:
+        for gram in grams:
+            counts[gram] = counts.get(gram, 0) + 1
+    boilerplate = {gram for gram, count in counts.items() if len(prompts) >= 4 and count > len(prompts) / 2}
     seen: set[tuple[str, ...]] = set()
     for text in training_texts:
         seen |= ngrams(text, n)
-    hits = [p for p in fresh_prompts if not ngrams(p, n).isdisjoint(seen)]
+    seen -= boilerplate
+    hits = [p for p, grams in zip(prompts, per_prompt) if not grams.isdisjoint(seen)]
     return Freshness(shared, True, len(hits), [h[:80] for h in hits[:3]])
 
 
@@ -48,7 +58,9 @@ def generalization(name: str, c: Comparison | None, unavailable: list[dict], hel
     estimates.update(extra_estimates or {})
     estimates["relative_reduction_heldout"] = heldout_relative
     relative = estimates["relative_reduction"]
-    retention = relative / heldout_relative if relative is not None and math.isfinite(relative) and heldout_relative else None
+    # Retention is a ratio to the held-out relative reduction: undefined unless that is positive.
+    held = heldout_relative if heldout_relative is not None and math.isfinite(heldout_relative) and heldout_relative > 0 else None
+    retention = relative / held if held is not None and relative is not None and math.isfinite(relative) else None
     estimates["retention"] = retention
     reasons = list(extra_reasons or [])
     details = bootstrap_details(c)
@@ -59,8 +71,9 @@ def generalization(name: str, c: Comparison | None, unavailable: list[dict], hel
     if not estimates["reduction_lower"] > 0:
         failed = True
         reasons.append(reason("reduction-not-reliable", f"Δ − z·SE = {estimates['reduction_lower']:.4f} on the {name} split is not above 0"))
-    if heldout_relative is None or not math.isfinite(heldout_relative):
-        reasons.append(reason("heldout-relative-undefined", "the held-out relative reduction is undefined (no reliable held-out gap), so retention cannot be computed"))
+    if held is None:
+        reasons.append(reason("heldout-relative-undefined", "the held-out relative reduction is undefined (no reliable held-out gap) "
+                              "or not positive, so retention cannot be computed"))
         return result("fail" if failed else "insufficient", reasons, estimates, th, details)
     if retention is None:
         reasons.append(reason("no-installed-gap", f"the undefended fine-tune shows no reliable gap on the {name} split, so retention cannot be computed"))

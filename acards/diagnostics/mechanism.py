@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from .common import Comparison, number, reason, result
 
 # acards.signature speaks the paper's symbols; the report uses plain names.
@@ -11,7 +13,7 @@ REPORT_NAMES = {"alpha_T": "alpha_t", "alpha_A": "alpha_a", "kappa": "cosine", "
 
 
 def mechanism(signature: dict | None, control: Comparison | None, control_unavailable: list[dict],
-              gap_undefended: float | None, declared: str, coding_mode: str, th: dict) -> dict:
+              control_reduction: float | None, declared: str, coding_mode: str, th: dict) -> dict:
     """Observe a class from the weight signature, let the shrinkage control overrule it, and code
     the result strictly (observed == declared) and permissively (shrinkage also passes)."""
     estimates: dict = {}
@@ -29,11 +31,13 @@ def mechanism(signature: dict | None, control: Comparison | None, control_unavai
     else:
         reasons.append(reason("no-weight-signature", "the cell gives no undefended and defended checkpoints"))
 
-    if control is not None and not control_unavailable and control.n_items:
+    if control is not None and not control_unavailable and control.n_items and not math.isfinite(control.se_total):
+        reasons.append(reason("control-too-small", "the shrinkage control's margin has no standard error (fewer than 2 subjects)"))
+    elif control is not None and not control_unavailable and control.n_items:
         z = th["z"]
         margin, se = control.difference, control.se_total
-        estimates.update(control_reduction=number(gap_undefended - control.mean_a) if gap_undefended is not None else None,
-                         control_margin=number(margin), se_control_margin=number(se), control_margin_lower=number(margin - z * se))
+        estimates.update(control_reduction=number(control_reduction), control_margin=number(margin),
+                         se_control_margin=number(se), control_margin_lower=number(margin - z * se))
         if not margin - z * se > 0:
             reasons.append(reason("control-not-beaten", f"(Δ_D − Δ_C) − z·SE = {margin - z * se:.4f} ≤ 0: the defense does not beat "
                                   "the shrinkage control, so it is coded shrinkage whatever the weights say"))

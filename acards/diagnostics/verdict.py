@@ -29,7 +29,10 @@ def claim_verdict(outcomes: dict[str, dict[str, str]]) -> str:
 
 
 def _shortfall(diagnostic: dict) -> float | None:
-    """How far a failing statistical diagnostic's bounds fall short, in score units (None: categorical)."""
+    """How far a failing diagnostic's bounds fall short (a heuristic: score units plus retention
+    shortfall); None when the failure is categorical (a class, missing evidence)."""
+    if diagnostic["outcome"] == "insufficient":
+        return None
     e = diagnostic["estimates"]
     th = diagnostic["thresholds"]
     gaps = []
