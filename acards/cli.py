@@ -188,9 +188,13 @@ def hash_command(paths: tuple[Path, ...], manifest: bool) -> None:
 @click.option("--envelope", type=click.Path(dir_okay=False, path_type=Path), help="A signed envelope of CARD: check its signatures first.")
 @click.option("--trusted-key", "trusted", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="A signer's public key (PEM) to trust; repeat for several.")
+@click.option("--no-generate", is_flag=True, help="Do not regenerate missing outputs: the affected diagnostics stay insufficient.")
+@click.option("--device", help="Where to regenerate: cuda, cuda:N, mps or cpu (default: the best present).")
+@click.option("--spot-check", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Regenerate this many supplied outputs (seeded choice) and report the exact-match rate; 0 skips.")
 @handled
 def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed: int, no_cache: bool,
-           envelope: Path | None, trusted: tuple[Path, ...]) -> None:
+           envelope: Path | None, trusted: tuple[Path, ...], no_generate: bool, device: str | None, spot_check: int) -> None:
     """Recompute every diagnostic of CARD from its evidence and compare with what it reports.
 
     Exits 0 when everything the card reports is reproduced, 1 when something is not.
@@ -205,7 +209,8 @@ def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed:
             raise AcardsError("usage.no-trusted-key", "--envelope needs at least one --trusted-key",
                               "pass the public key (PATH.pub) of each signer you trust")
         envelope_bytes, keys = _read_file(envelope), _trusted_keys(trusted)
-    report = run(card, bootstrap=bootstrap, seed=seed, use_cache=not no_cache, envelope=envelope_bytes, trusted_keys=keys)
+    report = run(card, bootstrap=bootstrap, seed=seed, use_cache=not no_cache, envelope=envelope_bytes, trusted_keys=keys,
+                 generate=not no_generate, device=device, spot_check=spot_check)
     if report_path:
         atomic_write(report_path, (dumps(report) + "\n").encode("utf-8"))
     click.echo(dumps(report) if fmt == "json" else verify_text(report))
@@ -315,6 +320,123 @@ def sign(card: Path, key_path: Path, report_path: Path | None, out: Path | None,
 
 # --- regeneration (acards.generate) -------------------------------------------------------------
 
+@main.command("generate")
+@click.argument("card", type=click.Path(path_type=Path))
+@click.option("--shard", metavar="I/N", help="Generate only shard I of N (stable hash of each record's identity), into a cache file of its own.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: run --shards shards as Ray tasks (local Ray, or the cluster RAY_ADDRESS names).")
+@click.option("--shards", type=int, help="Number of Ray tasks (default: the cluster's GPUs, at least 1).")
+@click.option("--device", help="cuda, cuda:N, mps or cpu (default: the best present; or $ACARDS_DEVICE).")
+@click.option("--backend", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True)
+@click.option("--controls/--no-controls", default=True, show_default=True, help="Also generate missing control:shrinkage records.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the regenerated records, scored, as JSONL.")
+@FORMAT
+@handled
+def generate_command(card: Path, shard, executor, shards, device, backend, controls, out, fmt: str) -> None:
+    """Regenerate CARD's missing outputs (and missing controls) into the output cache."""
+    from .generate.commands import generate_card
+    from .reporter import dumps
+
+    summary = generate_card(card, shard=shard, executor=None if executor == "local" else executor, shards=shards,
+                            device=device, backend=backend, controls=controls, out=out)
+    if fmt == "json":
+        click.echo(dumps({"ok": True, **summary}))
+        return
+    counts = summary["counts"]
+    click.echo(f"{card}: {summary['requests']} outputs needed; {counts.get('cache_hits', 0)} from the cache, "
+               f"{counts.get('generated', 0)} generated in {counts.get('model_calls', 0)} model calls"
+               + (f" (shard {shard}: {counts.get('in_shard', 0)} of them)" if shard else ""))
+    if summary.get("out"):
+        click.echo(f"wrote {summary['written']} records to {summary['out']}")
+
+
+@main.command("spot-check")
+@click.argument("card", type=click.Path(path_type=Path))
+@click.option("-n", "n", type=int, default=20, show_default=True, help="How many supplied outputs to regenerate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random choice of records.")
+@click.option("--device", help="cuda, cuda:N, mps or cpu (default: the best present).")
+@click.option("--backend", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True)
+@FORMAT
+@handled
+def spot_check_command(card: Path, n: int, seed: int, device, backend, fmt: str) -> None:
+    """Regenerate a random subset of CARD's supplied outputs and report the exact-match rate."""
+    from .generate.commands import spot_check_card
+    from .reporter import dumps
+
+    result = spot_check_card(card, n=n, seed=seed, device=device, backend=backend)
+    if fmt == "json":
+        click.echo(dumps({"ok": True, **result}))
+        return
+    if not result["checked"]:
+        click.echo(f"{card}: {result['note']}")
+        return
+    click.echo(f"{card}: {result['matches']}/{result['checked']} regenerated outputs equal the supplied ones "
+               f"(exact-match rate {result['exact_match_rate']:.2f}; seed {seed})")
+    for item in result["mismatches"]:
+        click.echo(f"  differs: {item['location']} {item['cell']} {item['condition']} {item['item']} {item['framing']}")
+    if result.get("note"):
+        click.echo(f"note: {result['note']}")
+
+
+@main.group("cache")
+def cache_group() -> None:
+    """The output cache of regenerated outputs (under the user cache folder, or $ACARDS_CACHE_DIR)."""
+
+
+@cache_group.command("info")
+@FORMAT
+@handled
+def cache_info_command(fmt: str) -> None:
+    """Where the output cache is, how many outputs it holds, and which shard files wait to be merged."""
+    from .generate.cache import info
+    from .reporter import dumps
+
+    found = info()
+    if fmt == "json":
+        click.echo(dumps({"ok": True, **found}))
+        return
+    main_file = found["main"]
+    click.echo(f"{main_file['path']}: {main_file['outputs']} outputs, {main_file['bytes']} bytes, {len(found['models'])} models")
+    for shard in found["shards"]:
+        click.echo(f"  shard {shard['path']}: {shard['outputs']} outputs (merge with `acards cache merge`)")
+    if found["controls"]:
+        click.echo(f"  {len(found['controls'])} control:shrinkage adapters")
+
+
+@cache_group.command("clear")
+@click.option("--keep-controls", is_flag=True, help="Keep the control:shrinkage adapters.")
+@FORMAT
+@handled
+def cache_clear_command(keep_controls: bool, fmt: str) -> None:
+    """Delete every cached output (and the control:shrinkage adapters)."""
+    from .generate.cache import clear
+    from .reporter import dumps
+
+    removed = clear(include_controls=not keep_controls)
+    if fmt == "json":
+        click.echo(dumps({"ok": True, **removed}))
+    else:
+        click.echo(f"removed {len(removed['removed'])} files and folders")
+
+
+@cache_group.command("merge")
+@click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--into", type=click.Path(dir_okay=False, path_type=Path), help="Target cache file (default: the main cache).")
+@click.option("--remove", is_flag=True, help="Delete each shard file once merged.")
+@FORMAT
+@handled
+def cache_merge_command(sources, into, remove: bool, fmt: str) -> None:
+    """Merge shard cache files (default: every file under outputs/shards) into the main cache."""
+    from .generate.cache import merge
+    from .reporter import dumps
+
+    merged = merge(list(sources) or None, into, remove)
+    if fmt == "json":
+        click.echo(dumps({"ok": True, **merged}))
+    else:
+        click.echo(f"merged {len(merged['sources'])} files into {merged['into']}: {merged['added']} new outputs, {merged['outputs']} in all")
+
+
 @main.command("render")
 @click.argument("card", type=click.Path(path_type=Path))
 @click.option("--report", "report_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -341,3 +463,6 @@ def render_command(card: Path, report_path: Path, fmt: str | None, output: Path 
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(output, text.encode("utf-8"))
     click.echo(f"wrote {output}")
+
+
+# --- the registry (acards.registry) and its static site (acards.site) -----------------------------

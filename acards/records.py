@@ -110,14 +110,21 @@ class RecordTable:
 
 
 class _Builder:
-    """Accumulates decoded chunks as compact arrays."""
+    """Accumulates decoded chunks as compact arrays (optionally after an existing table's)."""
 
-    def __init__(self):
+    def __init__(self, start: RecordTable | None = None):
         self.tables: dict[str, dict[str, int]] = {name: {} for name in CODED}
         self.parts: dict[str, list[np.ndarray]] = {name: [] for name in (*CODED, "seed", "sample", "score", "has_output", "file_index", "line")}
         self.outputs: dict[int, str] = {}
         self.prompts: dict[int, str] = {}
         self.rows = 0
+        if start is not None:
+            self.tables = {name: {value: code for code, value in enumerate(start.vocab[name])} for name in CODED}
+            for name, values in start.columns.items():
+                self.parts[name].append(values)
+            self.parts["file_index"].append(start.file_index)
+            self.parts["line"].append(start.line)
+            self.outputs, self.prompts, self.rows = dict(start.outputs), dict(start.prompts), len(start)
 
     def add(self, records: list, file_index: int, lines: np.ndarray) -> None:
         for name in CODED:
@@ -307,6 +314,36 @@ def read_objects(root: Path, relative: str, location: Location, schema: str) -> 
     if problems:
         raise AcardsError.collect(problems)
     return objects
+
+
+def append_records(table: RecordTable, records: list[dict], source: str) -> RecordTable:
+    """A new table with ``records`` (record-1.0 dicts, e.g. regenerated ones) after the table's
+    rows; ``source`` names where they came from in error messages.  Duplicates are refused."""
+    if not records:
+        return table
+    struct = schema_struct("record-1.0")
+    builder = _Builder(table)
+    builder.add([msgspec.convert(record, struct) for record in records], len(table.files),
+                np.arange(1, len(records) + 1, dtype=np.int64))
+    extended = builder.table([*table.files, source])
+    _refuse_duplicates(extended)
+    return extended
+
+
+def fill_scores(table: RecordTable, records: list[dict]) -> int:
+    """Set the score of each unscored row that one of ``records`` identifies; returns how many.
+
+    Regenerated records of rows that lacked an output carry the row's identity and a score."""
+    wanted = {tuple(str(record[name]) for name in IDENTITY): record.get("score") for record in records}
+    filled = 0
+    for row in np.flatnonzero(np.isnan(table.columns["score"])):
+        identity = tuple(str(table.vocab[name][table.columns[name][row]]) if name in CODED else str(table.columns[name][row])
+                         for name in IDENTITY)
+        score = wanted.get(identity)
+        if score is not None:
+            table.columns["score"][row] = score
+            filled += 1
+    return filled
 
 
 def records_summary(table: RecordTable) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from .diagnostics.verdict import ALL, audit_summary, claim_verdict, combine, ful
 from .errors import AcardsError
 from .evidence import DigestCache, check_pointers, resolve_inside
 from .gaps import GroupIndex, SplitValues, split_values
-from .records import RecordTable, read_objects, read_records, records_summary
+from .records import RecordTable, append_records, fill_scores, read_objects, read_records, records_summary
 from .reproduce import claim_discrepancies
 
 DEFAULT_BOOTSTRAP = 10_000
@@ -239,8 +239,56 @@ def _apply_holm(cells: list[dict]) -> None:
             e["p_holm"] = float(p) if np.isfinite(p) else None
 
 
+def complete_evidence(card: Card, table: RecordTable, *, generate: bool = True, device: str | None = None,
+                      spot_check: int = 0, progress: bool | None = None) -> tuple[RecordTable, dict]:
+    """Score supplied outputs that lack a score, regenerate missing outputs and the shrinkage
+    control (SPEC §5.3), and spot-check supplied outputs; returns the table and the report's
+    ``generation`` section.  Without a scorer in the card, outputs cannot become scores and the
+    affected diagnostics stay insufficient."""
+    from .generate import plan, scorers
+    from .generate.provenance import report_section
+
+    prompts = plan.read_prompts(card)
+    scorer = card.section("scorer") if card.data.get("scorer") else None
+    scored, scorer_provenance, result = 0, None, None
+
+    def references(keys):
+        found = [prompts.get(*key) for key in keys]
+        return [p.reference if p else None for p in found]
+
+    if table.outputs and scorer:
+        rows = sorted(table.outputs)
+        keys = [tuple(table.vocab[name][table.columns[name][row]] for name in ("split", "task", "item", "framing")) for row in rows]
+        scores, scorer_provenance = scorers.score(scorer, [table.outputs[row] for row in rows], references(keys), card.folder,
+                                                  device=device, progress=progress)
+        table.columns["score"][rows] = scores
+        scored += len(rows)
+    if generate and scorer:
+        missing = plan.missing_requests(card, table, prompts)
+        # The control is optional evidence: it is built only where the card gives the prompts.
+        controls = plan.control_requests(card, table, prompts) if len(prompts) else []
+        if missing or controls:
+            from .generate import run
+
+            requests = missing + controls
+            result = run(card, requests, device=device, progress=progress)
+            scores, scorer_provenance = scorers.score(scorer, result.outputs, [r.reference for r in requests], card.folder,
+                                                      device=device, progress=progress)
+            records = plan.to_records(requests, result.outputs, scores)
+            scored += fill_scores(table, records[: len(missing)])
+            table = append_records(table, records[len(missing):], "<regenerated control:shrinkage>")
+            scored += len(records) - len(missing)
+    section = report_section(result, scored=scored, scorer=scorer_provenance)
+    if generate and spot_check > 0 and table.columns["has_output"].any():
+        from .generate import spot_check as check
+
+        section["provenance"]["spot_check"] = check(card, table, prompts, n=spot_check, seed=0, device=device, progress=progress)
+    return table, section
+
+
 def verify(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED,
-           use_cache: bool = True, envelope: bytes | None = None, trusted_keys: dict | None = None) -> dict:
+           use_cache: bool = True, envelope: bytes | None = None, trusted_keys: dict | None = None,
+           generate: bool = True, device: str | None = None, spot_check: int = 20, progress: bool | None = None) -> dict:
     """The full verification report of a card (SPEC §7).
 
     With ``envelope``, its signatures are checked against ``trusted_keys`` first, and the card
@@ -259,6 +307,7 @@ def verify(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: i
         pointer_results, table = load_evidence(card, cache)
     finally:
         cache.close()
+    table, generation = complete_evidence(card, table, generate=generate, device=device, spot_check=spot_check, progress=progress)
     cells, claims = recompute(card, table, bootstrap=bootstrap, seed=seed)
     for claim, source in zip(claims, card.claims):
         per_cell = claim.pop("_diagnostics")
@@ -275,8 +324,7 @@ def verify(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: i
         "cells": cells,
         "claims": claims,
         "audit": audit_summary(cells),
-        "generation": {"requested": 0, "generated": 0, "cache_hits": 0, "cache_misses": 0, "scored": 0,
-                       "provenance": {"records": summary}},
+        "generation": {**generation, "provenance": {**generation["provenance"], "records": summary}},
     }
     if signed:
         report["envelope"] = signed

@@ -1,0 +1,77 @@
+"""What `acards generate`, `acards spot-check` and `acards cache …` do; cli.py only parses and prints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import AcardsError
+
+
+def load_evidence(card_path: Path):
+    """(card, records table, prompts): the card validated, every digest checked, records and prompts read."""
+    from ..card import load_card
+    from ..evidence import DigestCache, check_pointers
+    from ..records import read_records
+    from .plan import read_prompts
+
+    card = load_card(card_path)
+    cache = DigestCache(DigestCache.default_path())
+    try:
+        _results, problems = check_pointers(card.folder, card.pointers(), cache)
+    finally:
+        cache.close()
+    if problems:
+        raise AcardsError.collect(problems)
+    paths = [(pointer["path"], card.source.locate(f"/evidence/records/{index}/path"))
+             for index, pointer in enumerate(card.data["evidence"]["records"])]
+    table = read_records(card.folder, paths)
+    return card, table, read_prompts(card)
+
+
+def generate_card(card_path: Path, *, shard: str | None = None, executor: str | None = None, shards: int | None = None,
+                  device: str | None = None, backend: str | None = None, controls: bool = True, out: Path | None = None,
+                  progress: bool | None = None) -> dict[str, Any]:
+    """Regenerate every missing output of a card (and missing control:shrinkage records) into the
+    cache; with ``out``, also write them, scored by the card's scorer, as records JSONL."""
+    from . import run
+    from .plan import control_requests, missing_requests, to_records
+
+    if shard is not None and executor == "ray":
+        raise AcardsError("usage.conflict", "--shard and --executor ray do not go together",
+                          "--executor ray runs every shard itself (--shards N); --shard i/N runs one shard here")
+    card, table, prompts = load_evidence(card_path)
+    requests = missing_requests(card, table, prompts)
+    if controls:
+        requests += control_requests(card, table, prompts)
+    summary: dict[str, Any] = {"card": str(card_path), "requests": len(requests)}
+    if not requests:
+        summary.update(counts={"requested": 0, "generated": 0, "cache_hits": 0, "cache_misses": 0}, provenance={})
+        return summary
+    result = run(card, requests, device=device, shard=shard, executor=executor, progress=progress, backend=backend,
+                 shards=shards)
+    summary.update(counts=result.counts, provenance=result.provenance)
+    if out is not None:
+        from ..files import atomic_write
+        from .scorers import score
+
+        scorer = card.section("scorer") if card.data.get("scorer") else None
+        scores = None
+        if scorer is not None:
+            scores, scorer_provenance = score(scorer, result.outputs, [r.reference for r in requests], card.folder,
+                                              device=device, progress=progress)
+            summary["provenance"] = {**result.provenance, "scorer": scorer_provenance}
+        records = to_records(requests, result.outputs, scores)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8"))
+        summary.update(out=str(out), written=len(records))
+    return summary
+
+
+def spot_check_card(card_path: Path, *, n: int = 20, seed: int = 0, device: str | None = None,
+                    backend: str | None = None, progress: bool | None = None) -> dict[str, Any]:
+    from . import spot_check
+
+    card, table, prompts = load_evidence(card_path)
+    return spot_check(card, table, prompts, n=n, seed=seed, device=device, progress=progress, backend=backend)

@@ -1,0 +1,328 @@
+"""Each condition's model, resolved from the card to folders and content digests (SPEC §5.3).
+
+- ``base``: the cell's ``checkpoints.base`` folder alone (config.json, tokenizer files, safetensors).
+- ``undefended`` / ``defended``: the base model with the cell's PEFT adapter folder; a folder of
+  full weights (config.json + safetensors) is also accepted, and then is the condition's model.
+- ``control:shrinkage``: the undefended adapter with each module's B scaled to the defended
+  module's norm (:func:`acards.weights.write_control_shrinkage`), written once into a
+  content-addressed folder ``cache_dir()/controls/<digest of (recipe, U digest, D digest)>``.
+
+Fine-tuned conditions exist only for the training seed ``checkpoints.seed`` (default 0).
+Everything here reads files and headers only; no model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import AcardsError, Location
+from .cache import digest
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json", "vocab.txt", "merges.txt",
+                   "chat_template.jinja", "chat_template.json")
+CONTROL_RECIPE = "control:shrinkage/1"
+_LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+?)\.lora_(?P<factor>[AB])(?:\.[^.]+)?\.weight$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What one condition's model is made of: folders, and the digests that name them."""
+
+    base: Path  # tokenizer (and, without ``full``, weights) folder
+    base_digest: str
+    adapter: Path | None = None
+    adapter_digest: str | None = None
+    full: Path | None = None  # a full-weights folder that replaces the base weights
+    full_digest: str | None = None
+
+    @property
+    def weights(self) -> dict:
+        """The weight digests the cache key names."""
+        return {"base": self.base_digest, "adapter": self.adapter_digest, "full": self.full_digest}
+
+    @property
+    def weights_folder(self) -> Path:
+        return self.full or self.base
+
+    @property
+    def ident(self) -> str:
+        return digest(self.weights)
+
+
+def _model_error(code: str, message: str, hint: str, path: Path | str | None = None, location: Location | None = None) -> AcardsError:
+    if location is None:
+        location = Location(file=str(path)) if path is not None else Location()
+    return AcardsError(code, message, hint, location)
+
+
+def _safetensors_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.safetensors"))
+
+
+def check_model_folder(folder: Path, what: str, location: Location | None = None) -> None:
+    """A folder transformers can load with use_safetensors=True and nothing unpickled."""
+    if not folder.is_dir():
+        raise _model_error("model.not-a-folder", f"{what} ({folder}) is a file, not a model folder",
+                           "point at the folder written by save_pretrained (config.json, tokenizer, *.safetensors)", folder, location)
+    if not (folder / "config.json").is_file():
+        raise _model_error("model.no-config", f"{what} ({folder}) has no config.json",
+                           "point at the folder written by save_pretrained", folder, location)
+    if not _safetensors_files(folder):
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLES)
+        if pickles:
+            raise _model_error("model.not-safetensors",
+                               f"{what} ({folder}) holds only pickle-based weights ({', '.join(pickles[:4])}); acards never unpickles",
+                               "convert the checkpoint to safetensors: save_pretrained(..., safe_serialization=True)", folder, location)
+        raise _model_error("model.no-weights", f"{what} ({folder}) holds no *.safetensors weights",
+                           "copy the model's safetensors files into the folder", folder, location)
+
+
+def check_adapter_folder(folder: Path, what: str, location: Location | None = None) -> None:
+    if not (folder / ADAPTER_WEIGHTS).is_file():
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLES)
+        if pickles:
+            raise _model_error("model.not-safetensors",
+                               f"{what} ({folder}) holds only pickle-based adapter weights ({', '.join(pickles[:4])}); acards never unpickles",
+                               "re-save the adapter with PEFT's save_pretrained (safetensors is its default)", folder, location)
+        raise _model_error("model.no-weights", f"{what} ({folder}) has no {ADAPTER_WEIGHTS}",
+                           "re-save the adapter with PEFT's save_pretrained", folder, location)
+    try:
+        config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _model_error("model.bad-adapter", f"{what}: {ADAPTER_CONFIG} is not readable JSON ({error})",
+                           "re-save the adapter with PEFT's save_pretrained", folder, location) from None
+    if not isinstance(config, dict) or not config.get("peft_type"):
+        raise _model_error("model.bad-adapter", f"{what}: {ADAPTER_CONFIG} names no peft_type",
+                           "re-save the adapter with PEFT's save_pretrained", folder, location)
+
+
+def _shapes(files: list[Path], what: str) -> dict[str, tuple[int, ...]]:
+    from safetensors import SafetensorError, safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="numpy") as handle:
+                for key in handle.keys():
+                    shapes[key] = tuple(handle.get_slice(key).get_shape())
+        except (SafetensorError, OSError) as error:
+            raise _model_error("model.bad-safetensors", f"{what}: {file.name} is not a readable safetensors file ({error})",
+                               "re-save or re-download the file", file) from None
+    return shapes
+
+
+def check_adapter_fits(adapter: Path, base_weights: Path, what: str, location: Location | None = None) -> None:
+    """Every LoRA factor of the adapter must sit on a weight of the base model, with matching shapes
+    (read from safetensors headers only).  Catches an adapter trained for another base model."""
+    adapter_shapes = _shapes([adapter / ADAPTER_WEIGHTS], what)
+    base_shapes = _shapes(_safetensors_files(base_weights), "the base model")
+    try:
+        fan_in_fan_out = bool(json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("fan_in_fan_out"))
+    except (OSError, ValueError, AttributeError):
+        fan_in_fan_out = False
+    hint = "the adapter must have been trained on this base model: check the cell's checkpoints.base"
+    for key, shape in adapter_shapes.items():
+        match = _LORA_KEY.match(key)
+        if not match:
+            continue
+        module = match["module"]
+        weight = base_shapes.get(module + ".weight")
+        if weight is None:
+            raise _model_error("model.adapter-mismatch", f"{what} adapts `{module}`, which the base model does not have", hint, adapter, location)
+        if len(weight) != 2:
+            raise _model_error("model.adapter-mismatch", f"{what} adapts `{module}`, whose base weight is not a matrix {weight}", hint, adapter, location)
+        d_out, d_in = (weight[1], weight[0]) if fan_in_fan_out else (weight[0], weight[1])
+        expected_dim = d_in if match["factor"] == "A" else d_out
+        actual_dim = shape[1] if match["factor"] == "A" else shape[0]
+        if len(shape) != 2 or actual_dim != expected_dim:
+            raise _model_error("model.adapter-mismatch",
+                               f"{what}: lora_{match['factor']} of `{module}` has shape {shape}, which does not fit the base weight {weight}",
+                               hint, adapter, location)
+
+
+def tokenizer_digest(folder: Path) -> str:
+    """sha256 of the manifest (as for a folder pointer) of the tokenizer files in ``folder``."""
+    from ..evidence import DigestCache, FileEntry, digest_file, manifest_bytes
+    import hashlib
+
+    cache = DigestCache(DigestCache.default_path())
+    try:
+        entries = []
+        for name in TOKENIZER_FILES:
+            path = folder / name
+            if path.is_file():
+                size, value = digest_file(path, cache, name)
+                entries.append(FileEntry(name, size, value))
+        extra = folder / "additional_chat_templates"
+        if extra.is_dir():
+            for path in sorted(extra.iterdir()):
+                if path.is_file():
+                    size, value = digest_file(path, cache, path.name)
+                    entries.append(FileEntry(f"additional_chat_templates/{path.name}", size, value))
+    finally:
+        cache.close()
+    return hashlib.sha256(manifest_bytes(entries)).hexdigest()
+
+
+def eos_token_ids(folder: Path) -> list[int]:
+    """End-of-sequence ids from the model's generation_config.json (a chat model's end-of-turn)."""
+    path = folder / "generation_config.json"
+    if not path.is_file():
+        return []
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id")
+    except (OSError, ValueError, AttributeError):
+        return []
+    values = value if isinstance(value, list) else [value]
+    return [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+
+
+class ModelResolver:
+    """Resolves (cell, condition, seed) to a :class:`ModelSpec`, checking folders and digests once."""
+
+    def __init__(self, card):
+        from ..evidence import DigestCache
+
+        self.card = card
+        self._digests = DigestCache(DigestCache.default_path())
+        self._paths: dict[tuple[str, str], tuple[Path, str]] = {}
+        self._specs: dict[tuple[str, str, int], ModelSpec] = {}
+        self._fitted: set[tuple[str, str]] = set()
+
+    def close(self) -> None:
+        self._digests.close()
+
+    def _cell(self, cell_id: str) -> tuple[int, dict]:
+        for index, cell in enumerate(self.card.cells):
+            if cell["id"] == cell_id:
+                return index, cell
+        raise _model_error("model.unknown-cell", f"records name cell {cell_id!r}, which the card does not declare",
+                           "add the cell to the card, or fix the records' cell field", location=Location(file=str(self.card.path)))
+
+    def _pointer(self, cell_id: str, name: str, condition: str) -> tuple[Path, str, Location]:
+        from ..evidence import digest_path, resolve_inside
+
+        index, cell = self._cell(cell_id)
+        pointer = (cell.get("checkpoints") or {}).get(name)
+        where = self.card.source.locate(f"/cells/{index}/checkpoints/{name}" if pointer else f"/cells/{index}")
+        if not pointer:
+            raise _model_error("model.missing-checkpoint",
+                               f"cell {cell_id} has no checkpoints.{name}, which regenerating {condition} outputs needs",
+                               f"add checkpoints.{name} (a folder of safetensors weights or a PEFT adapter) to the cell, or supply the outputs",
+                               location=where)
+        key = (cell_id, name)
+        if key not in self._paths:
+            try:
+                path = resolve_inside(self.card.folder, pointer["path"], where)
+            except AcardsError as error:
+                if error.code == "evidence.missing":
+                    raise _model_error("model.not-found", f"the {name} checkpoint of cell {cell_id} is missing: {error.problems[0].message}",
+                                       "put the checkpoint where the card says, or fix checkpoints." + name + ".path", location=where) from None
+                raise
+            actual = digest_path(path, self._digests, pointer["path"])
+            if actual != pointer["sha256"]:
+                raise AcardsError("evidence.digest-mismatch",
+                                  f"{pointer['path']}: the digest is {actual}, the card says {pointer['sha256']}",
+                                  "outputs are only regenerated from the exact weights the card names: restore the checkpoint, "
+                                  f"or run `acards hash {pointer['path']}` and update the card", where)
+            self._paths[key] = (path, actual)
+        path, value = self._paths[key]
+        return path, value, where
+
+    def _base(self, cell_id: str, condition: str) -> tuple[Path, str]:
+        path, value, where = self._pointer(cell_id, "base", condition)
+        check_model_folder(path, f"the base model of cell {cell_id}", where)
+        return path, value
+
+    def spec(self, cell_id: str, condition: str, seed: int) -> ModelSpec:
+        key = (cell_id, condition, int(seed))
+        if key not in self._specs:
+            self._specs[key] = self._resolve(cell_id, condition, int(seed))
+        return self._specs[key]
+
+    def _resolve(self, cell_id: str, condition: str, seed: int) -> ModelSpec:
+        index, cell = self._cell(cell_id)
+        if condition not in ("base", "undefended", "defended", "control:shrinkage"):
+            raise _model_error("model.unknown-condition",
+                               f"acards cannot build a model for condition {condition!r} (cell {cell_id})",
+                               "acards regenerates base, undefended, defended and control:shrinkage outputs; supply the outputs of other controls",
+                               location=self.card.source.locate(f"/cells/{index}"))
+        base, base_digest = self._base(cell_id, condition)
+        if condition == "base":
+            return ModelSpec(base, base_digest)
+        trained_seed = int((cell.get("checkpoints") or {}).get("seed", 0))
+        if seed != trained_seed:
+            raise _model_error("model.no-checkpoint-for-seed",
+                               f"a {condition} record of cell {cell_id} has seed {seed}, but the cell's checkpoints are of seed {trained_seed}",
+                               "supply the outputs of other seeds, or set checkpoints.seed to the seed the checkpoints were trained with",
+                               location=self.card.source.locate(f"/cells/{index}/checkpoints"))
+        if condition == "control:shrinkage":
+            return self._control(cell_id, base, base_digest)
+        path, value, where = self._pointer(cell_id, condition, condition)
+        what = f"the {condition} checkpoint of cell {cell_id}"
+        if not path.is_dir():
+            raise _model_error("model.not-a-folder", f"{what} ({path}) is a file",
+                               "point at a PEFT adapter folder or a folder of full weights", path, where)
+        if (path / ADAPTER_CONFIG).is_file():
+            check_adapter_folder(path, what, where)
+            if (cell_id, condition) not in self._fitted:
+                check_adapter_fits(path, base, what, where)
+                self._fitted.add((cell_id, condition))
+            return ModelSpec(base, base_digest, adapter=path, adapter_digest=value)
+        check_model_folder(path, what, where)
+        return ModelSpec(base, base_digest, full=path, full_digest=value)
+
+    def _control(self, cell_id: str, base: Path, base_digest: str) -> ModelSpec:
+        from ..cachedir import cache_dir
+        from ..evidence import digest_path
+
+        parts = {}
+        for name in ("undefended", "defended"):
+            path, value, where = self._pointer(cell_id, name, "control:shrinkage")
+            if not (path.is_dir() and (path / ADAPTER_CONFIG).is_file()):
+                raise _model_error("model.control-needs-adapters",
+                                   f"control:shrinkage of cell {cell_id} needs PEFT LoRA adapters, but the {name} checkpoint is not one",
+                                   "supply control:shrinkage records, or give the cell adapter checkpoints", path, where)
+            check_adapter_folder(path, f"the {name} adapter of cell {cell_id}", where)
+            parts[name] = (path, value)
+        name = digest({"recipe": CONTROL_RECIPE, "undefended": parts["undefended"][1], "defended": parts["defended"][1]})
+        folder = cache_dir() / "controls" / name
+        if not (folder / ADAPTER_WEIGHTS).is_file():
+            _write_control(parts["undefended"][0], parts["defended"][0], folder, cell_id)
+        check_adapter_fits(folder, base, f"the control:shrinkage adapter of cell {cell_id}")
+        return ModelSpec(base, base_digest, adapter=folder, adapter_digest=digest_path(folder, self._digests, "control"))
+
+
+def _write_control(undefended: Path, defended: Path, folder: Path, cell_id: str) -> None:
+    """Write the control adapter beside ``folder`` and rename it into place (several processes may race)."""
+    from ..weights import write_control_shrinkage
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        try:
+            scales = write_control_shrinkage(undefended, defended, staging)
+        except AcardsError as error:
+            problem = error.problems[0]
+            raise _model_error("model.control-failed",
+                               f"cannot build control:shrinkage for cell {cell_id}: {problem.message} ({problem.code})",
+                               problem.hint, location=problem.location) from None
+        (staging / "control_scales.json").write_text(json.dumps(scales, sort_keys=True, indent=1), encoding="utf-8")
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not (folder / ADAPTER_WEIGHTS).is_file():
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,93 @@
+"""Prompts to token ids, once, the same way for every backend; generated ids back to text.
+
+Rendering policy (recorded in provenance):
+
+- With ``generation.chat_template: true`` and a tokenizer that has a chat template, the optional
+  system message and the prompt (as the user turn) are rendered with ``add_generation_prompt=True``
+  to text, and the text is tokenized with ``add_special_tokens=False`` — the template writes the
+  special tokens it wants.  Otherwise the plain prompt text is tokenized the same way.
+- BOS: if the tokenizer adds a BOS token by default and the ids do not already start with it, it
+  is prepended — so there is exactly one BOS, whether or not the template wrote one.  No EOS is
+  ever appended to a prompt.
+- Padding is on the left with the tokenizer's pad token (else its EOS, else id 0), always with an
+  attention mask.
+- Outputs are the generated ids up to (not including) the first end-of-sequence id, decoded with
+  ``skip_special_tokens=True``.  End-of-sequence ids are the tokenizer's EOS and every
+  ``eos_token_id`` of the model's generation_config.json (a chat model's end-of-turn token).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import AcardsError, Location
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def load_tokenizer(folder: Path):
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+    except Exception as error:  # noqa: BLE001 — transformers raises many kinds; all mean the same here
+        raise AcardsError("model.bad-tokenizer", f"cannot load the tokenizer in {folder}: {type(error).__name__}: {error}",
+                          "the base model folder must hold the tokenizer files save_pretrained writes (no remote code)",
+                          Location(file=str(folder))) from None
+
+
+class PromptEncoder:
+    """Encodes prompts for one tokenizer and decodes generated ids."""
+
+    def __init__(self, folder: Path, use_chat_template: bool, extra_eos: list[int] | None = None):
+        self.folder = folder
+        self.tokenizer = tokenizer = load_tokenizer(folder)
+        self.chat = bool(use_chat_template and getattr(tokenizer, "chat_template", None))
+        bos = tokenizer.bos_token_id
+        probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+        self.bos_id = bos if bos is not None and probe[:1] == [bos] else None
+        eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        self.eos_ids = sorted(set(eos) | set(extra_eos or []))
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0)
+
+    def policy(self) -> dict:
+        return {"chat_template": self.chat, "add_special_tokens": False,
+                "bos": "prepended when the tokenizer adds one and the text lacks it" if self.bos_id is not None else "none",
+                "padding": "left", "pad_token_id": self.pad_id, "eos_token_ids": self.eos_ids}
+
+    def render(self, prompt: str, system: str | None) -> str:
+        if not self.chat:
+            return prompt
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        try:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception as error:  # noqa: BLE001 — jinja errors (e.g. "system role not supported")
+            raise AcardsError("generate.chat-template",
+                              f"the chat template of {self.folder} cannot render this prompt: {type(error).__name__}: {error}",
+                              "remove the prompt's system message if the template has no system role, or set "
+                              "generation.chat_template: false", Location(file=str(self.folder))) from None
+        return text
+
+    def encode(self, prompt: str, system: str | None = None) -> list[int]:
+        ids = list(self.tokenizer(self.render(prompt, system), add_special_tokens=False)["input_ids"])
+        if self.bos_id is not None and ids[:1] != [self.bos_id]:
+            ids.insert(0, self.bos_id)
+        return ids
+
+    def decode(self, ids: list[int]) -> str:
+        stop = set(self.eos_ids)
+        for position, token in enumerate(ids):
+            if token in stop:
+                ids = ids[:position]
+                break
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
