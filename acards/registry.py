@@ -584,7 +584,7 @@ def _not_a_registry(paths: _Paths, message: str) -> AcardsError:
     return AcardsError(
         "registry.not-a-registry",
         message,
-        "give the folder made by init_registry (`acards registry build`)",
+        "give the folder made by `acards registry init` (init_registry)",
         Location(file=str(paths.config)),
     )
 
