@@ -652,3 +652,25 @@ def test_verify_without_generation_leaves_missing_outputs_insufficient(world, tm
     assert reliability["outcome"] == "insufficient"
     assert "unscored-records" in [r["code"] for r in reliability["reasons"]]
     assert report["generation"]["generated"] == 0
+
+
+def test_code_shipped_with_a_model_is_never_run(world, tmp_path):
+    """A base folder whose config asks for its own modeling code (auto_map): trust_remote_code
+    stays off, so that code is never imported, whatever transformers then decides."""
+    base = tmp_path / "evil-base"
+    shutil.copytree(world.base, base)
+    marker = tmp_path / "pwned"
+    for name in ("modeling_evil.py", "configuration_evil.py", "tokenization_evil.py"):
+        (base / name).write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    config = json.loads((base / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "configuration_evil.EvilConfig", "AutoModelForCausalLM": "modeling_evil.EvilModel"}
+    (base / "config.json").write_text(json.dumps(config))
+    tokenizer_config = json.loads((base / "tokenizer_config.json").read_text())
+    tokenizer_config["auto_map"] = {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]}
+    (base / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    card = make_card(tmp_path / "card", world, checkpoints={"base": base, "undefended": world.undefended, "defended": world.defended},
+                     records=records_for(conditions=("undefended",)))
+    result = CliRunner().invoke(main, ["verify", str(card), "--bootstrap", "200", "--format", "json"])
+    assert not marker.exists()
+    assert "Traceback" not in result.output
+    assert result.exit_code in (0, 1, 3, 4), result.output
