@@ -12,21 +12,16 @@ from ..errors import AcardsError
 def load_evidence(card_path: Path):
     """(card, records table, prompts): the card validated, every digest checked, records and prompts read."""
     from ..card import load_card
-    from ..evidence import DigestCache, check_pointers
-    from ..records import read_records
+    from ..evidence import DigestCache
+    from ..verify import load_evidence as check_and_read
     from .plan import read_prompts
 
     card = load_card(card_path)
     cache = DigestCache(DigestCache.default_path())
     try:
-        _results, problems = check_pointers(card.folder, card.pointers(), cache)
+        _results, table = check_and_read(card, cache)
     finally:
         cache.close()
-    if problems:
-        raise AcardsError.collect(problems)
-    paths = [(pointer["path"], card.source.locate(f"/evidence/records/{index}/path"))
-             for index, pointer in enumerate(card.data["evidence"]["records"])]
-    table = read_records(card.folder, paths)
     return card, table, read_prompts(card)
 
 
