@@ -22,7 +22,7 @@ from .diagnostics.fresh import Freshness, fresh, freshness
 from .diagnostics.mechanism import mechanism
 from .diagnostics.reliability import holm_gate, reliability
 from .diagnostics.transfer import transfer
-from .diagnostics.verdict import ALL, audit_summary, claim_verdict, combine, full_card
+from .diagnostics.verdict import ALL, audit_summary, claim_verdict, full_card
 from .errors import AcardsError
 from .evidence import DigestCache, check_pointers, resolve_inside
 from .gaps import GroupIndex, SplitValues, split_values
@@ -40,9 +40,9 @@ class CellEvidence:
     """Threshold-free statistics of one cell, computed once and reused for every claim."""
 
     cell: dict
-    heldout: SplitValues
-    comparisons: dict[str, Comparison | None]
-    unavailable: dict[str, list[dict]]
+    comparisons: dict[str, Comparison | None]  # heldout, fresh, transfer, capability, control
+    unavailable: dict[str, list[dict]]  # per comparison: why it cannot be made
+    control_reduction: float | None  # Δ_C = G_U − G_C on the held-out split
     freshness_inputs: dict
     signatures: dict = field(default_factory=dict)  # thresholds key -> signature (or None)
 
@@ -68,12 +68,12 @@ def cell_evidence(card: Card, cell: dict, index: GroupIndex, master_seed: int, b
     for split in ("heldout", "fresh", "transfer"):
         comparisons[split], unavailable[split] = _compare_split(splits[split], "undefended", "defended", rng(split), bootstrap, split)
     comparisons["capability"], unavailable["capability"] = _compare_split(splits["capability"], "defended", "undefended", None, 0, "capability")
-    comparisons["control"], unavailable["control"], comparisons["control_reduction"] = None, [], None
+    comparisons["control"], unavailable["control"], control_reduction = None, [], None
     if CONTROL in splits["heldout"].conditions:
         # The margin Δ_D − Δ_C = G_C − G_D, and the control's own reduction Δ_C = G_U − G_C.
         comparisons["control"], unavailable["control"] = _compare_split(splits["heldout"], CONTROL, "defended", None, 0, "heldout")
         control_u, _ = _compare_split(splits["heldout"], "undefended", CONTROL, None, 0, "heldout")
-        comparisons["control_reduction"] = control_u.difference if control_u else None
+        control_reduction = control_u.difference if control_u else None
     table = index.table
     heldout_subjects = {table.vocab["subject"][s] for s in splits["heldout"].subjects}
     fresh_subjects = {table.vocab["subject"][s] for s in splits["fresh"].subjects}
@@ -81,7 +81,7 @@ def cell_evidence(card: Card, cell: dict, index: GroupIndex, master_seed: int, b
     fresh_prompts = sorted({table.prompts[int(r)] for r in fresh_rows if int(r) in table.prompts})
     inputs = {"fresh_subjects": fresh_subjects, "heldout_subjects": heldout_subjects,
               "fresh_prompts": fresh_prompts or None}
-    return CellEvidence(cell, splits["heldout"], comparisons, unavailable, inputs)
+    return CellEvidence(cell, comparisons, unavailable, control_reduction, inputs)
 
 
 def _signature(card: Card, evidence: CellEvidence, th: dict):
@@ -115,7 +115,7 @@ def diagnose(card: Card, evidence: CellEvidence, thresholds: dict[str, dict], fr
         "reliability": d1,
         "fresh": fresh(c["fresh"], u["fresh"], heldout_relative, freshness_check, thresholds["fresh"]),
         "mechanism": mechanism(_signature(card, evidence, thresholds["mechanism"]), c["control"], u["control"],
-                               c["control_reduction"], cell["declared_mechanism"],
+                               evidence.control_reduction, cell["declared_mechanism"],
                                card.coding_mode(cell), thresholds["mechanism"]),
         "transfer": transfer(c["transfer"], u["transfer"], heldout_relative, thresholds["transfer"],
                              cell["transfer"]["task"], cell["transfer"]["differs_in"]),

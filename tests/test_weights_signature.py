@@ -38,7 +38,6 @@ from acards.signature import (  # noqa: E402
     weight_signature,
 )
 from builders import (  # noqa: E402
-    PREFIX,
     SCALING,
     TARGETS,
     edit_adapter,
