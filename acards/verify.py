@@ -22,7 +22,7 @@ from .diagnostics.fresh import Freshness, fresh, freshness
 from .diagnostics.mechanism import mechanism
 from .diagnostics.reliability import holm_gate, reliability
 from .diagnostics.transfer import transfer
-from .diagnostics.verdict import ALL, audit_summary, claim_verdict, full_card
+from .diagnostics.verdict import ALL, FOUR, audit_summary, claim_verdict, full_card
 from .errors import AcardsError
 from .evidence import DigestCache, check_pointers, resolve_inside
 from .gaps import GroupIndex, SplitValues, split_values
@@ -150,19 +150,14 @@ def _environment() -> dict:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = None
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": packages, "device": None}
-
-
-def _check_digests(card: Card, cache: DigestCache):
-    results, problems = check_pointers(card.folder, card.pointers(), cache)
-    if problems:
-        raise AcardsError.collect(problems)
-    return results
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": packages}
 
 
 def load_evidence(card: Card, cache: DigestCache) -> tuple[list, RecordTable]:
     """Check every digest, then read the records."""
-    results = _check_digests(card, cache)
+    results, problems = check_pointers(card.folder, card.pointers(), cache)
+    if problems:
+        raise AcardsError.collect(problems)
     paths = [(p["path"], card.source.locate(f"/evidence/records/{i}/path")) for i, p in enumerate(card.data["evidence"]["records"])]
     return results, read_records(card.folder, paths)
 
@@ -207,15 +202,16 @@ def recompute(card: Card, table: RecordTable, *, bootstrap: int = DEFAULT_BOOTST
     by_id = {c["id"]: c for c in cells}
     for claim in card.claims:
         claim_th = thresholds(claim)
-        requires = claim.get("requires") or ["reliability", "fresh", "mechanism", "transfer"]
+        requires = claim.get("requires") or list(FOUR)
+        holm_values = claim_holm(claim_th) if claim_th != card_thresholds else None
         outcomes, per_cell = {}, {}
         for cell_id in claim["cells"]:
-            if claim_th == card_thresholds:
+            if holm_values is None:
                 diagnostics = by_id[cell_id]["diagnostics"]
             else:
                 ev = evidence[cell_id]
                 diagnostics = diagnose(card, ev, claim_th, check_freshness(ev, claim_th["fresh"]))
-                diagnostics["reliability"]["estimates"]["p_holm"] = claim_holm(claim_th)[cell_id]
+                diagnostics["reliability"]["estimates"]["p_holm"] = holm_values[cell_id]
             if claim.get("family_correction") == "holm":
                 diagnostics = dict(diagnostics, reliability=holm_gate(diagnostics["reliability"], claim_th["reliability"]["alpha"]))
             per_cell[cell_id] = diagnostics
@@ -319,7 +315,7 @@ def verify(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: i
         "reproduced": all(c["reproduced"] for c in claims),
         "card": {"id": card.data["id"], "version": card.data["version"], "sha256": card.sha256, "title": card.data["title"]},
         "evidence": [r.as_json() for r in pointer_results],
-        "environment": _environment(),
+        "environment": {**_environment(), "device": generation["provenance"].get("device_name")},
         "settings": {"bootstrap": bootstrap, "seed": seed, "coding_mode": card.data.get("coding_mode", "strict"), "confidence": 0.95},
         "cells": cells,
         "claims": claims,
