@@ -184,20 +184,23 @@ def bootstrap_weights(
 ) -> Iterator[np.ndarray]:
     """Yield the B×C subject-bootstrap weight matrix in row chunks (float64).
 
-    Row b counts how often each subject is drawn when C subjects are drawn with replacement, i.e.
-    ``rng.multinomial(C, [1/C]*C)``.  Weighting per-subject sums is the same as resampling whole
-    subjects, without ever gathering items.  Chunks are sized so that the int64 draw, its float64
-    copy and the previous chunk (still bound to a ``for`` loop's variable) together stay under
-    ``max_bytes``; rows are drawn in order, so the chunk size does not change the weights.
+    Row b counts how often each subject is drawn when C subjects are drawn with replacement,
+    i.e. a Multinomial(C, [1/C]*C) row, built by counting C uniform draws per row (the same
+    distribution as ``rng.multinomial``, several times faster).  Weighting per-subject sums is the
+    same as resampling whole subjects, without ever gathering items.  Chunks are sized so that
+    the draws, their counts, the float64 copy and the previous chunk stay under ``max_bytes``, and
+    to at most 2**16 cells, so that the matrix products on them stay in cache and off BLAS
+    threads; draws are made in order, so the chunk size does not change the weights.
     """
     if n_clusters < 1 or B < 1:
         raise ValueError("need n_clusters >= 1 and B >= 1")
-    pvals = np.full(n_clusters, 1.0 / n_clusters)
-    rows = max(1, int(max_bytes) // (24 * n_clusters))
+    rows = max(1, min(int(max_bytes) // (32 * n_clusters), 2**16 // n_clusters))
     done = 0
     while done < B:
         k = min(rows, B - done)
-        yield rng.multinomial(n_clusters, pvals, size=k).astype(np.float64)
+        draws = rng.integers(0, n_clusters, size=(k, n_clusters))
+        draws += n_clusters * np.arange(k)[:, None]
+        yield np.bincount(draws.ravel(), minlength=k * n_clusters).reshape(k, n_clusters).astype(np.float64)
         done += k
 
 

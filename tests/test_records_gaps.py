@@ -80,6 +80,14 @@ def test_the_generated_struct_accepts_exactly_what_the_schema_accepts(record):
     assert struct_ok == schema_ok or (integral_floats and schema_ok and not struct_ok)
 
 
+def test_a_bad_condition_alone_is_found_by_its_distinct_value_check(tmp_path):
+    # The fast path checks patterns once per distinct value; the report is the same: first line, field.
+    found = problems(tmp_path, [{**BASE, "score": 1.0}, {**BASE, "item": "i2", "score": 1.0},
+                                {**BASE, "item": "i3", "condition": "attacker", "score": 1.0},
+                                {**BASE, "item": "i4", "condition": "attacker", "score": 1.0}])
+    assert found == [("records.invalid", 3, "/condition")]
+
+
 def test_duplicates_are_refused_with_both_locations(tmp_path):
     write(tmp_path, [{**BASE, "score": 1.0}], "a.jsonl")
     write(tmp_path, [{**BASE, "item": "i2", "score": 0.0}, {**BASE, "score": 0.0}], "b.jsonl")
