@@ -98,7 +98,10 @@ def bench_generation(card_path: Path, device: str | None, batch: int, root: Path
           f"max_new_tokens {card.data['generation']['max_new_tokens']}, "
           + ("sampling (per-request generators)" if card.data["generation"].get("do_sample") else "greedy"))
     for label, (seconds, result) in results.items():
-        print(f"  {label:<32} {seconds:8.3f} s   {len(requests) / seconds:9.1f} outputs/s   {result.counts['model_calls']} model calls")
+        # The byte-level tokenizer spends one token per UTF-8 byte, so bytes are generated tokens.
+        tokens = sum(len(output.encode("utf-8")) for output in result.outputs if output)
+        print(f"  {label:<32} {seconds:8.3f} s   {len(requests) / seconds:9.1f} outputs/s   {tokens / seconds:9.0f} tokens/s"
+              f"   {result.counts['model_calls']} model calls")
     print(f"  ratio batched / loop: {loop_s / batch_s:.1f}x (goal >= 5x)   identical outputs: {same}")
     os.environ["ACARDS_CACHE_DIR"] = str(root / f"cache-{batch}-timed")
     started = time.perf_counter()
