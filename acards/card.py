@@ -329,9 +329,9 @@ def threshold_defaults() -> dict[str, dict[str, Any]]:
 
 
 def section_defaults(name: str) -> dict[str, Any]:
-    """Defaults of an object in the schema's $defs, e.g. "generation"."""
+    """Defaults of a top-level settings object of the card, e.g. "generation" or "scorer"."""
     schema = load_schema(SCHEMA_NAME)
-    properties = _resolve(schema, schema["$defs"][name]).get("properties", {})
+    properties = _resolve(schema, schema["properties"][name]).get("properties", {})
     return {key: _resolve(schema, spec)["default"] for key, spec in properties.items() if "default" in _resolve(schema, spec)}
 
 
@@ -460,9 +460,10 @@ def _pointers(data: dict, source: SourceMap) -> Iterator[tuple[str, str, str, Lo
         if isinstance(checkpoints, dict):
             for name, value in checkpoints.items():
                 yield from one(f"/cells/{index}/checkpoints/{name}", value)
-    scorer = data.get("scorer")
-    if isinstance(scorer, dict):
-        yield from one("/scorer/model", scorer.get("model"))
+    for name in ("scorer", "capability_scorer"):
+        scorer = data.get(name)
+        if isinstance(scorer, dict):
+            yield from one(f"/{name}/model", scorer.get("model"))
 
 
 # --- the Card --------------------------------------------------------------------------------

@@ -51,17 +51,18 @@ def verify_text(report: dict) -> str:
     card = report["card"]
     lines = [f"card {card['id']} v{card['version']}  sha256 {card['sha256'][:16]}…", ""]
     width = max([len("cell")] + [len(c["id"]) for c in report["cells"]]) + 2
-    widths = {name: 26 if name == "mechanism" else 14 for name in DIAGNOSTICS}
+
+    def shown(diagnostic: dict, name: str) -> str:
+        observed = diagnostic.get("observed") if name == "mechanism" else None
+        return f"{diagnostic['outcome']} ({observed})" if observed else diagnostic["outcome"]
+
+    widths = {name: 2 + max([len(name)] + [len(shown(c["diagnostics"][name], name)) for c in report["cells"]]) for name in DIAGNOSTICS}
     header = f"{'cell':<{width}}" + "".join(f"{name:<{widths[name]}}" for name in DIAGNOSTICS) + "full card (strict/permissive)"
     lines.append(click.style(header, bold=True))
     for cell in report["cells"]:
         row = f"{cell['id']:<{width}}"
         for name in DIAGNOSTICS:
-            diagnostic = cell["diagnostics"][name]
-            text = diagnostic["outcome"]
-            if name == "mechanism" and diagnostic.get("observed"):
-                text = f"{text} ({diagnostic['observed']})"
-            row += _outcome(text, widths[name])
+            row += _outcome(shown(cell["diagnostics"][name], name), widths[name])
         full = cell["full_card"]
         row += f"{'yes' if full['strict'] else 'no'} / {'yes' if full['permissive'] else 'no'}"
         lines.append(row)

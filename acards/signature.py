@@ -67,6 +67,8 @@ def default_thresholds() -> dict[str, float]:
 # A subspace statistic whose denominator holds less than this share of Σ‖ΔU‖² (a norm ratio of
 # 1e-6, below float32 storage noise) is reported as undefined rather than as a ratio of noise.
 NEGLIGIBLE_SHARE = 1e-12
+# Retention below this is float32 storage noise, not a scale.
+TINY_RETENTION = 1e-6
 
 MECHANISM_CLASSES = (
     "unchanged",
@@ -282,7 +284,10 @@ def _subspace_statistics(
         stats["t_out"] = t_out_num / t_out_den
     else:
         notes.append("t_out is undefined: on the changed modules ΔU lies entirely inside the reference subspace")
-    stats["S"] = _ratio(stats["t_out"], stats["t_in"])
+    # A t_in that is rounding noise (float32 storage) would make S an arbitrary huge number of
+    # either sign: treat it as 0, so S is reported as undefined (infinite) instead.
+    t_in_for_ratio = 0.0 if abs(stats["t_in"]) < TINY_RETENTION else stats["t_in"]
+    stats["S"] = _ratio(stats["t_out"], t_in_for_ratio)
     if math.isinf(stats["S"]):
         notes.append("S = t_out/t_in is infinite (t_in = 0); reported as null")
     elif math.isnan(stats["S"]) and not (math.isnan(stats["t_in"]) or math.isnan(stats["t_out"])):

@@ -245,19 +245,20 @@ def complete_evidence(card: Card, table: RecordTable, *, generate: bool = True, 
     from .generate.provenance import report_section
 
     prompts = plan.read_prompts(card)
-    scorer = card.section("scorer") if card.data.get("scorer") else None
-    scored, scorer_provenance, result = 0, None, None
+    scorer = card.data.get("scorer")
+    scored, scorer_provenance, result, supplied = 0, None, None, table
 
-    def references(keys):
-        found = [prompts.get(*key) for key in keys]
-        return [p.reference if p else None for p in found]
+    def score(splits: list[str], outputs: list, references: list) -> list[float]:
+        nonlocal scorer_provenance
+        scores, scorer_provenance = scorers.score_for_card(card, splits, outputs, references, device=device, progress=progress)
+        return scores
 
     if table.outputs and scorer:
         rows = sorted(table.outputs)
         keys = [tuple(table.vocab[name][table.columns[name][row]] for name in ("split", "task", "item", "framing")) for row in rows]
-        scores, scorer_provenance = scorers.score(scorer, [table.outputs[row] for row in rows], references(keys), card.folder,
-                                                  device=device, progress=progress)
-        table.columns["score"][rows] = scores
+        found = [prompts.get(*key) for key in keys]
+        table.columns["score"][rows] = score([key[0] for key in keys], [table.outputs[row] for row in rows],
+                                             [p.reference if p else None for p in found])
         scored += len(rows)
     if generate and scorer:
         missing = plan.missing_requests(card, table, prompts)
@@ -268,17 +269,17 @@ def complete_evidence(card: Card, table: RecordTable, *, generate: bool = True, 
 
             requests = missing + controls
             result = run(card, requests, device=device, progress=progress)
-            scores, scorer_provenance = scorers.score(scorer, result.outputs, [r.reference for r in requests], card.folder,
-                                                      device=device, progress=progress)
+            scores = score([r.split for r in requests], result.outputs, [r.reference for r in requests])
             records = plan.to_records(requests, result.outputs, scores)
             scored += fill_scores(table, records[: len(missing)])
+            supplied = table  # the spot check compares regenerated outputs with the authors' only
             table = append_records(table, records[len(missing):], "<regenerated control:shrinkage>")
             scored += len(records) - len(missing)
     section = report_section(result, scored=scored, scorer=scorer_provenance)
-    if generate and spot_check > 0 and table.columns["has_output"].any():
+    if generate and spot_check > 0 and supplied.columns["has_output"].any():
         from .generate import spot_check as check
 
-        section["provenance"]["spot_check"] = check(card, table, prompts, n=spot_check, seed=0, device=device, progress=progress)
+        section["provenance"]["spot_check"] = check(card, supplied, prompts, n=spot_check, seed=0, device=device, progress=progress)
     return table, section
 
 

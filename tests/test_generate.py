@@ -628,7 +628,8 @@ def test_verify_regenerates_missing_outputs_and_the_control_then_hits_the_cache(
     from acards.verify import verify
 
     card = make_card(tmp_path / "card", world, records=records_for(conditions=("undefended", "defended")))
-    first = verify(card, bootstrap=200, spot_check=0)
+    # The default spot check must look at the authors' outputs only, not at the control acards made.
+    first = verify(card, bootstrap=200)
     generation = first["generation"]
     # 2 conditions × 6 items × 2 framings missing, plus the control on the same 12 prompts.
     assert (generation["requested"], generation["generated"], generation["cache_hits"]) == (36, 36, 0)
@@ -638,7 +639,8 @@ def test_verify_regenerates_missing_outputs_and_the_control_then_hits_the_cache(
     assert reliability["estimates"]["n_items"] == 6
     mechanism = first["cells"][0]["diagnostics"]["mechanism"]
     assert mechanism["estimates"].get("control_margin") is not None or "control-too-small" in [r["code"] for r in mechanism["reasons"]]
-    second = verify(card, bootstrap=200, spot_check=0)
+    assert "spot_check" not in generation["provenance"]  # no output was supplied
+    second = verify(card, bootstrap=200)
     assert (second["generation"]["generated"], second["generation"]["cache_hits"]) == (0, 36)
     assert second["cells"] == first["cells"]
 

@@ -139,3 +139,21 @@ def test_classifier_pickle_only_and_digest_mismatch(classifier, tmp_path):
     with pytest.raises(AcardsError) as raised:
         score(settings, ["x"], card_folder=tmp_path, device="cpu")
     assert raised.value.code == "evidence.digest-mismatch"
+
+
+def test_the_capability_split_can_have_its_own_scorer(tmp_path):
+    from acards.card import load_card
+    from acards.generate.scorers import score_for_card
+    from simulate import CellSpec, build_card
+
+    splits, outputs, references = ["heldout", "capability", "capability"], ["I can't help with that.", "abcd", "abce"], [None, "abcd", "abcd"]
+    both = load_card(build_card(tmp_path / "both", [CellSpec("c")], scorer={"kind": "refusal-keywords"}, capability_scorer={"kind": "exact"}))
+    scores, provenance = score_for_card(both, splits, outputs, references)
+    assert scores == [1.0, 1.0, 0.0]
+    assert provenance["behavior"]["kind"] == "refusal-keywords" and provenance["capability"]["kind"] == "exact"
+    one = load_card(build_card(tmp_path / "one", [CellSpec("c")], scorer={"kind": "refusal-keywords"}))
+    scores, provenance = score_for_card(one, splits, outputs, references)
+    assert scores == [1.0, 0.0, 0.0] and provenance["kind"] == "refusal-keywords"
+    none = load_card(build_card(tmp_path / "none", [CellSpec("c")]))
+    scores, provenance = score_for_card(none, splits, outputs, references)
+    assert all(s != s for s in scores) and provenance is None  # NaN: left unscored

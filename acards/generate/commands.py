@@ -49,13 +49,12 @@ def generate_card(card_path: Path, *, shard: str | None = None, executor: str | 
     summary.update(counts=result.counts, provenance=result.provenance)
     if out is not None:
         from ..files import atomic_write
-        from .scorers import score
+        from .scorers import score_for_card
 
-        scorer = card.section("scorer") if card.data.get("scorer") else None
         scores = None
-        if scorer is not None:
-            scores, scorer_provenance = score(scorer, result.outputs, [r.reference for r in requests], card.folder,
-                                              device=device, progress=progress)
+        if card.data.get("scorer"):
+            scores, scorer_provenance = score_for_card(card, [r.split for r in requests], result.outputs,
+                                                       [r.reference for r in requests], device=device, progress=progress)
             summary["provenance"] = {**result.provenance, "scorer": scorer_provenance}
         records = to_records(requests, result.outputs, scores)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -255,3 +255,25 @@ def score(scorer_settings: dict, outputs: list[str | None], references: list[str
                           "use refusal-keywords, regex, exact, choice or classifier", Location(pointer="/scorer/kind"))
     provenance["scored"] = sum(1 for s in scores if s == s)
     return scores, provenance
+
+
+def score_for_card(card, splits: list[str], outputs: list[str | None], references: list[str | None], *,
+                   device: str | None = None, progress: bool | None = None) -> tuple[list[float], dict[str, Any] | None]:
+    """Score outputs with the card's scorers: ``capability_scorer`` on the capability split when
+    the card gives one, ``scorer`` everywhere else.  Without a scorer every score is NaN (the
+    affected diagnostics stay insufficient).  Provenance is the scorer's, or one per kind of split
+    when the two differ."""
+    behavior = card.section("scorer") if card.data.get("scorer") else None
+    capability = card.section("capability_scorer") if card.data.get("capability_scorer") else behavior
+    scores = [float("nan")] * len(outputs)
+    provenance: dict[str, Any] = {}
+    for name, settings in (("behavior", behavior), ("capability", capability)):
+        positions = [i for i, split in enumerate(splits) if (split == "capability") == (name == "capability")]
+        if positions and settings:
+            got, provenance[name] = score(settings, [outputs[i] for i in positions], [references[i] for i in positions],
+                                          card.folder, device=device, progress=progress)
+            for i, value in zip(positions, got):
+                scores[i] = value
+    if capability is behavior:
+        return scores, provenance.get("behavior") or provenance.get("capability")
+    return scores, provenance or None
