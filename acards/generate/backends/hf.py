@@ -15,6 +15,8 @@ never on which other requests share its batch.
 
 from __future__ import annotations
 
+import warnings
+
 import gc
 
 import torch
@@ -96,10 +98,12 @@ class TransformersBackend:
         if name is None:
             name = f"a{len(self._adapters)}"
             try:
-                if isinstance(self._model, PeftModel):
-                    self._model.load_adapter(str(spec.adapter), adapter_name=name, is_trainable=False)
-                else:
-                    self._model = PeftModel.from_pretrained(self._model, str(spec.adapter), adapter_name=name, is_trainable=False)
+                with warnings.catch_warnings():  # PEFT calls a transformers API deprecated for v6
+                    warnings.simplefilter("ignore", FutureWarning)
+                    if isinstance(self._model, PeftModel):
+                        self._model.load_adapter(str(spec.adapter), adapter_name=name, is_trainable=False)
+                    else:
+                        self._model = PeftModel.from_pretrained(self._model, str(spec.adapter), adapter_name=name, is_trainable=False)
             except Exception as error:  # noqa: BLE001
                 raise AcardsError("model.bad-adapter", f"PEFT cannot load the adapter in {spec.adapter}: {type(error).__name__}: {error}",
                                   "the adapter must be a PEFT adapter (safetensors) trained on this base model",
