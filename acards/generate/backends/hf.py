@@ -29,15 +29,20 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 class _GumbelPerRow:
-    """Adds Gumbel noise from one generator per batch row (rows never move during greedy search)."""
+    """Adds Gumbel noise from one generator per batch row (rows never move during greedy search).
+
+    The generators live on the CPU and the noise is drawn there, then moved: a CUDA generator
+    would give other numbers from the same seed, and the same card would sample differently on a
+    GPU than on a CPU."""
 
     def __init__(self, generators: list[torch.Generator]):
         self.generators = generators
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        noise = torch.empty_like(scores)
+        noise = torch.empty(scores.shape, dtype=torch.float32)
         for row, generator in enumerate(self.generators):
             noise[row].exponential_(generator=generator)
+        noise = noise.to(device=scores.device, dtype=scores.dtype)
         # argmax(scores - log E) with E ~ Exp(1) samples softmax(scores); -inf (masked) stays -inf.
         return scores - noise.log()
 
@@ -147,7 +152,7 @@ class TransformersBackend:
                 processors.append(TopPLogitsWarper(decoding.top_p))
             generators = []
             for seed in seeds:
-                generator = torch.Generator(device=self.device)
+                generator = torch.Generator()  # on the CPU: see _GumbelPerRow
                 generator.manual_seed(seed)
                 generators.append(generator)
             processors.append(_GumbelPerRow(generators))
