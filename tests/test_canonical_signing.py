@@ -25,21 +25,7 @@ from acards.canonical import canonical_bytes, is_canonical, parse_strict_json
 from acards.errors import AcardsError
 
 
-def _vectors_dir() -> Path | None:
-    """The copied vectors in tests/vectors, else the shared ones beside the repository."""
-    for candidate in (
-        Path(__file__).resolve().parent / "vectors",
-        Path(__file__).resolve().parents[2] / "shared" / "vectors",
-    ):
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
-VECTORS = _vectors_dir()
-needs_vectors = pytest.mark.skipif(
-    VECTORS is None, reason="no test vectors: neither tests/vectors nor ../shared/vectors exists"
-)
+from shared_vectors import VECTORS, needs_vectors  # noqa: E402
 
 
 RFC8785_DIR = (VECTORS or Path("/nonexistent")) / "rfc8785" / "testdata"
