@@ -9,7 +9,6 @@ from __future__ import annotations
 import platform
 import sys
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -131,26 +130,19 @@ def _training(card: Card) -> tuple[set[str], list[str]] | None:
     return {r.subject for r in rows}, [r.text for r in rows]
 
 
-def _fresh_prompts_from_file(card: Card) -> dict[str, list[str]]:
+def _fresh_prompts(prompts) -> dict[str, list[str]]:
     """Fresh prompts per task from the prompts file, for cells whose records carry no prompt."""
-    pointer = card.data["evidence"].get("prompts")
-    if not pointer:
-        return {}
     found: dict[str, set[str]] = {}
-    for row in read_objects(card.folder, pointer["path"], card.source.locate("/evidence/prompts/path"), "prompt-1.0"):
-        if row.split == "fresh":
-            found.setdefault(row.task, set()).add(row.prompt)
-    return {task: sorted(prompts) for task, prompts in found.items()}
+    for (split, task, _item, _framing), prompt in prompts.index.items():
+        if split == "fresh":
+            found.setdefault(task, set()).add(prompt.prompt)
+    return {task: sorted(texts) for task, texts in found.items()}
 
 
 def _environment() -> dict:
-    packages = {}
-    for name in PACKAGES:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": packages}
+    from .generate.backends.base import package_versions
+
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": package_versions(*PACKAGES)}
 
 
 def load_evidence(card: Card, cache: DigestCache) -> tuple[list, RecordTable]:
@@ -162,11 +154,14 @@ def load_evidence(card: Card, cache: DigestCache) -> tuple[list, RecordTable]:
     return results, read_records(card.folder, paths)
 
 
-def recompute(card: Card, table: RecordTable, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED) -> tuple[list[dict], list[dict]]:
-    """Every cell's diagnostics under the card's thresholds, and every claim's verdict."""
+def recompute(card: Card, table: RecordTable, prompts, *, bootstrap: int = DEFAULT_BOOTSTRAP,
+              seed: int = DEFAULT_SEED) -> tuple[list[dict], list[dict]]:
+    """Every cell's diagnostics under the card's thresholds, and every claim's verdict.
+
+    ``prompts`` is the card's prompts file as acards.generate.plan.read_prompts gives it."""
     index = GroupIndex(table)
     training = _training(card)
-    file_prompts = _fresh_prompts_from_file(card)
+    file_prompts = _fresh_prompts(prompts)
     evidence = {cell["id"]: cell_evidence(card, cell, index, seed, bootstrap) for cell in card.cells}
 
     def check_freshness(ev: CellEvidence, th: dict) -> Freshness:
@@ -236,10 +231,10 @@ def _apply_holm(cells: list[dict]) -> None:
 
 
 def complete_evidence(card: Card, table: RecordTable, *, generate: bool = True, device: str | None = None,
-                      spot_check: int = 0, progress: bool | None = None) -> tuple[RecordTable, dict]:
+                      spot_check: int = 0, progress: bool | None = None) -> tuple[RecordTable, object, dict]:
     """Score supplied outputs that lack a score, regenerate missing outputs and the shrinkage
-    control (SPEC §5.3), and spot-check supplied outputs; returns the table and the report's
-    ``generation`` section.  Without a scorer in the card, outputs cannot become scores and the
+    control (SPEC §5.3), and spot-check supplied outputs; returns the table, the prompts file and
+    the report's ``generation`` section.  Without a scorer in the card, outputs cannot become scores and the
     affected diagnostics stay insufficient."""
     from .generate import plan, scorers
     from .generate.provenance import report_section
@@ -280,7 +275,7 @@ def complete_evidence(card: Card, table: RecordTable, *, generate: bool = True, 
         from .generate import spot_check as check
 
         section["provenance"]["spot_check"] = check(card, supplied, prompts, n=spot_check, seed=0, device=device, progress=progress)
-    return table, section
+    return table, prompts, section
 
 
 def verify(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED,
@@ -304,8 +299,9 @@ def verify(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: i
         pointer_results, table = load_evidence(card, cache)
     finally:
         cache.close()
-    table, generation = complete_evidence(card, table, generate=generate, device=device, spot_check=spot_check, progress=progress)
-    cells, claims = recompute(card, table, bootstrap=bootstrap, seed=seed)
+    table, prompts, generation = complete_evidence(card, table, generate=generate, device=device, spot_check=spot_check,
+                                                   progress=progress)
+    cells, claims = recompute(card, table, prompts, bootstrap=bootstrap, seed=seed)
     for claim, source in zip(claims, card.claims):
         per_cell = claim.pop("_diagnostics")
         claim["discrepancies"] = claim_discrepancies(source, claim, per_cell)

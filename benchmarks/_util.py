@@ -75,3 +75,10 @@ def mib(n_bytes: float) -> str:
 
 def verdict(ok: bool) -> str:
     return "MET" if ok else "MISSED"
+
+
+def timed(function):
+    """(function(), wall seconds) for a call made in this process."""
+    start = time.perf_counter()
+    value = function()
+    return value, time.perf_counter() - start

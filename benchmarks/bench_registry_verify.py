@@ -12,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from acards import registry, signing
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import timed  # noqa: E402
 from acards.canonical import canonical_bytes
 
 GOAL_SECONDS = 5.0
@@ -41,12 +43,6 @@ def render(statement: dict) -> dict[str, bytes]:
         "card.md": f"# {card['title']}\n".encode(),
         "card.html": f"<h1>{card['title']}</h1>\n".encode(),
     }
-
-
-def timed(function):
-    start = time.perf_counter()
-    value = function()
-    return value, time.perf_counter() - start
 
 
 def main() -> None:

@@ -16,13 +16,12 @@ import hashlib
 import shutil
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _util import machine, verdict  # noqa: E402
+from _util import machine, timed, verdict  # noqa: E402
 
 from acards import registry, signing, site  # noqa: E402
 from acards.canonical import canonical_bytes  # noqa: E402
@@ -31,12 +30,6 @@ from acards.verify import verify  # noqa: E402
 
 GOAL_SECONDS = 10.0
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny-defense"
-
-
-def timed(function):
-    start = time.perf_counter()
-    value = function()
-    return value, time.perf_counter() - start
 
 
 def main() -> None:
