@@ -14,7 +14,7 @@ from typing import Any
 
 import rfc8785
 
-from .errors import AcardsError, Location
+from acards.errors import AcardsError, Location
 
 # I-JSON's safe range, which is also the range rfc8785 will serialise.
 MAX_SAFE_INTEGER = 2**53 - 1

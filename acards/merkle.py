@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Sequence
 
-from .errors import AcardsError
+from acards.errors import AcardsError
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()

@@ -76,12 +76,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
-from . import merkle, signing
-from .canonical import MAX_SAFE_INTEGER, canonical_bytes, parse_strict_json
-from .errors import AcardsError, Location, Problem
-from .files import atomic_write
+from acards import merkle
+from acards.attest import dsse, in_toto
+from acards.attest.keys import keyid, load_private_key, load_public_key
+from acards.canonical import MAX_SAFE_INTEGER, canonical_bytes, parse_strict_json
+from acards.errors import AcardsError, Location, Problem
+from acards.files import atomic_write
 
 CHECKPOINT_TYPE = "application/vnd.acards.checkpoint+json"
 LOCK_TIMEOUT = 30.0
@@ -474,7 +479,7 @@ def checkpoint_body(origin: str, size: int, root: bytes) -> bytes:
 def sign_checkpoint(origin: str, size: int, root: bytes, private_key: Ed25519PrivateKey) -> bytes:
     """The checkpoint file: the RFC 8785 bytes of a DSSE envelope over ``checkpoint_body``."""
     body = checkpoint_body(origin, size, root)
-    return canonical_bytes(signing.sign_envelope(CHECKPOINT_TYPE, body, private_key))
+    return canonical_bytes(dsse.sign_envelope(CHECKPOINT_TYPE, body, private_key))
 
 
 def parse_checkpoint_body(payload: bytes, where: Location = Location()) -> Checkpoint:
@@ -501,8 +506,8 @@ def open_checkpoint(
 ) -> Checkpoint:
     """The checkpoint in a DSSE envelope, once the registry key's signature over it verifies."""
     try:
-        trusted = {signing.keyid(registry_key): registry_key}
-        verified = signing.verify_envelope(envelope_bytes, trusted)
+        trusted = {keyid(registry_key): registry_key}
+        verified = dsse.verify_envelope(envelope_bytes, trusted)
     except AcardsError as error:
         first = error.problems[0]
         raise _bad_checkpoint(f"{first.code}: {first.message}", where) from None
@@ -699,12 +704,12 @@ def _load_trusted_keys(paths: _Paths) -> tuple[dict[str, Ed25519PublicKey], list
     for path in sorted(paths.keys.glob("*.pub")):
         where = Location(file=f"keys/{path.name}")
         try:
-            public_key = signing.load_public_key(path)
+            public_key = load_public_key(path)
         except AcardsError as error:
             message = error.problems[0].message
             problems.append(Problem("registry.bad-key", message, _HINT_RESTORE, where))
             continue
-        key_id = signing.keyid(public_key)
+        key_id = keyid(public_key)
         if path.name != f"{key_id}.pub":
             problems.append(Problem(
                 "registry.bad-key", f"{path.name} holds the key {key_id}", _HINT_RESTORE, where
@@ -803,7 +808,7 @@ def _check_origin(origin: Any) -> None:
 
 
 def _write_public_key(paths: _Paths, public_key: Ed25519PublicKey) -> str:
-    key_id = signing.keyid(public_key)
+    key_id = keyid(public_key)
     target = paths.keys / f"{key_id}.pub"
     if not target.exists():
         atomic_write(target, _public_pem(public_key))
@@ -819,7 +824,7 @@ def init_registry(
     """Create an empty registry in ``directory``; return its registry.json content."""
     paths = _Paths(Path(directory))
     _check_origin(origin)
-    private_key = signing.load_private_key(registry_key_path, passphrase)
+    private_key = load_private_key(registry_key_path, passphrase)
     with _io_errors(f"create the registry in {paths.root}"):
         paths.root.mkdir(parents=True, exist_ok=True)
         with _locked(paths, exclusive=True, timeout=LOCK_TIMEOUT):
@@ -846,7 +851,7 @@ def add_trusted_key(directory: str | os.PathLike, public_key_path: str | os.Path
     """Trust the Ed25519 public key at ``public_key_path`` to sign cards; return its keyid."""
     paths = _Paths(Path(directory))
     _read_config(paths)
-    public_key = signing.load_public_key(public_key_path)
+    public_key = load_public_key(public_key_path)
     with _io_errors(f"add a key to {paths.keys}"), _locked(paths, True, LOCK_TIMEOUT):
         return _write_public_key(paths, public_key)
 
@@ -936,9 +941,9 @@ def _prepare_head(paths: _Paths, config: _Config, registry_key: Ed25519PrivateKe
         raise AcardsError(
             "key.unsupported",
             f"expected the registry's Ed25519 private key, got {type(registry_key).__name__}",
-            "load it with signing.load_private_key",
+            "load it with load_private_key",
         )
-    if signing.keyid(registry_key.public_key()) != config.registry_keyid:
+    if keyid(registry_key.public_key()) != config.registry_keyid:
         raise AcardsError(
             "registry.wrong-key",
             f"this registry is signed by key {config.registry_keyid}",
@@ -1024,14 +1029,14 @@ def _verified_card(
     envelope_bytes: bytes, keys: Mapping[str, Ed25519PublicKey]
 ) -> tuple[bytes, dict, list[str]]:
     """(payload, statement, signer keyids) of an envelope every trusted signature of which holds."""
-    verified = signing.verify_envelope(envelope_bytes, keys)
+    verified = dsse.verify_envelope(envelope_bytes, keys)
     if verified.invalid_keyids:
         raise AcardsError(
             "envelope.bad-signature",
             f"signatures by {', '.join(verified.invalid_keyids)} do not match the payload",
             "the envelope was altered after signing; sign the card again",
         )
-    statement = signing.open_statement(verified.payload_type, verified.payload)
+    statement = in_toto.open_statement(verified.payload_type, verified.payload)
     return verified.payload, statement, list(verified.keyids)
 
 

@@ -49,10 +49,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import markupsafe
 
-from . import registry, signing
-from .canonical import canonical_bytes, parse_strict_json
-from .errors import AcardsError, Location
-from .resources import data_dir
+from acards import registry
+from acards.attest import dsse
+from acards.attest.keys import keyid, load_public_key
+from acards.canonical import canonical_bytes, parse_strict_json
+from acards.errors import AcardsError, Location
+from acards.resources import data_dir
 
 SITE = "site"
 LOOPBACK = "127.0.0.1"
@@ -74,7 +76,7 @@ def render_statement(statement: dict, signers: Sequence[str]) -> dict[str, bytes
     """card.html and card.md of a verified card Statement: ``render_card`` of its predicate's card and
     report, the signers being ``signers`` (keyids). Pure and deterministic, so a registry can check
     that the stored pages re-render byte for byte."""
-    from .render import render_card
+    from acards.present.render import render_card
 
     predicate = statement.get("predicate") if isinstance(statement, dict) else None
     card = predicate.get("card") if isinstance(predicate, dict) else None
@@ -134,11 +136,11 @@ def trusted_keys(directory: str | os.PathLike) -> dict:
     keys = {}
     for path in sorted((Path(directory) / "keys").glob("*.pub")):
         try:
-            public_key = signing.load_public_key(path)
+            public_key = load_public_key(path)
         except AcardsError:
             continue
-        if path.name == f"{signing.keyid(public_key)}.pub":
-            keys[signing.keyid(public_key)] = public_key
+        if path.name == f"{keyid(public_key)}.pub":
+            keys[keyid(public_key)] = public_key
     return keys
 
 
@@ -151,7 +153,7 @@ def _require_registry(root: Path) -> None:
 def envelope_signers(directory: str | os.PathLike, envelope_bytes: bytes) -> list[str]:
     """The keyids of the registry's trusted keys that validly signed ``envelope_bytes``."""
     _require_registry(Path(directory))
-    return list(signing.verify_envelope(envelope_bytes, trusted_keys(directory)).keyids)
+    return list(dsse.verify_envelope(envelope_bytes, trusted_keys(directory)).keyids)
 
 
 # --- what the site shows ---------------------------------------------------------------------------
@@ -243,7 +245,7 @@ def _newest_checkpoint(root: Path, size: int, registry_key) -> tuple[bytes, regi
 
 
 def _templates():
-    from .render import environment
+    from acards.present.render import environment
 
     env = environment()
     env.filters["short"] = lambda value, n=12: str(value)[:n]
@@ -302,7 +304,7 @@ class _Builder:
         result.raise_for_problems()
         origin, entries = result.origin, result.entries
         registry_keyid = _registry_keyid(self.root)
-        registry_key = signing.load_public_key(self.root / "keys" / f"{registry_keyid}.pub")
+        registry_key = load_public_key(self.root / "keys" / f"{registry_keyid}.pub")
         found = _newest_checkpoint(self.root, len(entries), registry_key)
 
         rules = registry.LogRules(origin)

@@ -28,7 +28,7 @@ def build(root: Path, hidden: int, layers: int, prompts: int, max_new: int, dtyp
     import torch
     import transformers
 
-    from acards.evidence import digest_path
+    from acards.evidence.digests import digest_path
 
     base = root / "card" / "ckpt" / "base"
     tokenizer = transformers.ByT5Tokenizer()

@@ -7,7 +7,7 @@ Goals
   2. With the digest cache warm, the digest step of `acards check CARD` (a card pointing at the
      2 GB file, second and later runs) takes <= 0.1 s.  Measured three ways: the whole command, the
      whole command minus `acards validate CARD` (the same card, no evidence read) and the in-process
-     `acards.evidence.digest_file(path, cache)` call.
+     `acards.evidence.digests.digest_file(path, cache)` call.
 
 Baseline: `sha256sum` (GNU coreutils) on the same file, in the same run, runs interleaved.  The
 file is read once before timing, so both read from the page cache.  Medians of --runs runs.
@@ -56,7 +56,7 @@ def card_for(folder: Path, big: Path, digest: str) -> Path:
     records = evidence / "records.jsonl"
     records.write_text(json.dumps({"cell": "bench/one", "condition": "undefended", "split": "heldout", "task": "t",
                                    "subject": "s", "item": "i", "framing": "audit", "seed": 0, "score": 1.0}) + "\n")
-    from acards.evidence import digest_path
+    from acards.evidence.digests import digest_path
 
     card = {
         "acard": "1.0", "id": "bench-hash", "version": 1, "title": "Hash benchmark", "authors": [{"name": "bench"}],
@@ -135,7 +135,7 @@ def main() -> None:
             validate_t.append(v.wall)
         step = median(check_t) - median(validate_t)
 
-        from acards.evidence import DigestCache, digest_file
+        from acards.evidence.digests import DigestCache, digest_file
 
         cache_path = cache_dir / "digests.sqlite"
         cache = DigestCache(cache_path)

@@ -17,10 +17,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from acards import registry, signing
+from acards import registry
+from acards.attest import dsse, in_toto
+from acards.attest.keys import load_private_key, new_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import timed  # noqa: E402
+
 from acards.canonical import canonical_bytes
 
 GOAL_SECONDS = 5.0
@@ -33,8 +36,8 @@ def signed_card(author: Ed25519PrivateKey, card_id: str, version: int) -> bytes:
     }
     card_digest = hashlib.sha256(f"{card_id}@{version}".encode()).hexdigest()
     subjects = [("card.yaml", card_digest), ("evidence/records.jsonl", "ab" * 32)]
-    payload = canonical_bytes(signing.statement(subjects, signing.PREDICATE_TYPE, predicate))
-    return canonical_bytes(signing.sign_envelope(signing.PAYLOAD_TYPE, payload, author))
+    payload = canonical_bytes(in_toto.statement(subjects, in_toto.PREDICATE_TYPE, predicate))
+    return canonical_bytes(dsse.sign_envelope(dsse.PAYLOAD_TYPE, payload, author))
 
 
 def render(statement: dict) -> dict[str, bytes]:
@@ -49,13 +52,13 @@ def main() -> None:
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
-        signing.new_key(folder / "registry.key")
-        signing.new_key(folder / "author.key")
+        new_key(folder / "registry.key")
+        new_key(folder / "author.key")
         root = folder / "registry"
         registry.init_registry(root, "bench.acards/registry", folder / "registry.key")
         registry.add_trusted_key(root, folder / "author.key.pub")
-        registry_key = signing.load_private_key(folder / "registry.key")
-        author = signing.load_private_key(folder / "author.key")
+        registry_key = load_private_key(folder / "registry.key")
+        author = load_private_key(folder / "author.key")
         now = datetime(2026, 5, 1, tzinfo=timezone.utc)
         # A quarter of the cards get a second and third version, so supersedes chains are checked.
         envelopes = [signed_card(author, f"card-{i % (size // 2)}", 1 + i // (size // 2))

@@ -23,10 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _util import machine, timed, verdict  # noqa: E402
 
-from acards import registry, signing, site  # noqa: E402
+from acards import registry, site
+from acards.attest import dsse, in_toto  # noqa: E402
+from acards.attest.keys import load_private_key, new_key  # noqa: E402
 from acards.canonical import canonical_bytes  # noqa: E402
-from acards.card import load_card  # noqa: E402
-from acards.verify import verify  # noqa: E402
+from acards.card.model import load_card  # noqa: E402
+from acards.pipeline.verify import verify  # noqa: E402
 
 GOAL_SECONDS = 10.0
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny-defense"
@@ -39,13 +41,13 @@ def main() -> None:
         shutil.copytree(EXAMPLE, folder / "card")
         card = load_card(folder / "card" / "card.yaml")
         report = verify(folder / "card" / "card.yaml", bootstrap=200)
-        signing.new_key(folder / "registry.key")
-        signing.new_key(folder / "author.key")
+        new_key(folder / "registry.key")
+        new_key(folder / "author.key")
         root = folder / "registry"
         registry.init_registry(root, "bench.acards/site", folder / "registry.key")
         author_id = registry.add_trusted_key(root, folder / "author.key.pub")
-        registry_key = signing.load_private_key(folder / "registry.key")
-        author = signing.load_private_key(folder / "author.key")
+        registry_key = load_private_key(folder / "registry.key")
+        author = load_private_key(folder / "author.key")
         render = site.renderer([author_id])
         now = datetime(2026, 5, 1, tzinfo=timezone.utc)
 
@@ -56,8 +58,8 @@ def main() -> None:
             card_report["card"]["id"] = data["id"]
             subjects = [("card.yaml", hashlib.sha256(data["id"].encode()).hexdigest()),
                         ("evidence/records.jsonl", card.data["evidence"]["records"][0]["sha256"])]
-            statement = signing.statement(subjects, signing.PREDICATE_TYPE, {"card": data, "report": card_report})
-            return canonical_bytes(signing.sign_envelope(signing.PAYLOAD_TYPE, canonical_bytes(statement), author))
+            statement = in_toto.statement(subjects, in_toto.PREDICATE_TYPE, {"card": data, "report": card_report})
+            return canonical_bytes(dsse.sign_envelope(dsse.PAYLOAD_TYPE, canonical_bytes(statement), author))
 
         envelopes = [envelope(i) for i in range(size)]
         _, publishing = timed(lambda: [registry.publish(root, e, registry_key, render, now) for e in envelopes])

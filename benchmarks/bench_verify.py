@@ -2,7 +2,7 @@
 
 Data (simulated like tests/simulate.py: binary refusal scores, audit framing adds the condition's
 installed gap), one records file per cell (46 files, evidence/<cell>.jsonl), and a card written as
-JSON that points at them with digests from acards.evidence.digest_path.  Per cell:
+JSON that points at them with digests from acards.evidence.digests.digest_path.  Per cell:
   held-out   3 conditions (undefended, defended, control:shrinkage) x 2 framings x 3 seeds x
              2,000 items over 50 subjects                               = 36,000 records
   fresh      2 conditions x 2 framings x 3 seeds x 500 items / 25 subjects =  6,000
@@ -13,14 +13,14 @@ mechanism diagnostic rests on the shrinkage control alone; no prompts or trainin
 n-gram freshness check is skipped.  The data is generated once into a cache folder keyed by these
 parameters ($ACARDS_BENCH_CACHE, default ~/.cache/acards-bench) and reused by later runs.
 
-Goals (2 cores): the whole path `acards.verify.verify(card, bootstrap=10_000)` in <= 5 s wall and
+Goals (2 cores): the whole path `acards.pipeline.verify.verify(card, bootstrap=10_000)` in <= 5 s wall and
 <= 1.5 GB peak RSS (measured on the subprocess `acards verify CARD --format json`), and >= 20x
 faster than the baseline.
 
 Baseline (computed in the same run): the naive prompt-level bootstrap people use,
 `scipy.stats.bootstrap((d,), np.mean, n_resamples=10_000, method="percentile", vectorized=True)`
 on each cell's 2,000 item-level held-out differences d (items resampled, not subjects; d is
-prepared untimed with acards.gaps).  Timed on --baseline-cells cells and extrapolated to 46 (the
+prepared untimed with acards.diagnostics.values).  Timed on --baseline-cells cells and extrapolated to 46 (the
 output says so) unless --baseline-cells 46.  Ratios are printed against the whole acards path and
 against its statistics step alone, and the same 46 vectors are also run through acards' own
 subject bootstrap (acards.stats.mean_ci) for a like-for-like view of the resampling itself.
@@ -51,7 +51,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _util import ACARDS, load_line, machine, median, run_child, verdict
 
 GOAL_WALL = 5.0
@@ -125,7 +124,7 @@ def write_cell(path: Path, rng: np.random.Generator, cell: str, gaps: dict) -> i
 
 
 def write_card(folder: Path, cells: list[str], files: list[str]) -> Path:
-    from acards.evidence import digest_path
+    from acards.evidence.digests import digest_path
 
     families: dict[str, list[str]] = {}
     for cell in cells:
@@ -169,7 +168,7 @@ def dataset(n_cells: int) -> Path:
         total += write_cell(partial / name, rng, cell, _gaps(index, n_cells))
         files.append(name)
     write_card(partial, cells, files)
-    from acards.card import load_card
+    from acards.card.model import load_card
 
     load_card(partial / "card.json")  # refuse to cache a card that does not validate
     if folder.exists():
@@ -183,7 +182,7 @@ def dataset(n_cells: int) -> Path:
 # --- timing acards --------------------------------------------------------------------------------
 
 class Stopwatch:
-    """Wraps functions that acards.verify calls by name, adding up the time spent in each."""
+    """Wraps functions that acards.pipeline.verify calls by name, adding up the time spent in each."""
 
     def __init__(self, module, names: dict[str, str]):
         self.module, self.names, self.spent = module, names, {}
@@ -211,8 +210,8 @@ class Stopwatch:
 
 
 def verify_once(card: Path, use_cache: bool) -> tuple[float, dict, dict]:
-    import acards.verify as verify_module
-    from acards.reporter import dumps
+    import acards.pipeline.verify as verify_module
+    from acards.present.text import dumps
 
     gc.collect()
     names = {"load_card": "card validation", "check_pointers": "digest check", "read_records": "JSONL reading",
@@ -233,9 +232,9 @@ def verify_once(card: Path, use_cache: bool) -> tuple[float, dict, dict]:
 
 def heldout_differences(card_path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(cell, item-level held-out differences U - D averaged over seeds, subject codes) per cell."""
-    from acards.card import load_card
-    from acards.gaps import GroupIndex, split_values
-    from acards.records import read_records
+    from acards.card.model import load_card
+    from acards.diagnostics.values import GroupIndex, split_values
+    from acards.evidence.records import read_records
 
     card = load_card(card_path)
     paths = [(p["path"], card.source.locate(f"/evidence/records/{i}/path")) for i, p in enumerate(card.data["evidence"]["records"])]
@@ -324,7 +323,7 @@ def main() -> None:
     whole = median(totals)
     stats_step = median([s["statistics"] for s in breakdowns])
     print(f"\n{n_records:,} records; B = {B:,}; audit: {summary['passes']} passes, full card {summary['full_card']}")
-    print(f"\nin process, acards.verify.verify(card, bootstrap={B}) + JSON report, digests recomputed; median of {args.runs}")
+    print(f"\nin process, acards.pipeline.verify.verify(card, bootstrap={B}) + JSON report, digests recomputed; median of {args.runs}")
     print(f"  whole path             : {whole:.2f} s   runs {', '.join(f'{t:.2f}' for t in totals)}")
     for label in breakdowns[0]:
         values = [s[label] for s in breakdowns]
@@ -353,7 +352,7 @@ def main() -> None:
 
     if args.profile:
         profiler = cProfile.Profile()
-        import acards.verify as verify_module
+        import acards.pipeline.verify as verify_module
 
         profiler.enable()
         verify_module.verify(card, bootstrap=B, use_cache=False)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from acards.evidence import digest_path
+from acards.evidence.digests import digest_path
 
 
 @dataclass

@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from test_site import XSS_TITLE, world  # noqa: F401 — the session fixture, shared with the site tests
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -41,7 +40,9 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def driver():
-    from selenium import webdriver  # the test extra's dependency: an ImportError here is a real failure
+    from selenium import (
+        webdriver,  # the test extra's dependency: an ImportError here is a real failure
+    )
     from selenium.webdriver.chrome.service import Service
 
     profile = tempfile.mkdtemp(prefix="acards-chromium-")

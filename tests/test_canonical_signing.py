@@ -1,4 +1,4 @@
-"""Canonical JSON, keys, DSSE envelopes and in-toto Statements (acards.canonical, acards.signing).
+"""Canonical JSON, keys, DSSE envelopes and in-toto Statements (acards.canonical, acards.attest.in_toto).
 
 Checked against others' work where it exists: the RFC 8785 test data, the DSSE protocol's worked
 example (PAE bytes and a published P-256 signature) and securesystemslib's DSSE implementation.
@@ -19,14 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from acards import signing
-from acards.canonical import canonical_bytes, is_canonical, parse_strict_json
-from acards.errors import AcardsError
-
-
 from shared_vectors import VECTORS, needs_vectors  # noqa: E402
 
+from acards.attest import dsse, in_toto
+from acards.attest.keys import keyid, load_private_key, load_public_key, new_key
+from acards.canonical import canonical_bytes, is_canonical, parse_strict_json
+from acards.errors import AcardsError
 
 RFC8785_DIR = (VECTORS or Path("/nonexistent")) / "rfc8785" / "testdata"
 FUZZ = settings(
@@ -182,15 +180,15 @@ def test_fuzz_parse_strict_json_documents(value, ensure_ascii):
 
 def test_new_key_files(tmp_path):
     path = tmp_path / "author.key"
-    returned = signing.new_key(path, b"correct horse")
+    returned = new_key(path, b"correct horse")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     public_pem = Path(f"{path}.pub").read_bytes()
     assert public_pem.startswith(b"-----BEGIN PUBLIC KEY-----")
-    public_key = signing.load_public_key(f"{path}.pub")
-    assert signing.keyid(public_key) == returned
-    private_key = signing.load_private_key(path, b"correct horse")
-    assert signing.keyid(private_key.public_key()) == returned
+    public_key = load_public_key(f"{path}.pub")
+    assert keyid(public_key) == returned
+    private_key = load_private_key(path, b"correct horse")
+    assert keyid(private_key.public_key()) == returned
 
 
 def test_keyid_is_sha256_of_spki_der():
@@ -200,40 +198,40 @@ def test_keyid_is_sha256_of_spki_der():
     der = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    assert signing.keyid(public_key) == hashlib.sha256(der).hexdigest()
+    assert keyid(public_key) == hashlib.sha256(der).hexdigest()
 
 
 def test_unencrypted_key(tmp_path):
     path = tmp_path / "plain.key"
-    signing.new_key(path)
+    new_key(path)
     assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    signing.load_private_key(path)
+    load_private_key(path)
     with pytest.raises(AcardsError) as excinfo:
-        signing.load_private_key(path, b"unexpected")
+        load_private_key(path, b"unexpected")
     assert _code(excinfo) == "key.bad-passphrase"
 
 
 def test_passphrase_errors(tmp_path):
     path = tmp_path / "author.key"
-    signing.new_key(path, b"right")
+    new_key(path, b"right")
     for passphrase in (b"wrong", None):
         with pytest.raises(AcardsError) as excinfo:
-            signing.load_private_key(path, passphrase)
+            load_private_key(path, passphrase)
         assert _code(excinfo) == "key.bad-passphrase"
     for passphrase in (b"", "right"):
         with pytest.raises(AcardsError) as excinfo:
-            signing.new_key(tmp_path / "other.key", passphrase)
+            new_key(tmp_path / "other.key", passphrase)
         assert _code(excinfo) == "key.bad-passphrase"
     assert not (tmp_path / "other.key").exists()
 
 
 def test_new_key_refuses_to_overwrite(tmp_path):
     path = tmp_path / "author.key"
-    signing.new_key(path)
+    new_key(path)
     before = path.read_bytes(), Path(f"{path}.pub").read_bytes()
     with pytest.raises(AcardsError) as excinfo:
-        signing.new_key(path)
+        new_key(path)
     assert _code(excinfo) == "key.exists"
     assert (path.read_bytes(), Path(f"{path}.pub").read_bytes()) == before
 
@@ -241,28 +239,28 @@ def test_new_key_refuses_to_overwrite(tmp_path):
     lonely = tmp_path / "lonely.key"
     Path(f"{lonely}.pub").write_bytes(b"old")
     with pytest.raises(AcardsError) as excinfo:
-        signing.new_key(lonely)
+        new_key(lonely)
     assert _code(excinfo) == "key.exists"
     assert not lonely.exists()
 
 
 def test_new_key_into_missing_folder(tmp_path):
     with pytest.raises(AcardsError) as excinfo:
-        signing.new_key(tmp_path / "missing" / "author.key")
+        new_key(tmp_path / "missing" / "author.key")
     assert _code(excinfo) == "key.unwritable"
 
 
 def test_key_loading_errors(tmp_path):
     with pytest.raises(AcardsError) as excinfo:
-        signing.load_private_key(tmp_path / "absent.key")
+        load_private_key(tmp_path / "absent.key")
     assert _code(excinfo) == "key.unreadable"
     with pytest.raises(AcardsError) as excinfo:
-        signing.load_public_key(tmp_path / "absent.pub")
+        load_public_key(tmp_path / "absent.pub")
     assert _code(excinfo) == "key.unreadable"
 
     garbage = tmp_path / "garbage"
     garbage.write_bytes(b"not a key")
-    for load in (signing.load_private_key, signing.load_public_key):
+    for load in (load_private_key, load_public_key):
         with pytest.raises(AcardsError) as excinfo:
             load(garbage)
         assert _code(excinfo) == "key.malformed"
@@ -283,13 +281,13 @@ def test_key_loading_errors(tmp_path):
         )
     )
     with pytest.raises(AcardsError) as excinfo:
-        signing.load_private_key(other)
+        load_private_key(other)
     assert _code(excinfo) == "key.unsupported"
     with pytest.raises(AcardsError) as excinfo:
-        signing.load_public_key(other_pub)
+        load_public_key(other_pub)
     assert _code(excinfo) == "key.unsupported"
     with pytest.raises(AcardsError) as excinfo:
-        signing.keyid(p256.public_key())
+        keyid(p256.public_key())
     assert _code(excinfo) == "key.unsupported"
 
 
@@ -302,7 +300,7 @@ def keys():
     made = {}
     for name in ("alice", "bob", "carol"):
         private_key = Ed25519PrivateKey.generate()
-        made[name] = (private_key, signing.keyid(private_key.public_key()))
+        made[name] = (private_key, keyid(private_key.public_key()))
     return made
 
 
@@ -313,27 +311,27 @@ def _trusted(keys, *names):
 def _card_statement(extra: dict | None = None) -> dict:
     predicate = {"card": {"id": "example", "version": 1, "score": 0.25}, "report": {"ok": True}}
     predicate.update(extra or {})
-    return signing.statement(
-        [("card.yaml", SHA_A), ("evidence/outputs.jsonl", SHA_B)], signing.PREDICATE_TYPE, predicate
+    return in_toto.statement(
+        [("card.yaml", SHA_A), ("evidence/outputs.jsonl", SHA_B)], in_toto.PREDICATE_TYPE, predicate
     )
 
 
 def _signed(keys, *names, payload: bytes | None = None) -> bytes:
     if payload is None:
         payload = canonical_bytes(_card_statement())
-    envelope = signing.sign_envelope(signing.PAYLOAD_TYPE, payload, keys[names[0]][0])
+    envelope = dsse.sign_envelope(dsse.PAYLOAD_TYPE, payload, keys[names[0]][0])
     for name in names[1:]:
-        envelope = signing.add_signature(envelope, keys[name][0])
+        envelope = dsse.add_signature(envelope, keys[name][0])
     return canonical_bytes(envelope)
 
 
 @needs_vectors
 def test_pae_matches_the_dsse_example():
     example = json.loads((VECTORS / "dsse" / "hello-world.json").read_text())
-    got = signing.pae(example["payload_type"], example["serialized_body"].encode())
+    got = dsse.pae(example["payload_type"], example["serialized_body"].encode())
     assert got == example["pae"].encode()
-    assert signing.pae("", b"") == b"DSSEv1 0  0 "
-    assert signing.pae("é", b"\x00") == "DSSEv1 2 é 1 \x00".encode()  # lengths count bytes
+    assert dsse.pae("", b"") == b"DSSEv1 0  0 "
+    assert dsse.pae("é", b"\x00") == "DSSEv1 2 é 1 \x00".encode()  # lengths count bytes
 
 
 @needs_vectors
@@ -348,31 +346,31 @@ def test_dsse_example_signature_verifies_over_our_pae():
     raw = base64.b64decode(envelope["signatures"][0]["sig"], validate=True)
     der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
     payload = base64.b64decode(envelope["payload"], validate=True)
-    public_key.verify(der, signing.pae(envelope["payloadType"], payload), ec.ECDSA(hashes.SHA256()))
+    public_key.verify(der, dsse.pae(envelope["payloadType"], payload), ec.ECDSA(hashes.SHA256()))
     with pytest.raises(Exception):
         public_key.verify(
-            der, signing.pae(envelope["payloadType"], payload + b"!"), ec.ECDSA(hashes.SHA256())
+            der, dsse.pae(envelope["payloadType"], payload + b"!"), ec.ECDSA(hashes.SHA256())
         )
 
 
 def test_sign_verify_open_round_trip(keys):
     statement = _card_statement()
     payload = canonical_bytes(statement)
-    result = signing.verify_envelope(_signed(keys, "alice"), _trusted(keys, "alice"))
+    result = dsse.verify_envelope(_signed(keys, "alice"), _trusted(keys, "alice"))
     payload_type, verified_payload, keyids = result
     assert (payload_type, verified_payload, keyids) == (
-        signing.PAYLOAD_TYPE,
+        dsse.PAYLOAD_TYPE,
         payload,
         (keys["alice"][1],),
     )
     assert result.unknown_keyids == () and result.invalid_keyids == ()
-    assert signing.open_statement(payload_type, verified_payload) == statement
+    assert in_toto.open_statement(payload_type, verified_payload) == statement
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
     assert statement["predicateType"] == "https://acards.dev/AcceptanceCard/v1"
 
 
 def test_envelope_shape(keys):
-    envelope = signing.sign_envelope(signing.PAYLOAD_TYPE, b"{}", keys["alice"][0])
+    envelope = dsse.sign_envelope(dsse.PAYLOAD_TYPE, b"{}", keys["alice"][0])
     assert set(envelope) == {"payload", "payloadType", "signatures"}
     assert envelope["payload"] == "e30="
     assert [set(s) for s in envelope["signatures"]] == [{"keyid", "sig"}]
@@ -401,10 +399,10 @@ def test_we_verify_securesystemslib_envelopes(keys):
     private_key, key_id = keys["carol"]
     signer = CryptoSigner(private_key, SSlibKey.from_crypto(private_key.public_key(), keyid=key_id))
     payload = canonical_bytes(_card_statement())
-    envelope = Envelope(payload, signing.PAYLOAD_TYPE, {})
+    envelope = Envelope(payload, dsse.PAYLOAD_TYPE, {})
     envelope.sign(signer)
     data = json.dumps(envelope.to_dict()).encode()
-    _, verified, keyids = signing.verify_envelope(data, _trusted(keys, "carol"))
+    _, verified, keyids = dsse.verify_envelope(data, _trusted(keys, "carol"))
     assert verified == payload and keyids == (key_id,)
 
 
@@ -422,7 +420,7 @@ def test_every_flipped_payload_byte_fails(keys):
     for position in range(length):
         tampered = dict(envelope, payload=_flip_b64(envelope["payload"], position))
         with pytest.raises(AcardsError) as excinfo:
-            signing.verify_envelope(canonical_bytes(tampered), trusted)
+            dsse.verify_envelope(canonical_bytes(tampered), trusted)
         assert _code(excinfo) == "envelope.bad-signature"
 
 
@@ -435,7 +433,7 @@ def test_every_flipped_signature_or_type_byte_fails(keys):
             envelope, signatures=[dict(signature, sig=_flip_b64(signature["sig"], position))]
         )
         with pytest.raises(AcardsError) as excinfo:
-            signing.verify_envelope(canonical_bytes(tampered), trusted)
+            dsse.verify_envelope(canonical_bytes(tampered), trusted)
         assert _code(excinfo) == "envelope.bad-signature"
     payload_type = envelope["payloadType"]
     for position in range(len(payload_type)):
@@ -446,7 +444,7 @@ def test_every_flipped_signature_or_type_byte_fails(keys):
         )
         tampered = dict(envelope, payloadType=changed)
         with pytest.raises(AcardsError) as excinfo:
-            signing.verify_envelope(canonical_bytes(tampered), trusted)
+            dsse.verify_envelope(canonical_bytes(tampered), trusted)
         assert _code(excinfo) == "envelope.bad-signature"
 
 
@@ -457,47 +455,47 @@ def test_every_flipped_envelope_byte_fails(keys):
         tampered = bytearray(data)
         tampered[position] ^= 0x01
         with pytest.raises(AcardsError) as excinfo:
-            signing.verify_envelope(bytes(tampered), trusted)
+            dsse.verify_envelope(bytes(tampered), trusted)
         assert _code(excinfo).startswith("envelope.")
 
 
 def test_wrong_and_unknown_keys(keys):
     data = _signed(keys, "alice")
     with pytest.raises(AcardsError) as excinfo:
-        signing.verify_envelope(data, _trusted(keys, "bob"))
+        dsse.verify_envelope(data, _trusted(keys, "bob"))
     assert _code(excinfo) == "envelope.unknown-keyid"
     assert keys["alice"][1] in str(excinfo.value)
     with pytest.raises(AcardsError) as excinfo:
-        signing.verify_envelope(data, {})
+        dsse.verify_envelope(data, {})
     assert _code(excinfo) == "envelope.unknown-keyid"
 
     # Bob's key filed under Alice's id must not make Bob's key vouch for Alice.
     with pytest.raises(AcardsError) as excinfo:
-        signing.verify_envelope(data, {keys["alice"][1]: keys["bob"][0].public_key()})
+        dsse.verify_envelope(data, {keys["alice"][1]: keys["bob"][0].public_key()})
     assert _code(excinfo) == "key.keyid-mismatch"
 
     # Bob signs but claims to be Alice: Alice's key does not verify it.
-    envelope = signing.sign_envelope(signing.PAYLOAD_TYPE, b"{}", keys["bob"][0])
+    envelope = dsse.sign_envelope(dsse.PAYLOAD_TYPE, b"{}", keys["bob"][0])
     envelope["signatures"][0]["keyid"] = keys["alice"][1]
     with pytest.raises(AcardsError) as excinfo:
-        signing.verify_envelope(canonical_bytes(envelope), _trusted(keys, "alice"))
+        dsse.verify_envelope(canonical_bytes(envelope), _trusted(keys, "alice"))
     assert _code(excinfo) == "envelope.bad-signature"
 
 
 def test_thresholds_and_co_signatures(keys):
     data = _signed(keys, "alice", "bob", "carol")
-    result = signing.verify_envelope(data, _trusted(keys, "alice", "bob"), threshold=2)
+    result = dsse.verify_envelope(data, _trusted(keys, "alice", "bob"), threshold=2)
     assert set(result.keyids) == {keys["alice"][1], keys["bob"][1]}
     assert result.unknown_keyids == (keys["carol"][1],)  # reported, not counted
     with pytest.raises(AcardsError) as excinfo:
-        signing.verify_envelope(data, _trusted(keys, "alice", "bob"), threshold=3)
+        dsse.verify_envelope(data, _trusted(keys, "alice", "bob"), threshold=3)
     assert _code(excinfo) == "envelope.unknown-keyid"
     with pytest.raises(AcardsError) as excinfo:
-        signing.verify_envelope(data, _trusted(keys, "alice", "bob", "carol"), threshold=4)
+        dsse.verify_envelope(data, _trusted(keys, "alice", "bob", "carol"), threshold=4)
     assert _code(excinfo) == "envelope.too-few-signatures"
     for threshold in (0, -1, True, 1.0, "1"):
         with pytest.raises(AcardsError) as excinfo:
-            signing.verify_envelope(data, _trusted(keys, "alice"), threshold=threshold)
+            dsse.verify_envelope(data, _trusted(keys, "alice"), threshold=threshold)
         assert _code(excinfo) == "envelope.bad-threshold"
 
 
@@ -505,12 +503,12 @@ def test_duplicate_signatures_count_once(keys):
     envelope = json.loads(_signed(keys, "alice"))
     envelope["signatures"] = envelope["signatures"] * 3
     data = canonical_bytes(envelope)
-    assert signing.verify_envelope(data, _trusted(keys, "alice")).keyids == (keys["alice"][1],)
+    assert dsse.verify_envelope(data, _trusted(keys, "alice")).keyids == (keys["alice"][1],)
     with pytest.raises(AcardsError) as excinfo:
-        signing.verify_envelope(data, _trusted(keys, "alice"), threshold=2)
+        dsse.verify_envelope(data, _trusted(keys, "alice"), threshold=2)
     assert _code(excinfo) == "envelope.too-few-signatures"
     with pytest.raises(AcardsError) as excinfo:
-        signing.add_signature(envelope, keys["alice"][0])
+        dsse.add_signature(envelope, keys["alice"][0])
     assert _code(excinfo) == "envelope.duplicate-signature"
 
 
@@ -519,11 +517,11 @@ def test_one_bad_signature_among_good_ones(keys):
     bob = envelope["signatures"][1]
     envelope["signatures"][1] = dict(bob, sig=_flip_b64(bob["sig"], 0))
     data = canonical_bytes(envelope)
-    result = signing.verify_envelope(data, _trusted(keys, "alice", "bob"))
+    result = dsse.verify_envelope(data, _trusted(keys, "alice", "bob"))
     assert result.keyids == (keys["alice"][1],)
     assert result.invalid_keyids == (keys["bob"][1],)
     with pytest.raises(AcardsError) as excinfo:
-        signing.verify_envelope(data, _trusted(keys, "alice", "bob"), threshold=2)
+        dsse.verify_envelope(data, _trusted(keys, "alice", "bob"), threshold=2)
     assert _code(excinfo) == "envelope.bad-signature"
 
 
@@ -559,7 +557,7 @@ def _valid_envelope_dict(keys) -> dict:
 def test_malformed_envelopes(keys, mutate):
     data = canonical_bytes(mutate(_valid_envelope_dict(keys)))
     with pytest.raises(AcardsError) as excinfo:
-        signing.verify_envelope(data, _trusted(keys, "alice"))
+        dsse.verify_envelope(data, _trusted(keys, "alice"))
     assert _code(excinfo) == "envelope.malformed"
 
 
@@ -577,25 +575,25 @@ def test_malformed_envelopes(keys, mutate):
 )
 def test_unreadable_envelopes(keys, data, code):
     with pytest.raises(AcardsError) as excinfo:
-        signing.verify_envelope(data, _trusted(keys, "alice"))
+        dsse.verify_envelope(data, _trusted(keys, "alice"))
     assert _code(excinfo) == code
 
 
 def test_signature_is_checked_before_the_payload_is_read(keys):
     # A payload that is not even JSON still fails on its signature first.
-    envelope = signing.sign_envelope(signing.PAYLOAD_TYPE, b"\xff not json", keys["bob"][0])
+    envelope = dsse.sign_envelope(dsse.PAYLOAD_TYPE, b"\xff not json", keys["bob"][0])
     with pytest.raises(AcardsError) as excinfo:
-        signing.verify_envelope(canonical_bytes(envelope), _trusted(keys, "alice"))
+        dsse.verify_envelope(canonical_bytes(envelope), _trusted(keys, "alice"))
     assert _code(excinfo) == "envelope.unknown-keyid"
 
 
 # --- statements --------------------------------------------------------------------------------
 
 
-def _open_signed_payload(keys, payload: bytes, payload_type: str = signing.PAYLOAD_TYPE):
-    envelope = signing.sign_envelope(payload_type, payload, keys["alice"][0])
-    verified = signing.verify_envelope(canonical_bytes(envelope), _trusted(keys, "alice"))
-    return signing.open_statement(verified.payload_type, verified.payload)
+def _open_signed_payload(keys, payload: bytes, payload_type: str = dsse.PAYLOAD_TYPE):
+    envelope = dsse.sign_envelope(payload_type, payload, keys["alice"][0])
+    verified = dsse.verify_envelope(canonical_bytes(envelope), _trusted(keys, "alice"))
+    return in_toto.open_statement(verified.payload_type, verified.payload)
 
 
 @pytest.mark.parametrize(
@@ -698,29 +696,29 @@ def test_open_statement_refuses_other_payloads(keys):
 @pytest.mark.parametrize(
     "subjects, predicate_type, predicate",
     [
-        ([], signing.PREDICATE_TYPE, {}),
-        ([("a", SHA_A.upper())], signing.PREDICATE_TYPE, {}),
-        ([("a",)], signing.PREDICATE_TYPE, {}),
-        (None, signing.PREDICATE_TYPE, {}),
+        ([], in_toto.PREDICATE_TYPE, {}),
+        ([("a", SHA_A.upper())], in_toto.PREDICATE_TYPE, {}),
+        ([("a",)], in_toto.PREDICATE_TYPE, {}),
+        (None, in_toto.PREDICATE_TYPE, {}),
         ([("a", SHA_A)], "", {}),
-        ([("a", SHA_A)], signing.PREDICATE_TYPE, []),
+        ([("a", SHA_A)], in_toto.PREDICATE_TYPE, []),
     ],
 )
 def test_statement_builder_refuses_bad_input(subjects, predicate_type, predicate):
     with pytest.raises(AcardsError) as excinfo:
-        signing.statement(subjects, predicate_type, predicate)
+        in_toto.statement(subjects, predicate_type, predicate)
     assert _code(excinfo) == "envelope.bad-statement"
 
 
 def test_sign_envelope_refuses_bad_input(keys):
     with pytest.raises(AcardsError) as excinfo:
-        signing.sign_envelope(signing.PAYLOAD_TYPE, "text", keys["alice"][0])
+        dsse.sign_envelope(dsse.PAYLOAD_TYPE, "text", keys["alice"][0])
     assert _code(excinfo) == "envelope.malformed"
     with pytest.raises(AcardsError) as excinfo:
-        signing.sign_envelope(signing.PAYLOAD_TYPE, b"{}", keys["alice"][0].public_key())
+        dsse.sign_envelope(dsse.PAYLOAD_TYPE, b"{}", keys["alice"][0].public_key())
     assert _code(excinfo) == "key.unsupported"
     with pytest.raises(AcardsError) as excinfo:
-        signing.add_signature({"payload": "e30="}, keys["alice"][0])
+        dsse.add_signature({"payload": "e30="}, keys["alice"][0])
     assert _code(excinfo) == "envelope.malformed"
 
 
@@ -746,14 +744,14 @@ envelope_like = st.recursive(
 @given(data=st.binary(max_size=300))
 def test_fuzz_verify_envelope_bytes(keys, data):
     with pytest.raises(AcardsError):
-        signing.verify_envelope(data, _trusted(keys, "alice"))
+        dsse.verify_envelope(data, _trusted(keys, "alice"))
 
 
 @FUZZ
 @given(value=envelope_like)
 def test_fuzz_verify_envelope_structures(keys, value):
     with pytest.raises(AcardsError):
-        signing.verify_envelope(json.dumps(value).encode(), _trusted(keys, "alice"))
+        dsse.verify_envelope(json.dumps(value).encode(), _trusted(keys, "alice"))
 
 
 @FUZZ
@@ -766,7 +764,7 @@ def test_fuzz_mutated_envelopes_never_verify(keys, data):
     if mutated == original:
         return
     try:
-        result = signing.verify_envelope(mutated, _trusted(keys, "alice", "bob"), threshold=2)
+        result = dsse.verify_envelope(mutated, _trusted(keys, "alice", "bob"), threshold=2)
     except AcardsError:
         return
     # Only a change of JSON layout (say, added whitespace) may pass, and then with the same payload.
@@ -782,7 +780,7 @@ def test_fuzz_open_statement(value):
     except AcardsError:
         return
     with pytest.raises(AcardsError):
-        signing.open_statement(signing.PAYLOAD_TYPE, payload)
+        in_toto.open_statement(dsse.PAYLOAD_TYPE, payload)
 
 
 @pytest.mark.parametrize("length", [0, 1, 63, 65, 512])
@@ -790,5 +788,5 @@ def test_signature_of_wrong_length_by_trusted_key(keys, length):
     envelope = _valid_envelope_dict(keys)
     envelope["signatures"][0]["sig"] = base64.b64encode(b"\x07" * length).decode()
     with pytest.raises(AcardsError) as excinfo:
-        signing.verify_envelope(canonical_bytes(envelope), _trusted(keys, "alice"))
+        dsse.verify_envelope(canonical_bytes(envelope), _trusted(keys, "alice"))
     assert _code(excinfo) == "envelope.bad-signature"

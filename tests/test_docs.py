@@ -75,7 +75,7 @@ def kebab(name: str) -> str:
 
 
 def schema_keyword_codes() -> set[str]:
-    """The schema.<keyword> codes validation can produce for the card schema (see acards/card.py)."""
+    """The schema.<keyword> codes validation can produce for the card schema (see acards/card/validate.py)."""
     schema = json.loads((REPO / "schema" / "acard-1.0.schema.json").read_text(encoding="utf-8"))
     keywords: set[str] = set()
 
@@ -230,7 +230,7 @@ def test_every_report_field_and_estimate_is_documented():
 
 
 def test_card_format_example_is_a_valid_card(tmp_path):
-    from acards.card import validate_document
+    from acards.card.model import validate_document
 
     text = CARD_FORMAT_MD.read_text(encoding="utf-8")
     example = re.search(r"^```yaml\n(# yaml-language-server:.*?)^```", text, re.MULTILINE | re.DOTALL)

@@ -9,12 +9,19 @@ import sys
 
 import pytest
 import rfc8785
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from acards.errors import AcardsError
-from acards.evidence import (
-    CHUNK, DigestCache, check_relative_path, digest_file, digest_path, folder_manifest, manifest_bytes, resolve_inside,
+from acards.evidence.digests import (
+    CHUNK,
+    DigestCache,
+    digest_file,
+    digest_path,
+    folder_manifest,
+    manifest_bytes,
 )
+from acards.evidence.paths import check_relative_path, resolve_inside
 
 
 @pytest.mark.parametrize("path, code", [

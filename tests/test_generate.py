@@ -23,10 +23,10 @@ peft = pytest.importorskip("peft")
 
 from click.testing import CliRunner  # noqa: E402
 
-from acards.card import load_card  # noqa: E402
+from acards.card.model import load_card  # noqa: E402
 from acards.cli import main  # noqa: E402
 from acards.errors import AcardsError  # noqa: E402
-from acards.evidence import digest_path  # noqa: E402
+from acards.evidence.digests import digest_path  # noqa: E402
 from acards.generate import Request, run, spot_check  # noqa: E402
 from acards.generate import cache as output_cache  # noqa: E402
 from acards.generate.backends.hf import TransformersBackend  # noqa: E402
@@ -625,7 +625,7 @@ def test_device_override_and_unknown_device(monkeypatch):
 # --- verify regenerates what is missing -----------------------------------------------------------
 
 def test_verify_regenerates_missing_outputs_and_the_control_then_hits_the_cache(world, tmp_path):
-    from acards.verify import verify
+    from acards.pipeline.verify import verify
 
     card = make_card(tmp_path / "card", world, records=records_for(conditions=("undefended", "defended")))
     # The default spot check must look at the authors' outputs only, not at the control acards made.
@@ -646,7 +646,7 @@ def test_verify_regenerates_missing_outputs_and_the_control_then_hits_the_cache(
 
 
 def test_verify_without_generation_leaves_missing_outputs_insufficient(world, tmp_path):
-    from acards.verify import verify
+    from acards.pipeline.verify import verify
 
     card = make_card(tmp_path / "card", world, records=records_for(conditions=("undefended", "defended")))
     report = verify(card, bootstrap=200, generate=False)

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from acards.errors import AcardsError
-from acards.evidence import digest_path
+from acards.evidence.digests import digest_path
 from acards.generate.scorers import DEFAULT_REFUSAL_KEYWORDS, extract_choice, score
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -142,9 +142,10 @@ def test_classifier_pickle_only_and_digest_mismatch(classifier, tmp_path):
 
 
 def test_the_capability_split_can_have_its_own_scorer(tmp_path):
-    from acards.card import load_card
-    from acards.generate.scorers import score_for_card
     from simulate import CellSpec, build_card
+
+    from acards.card.model import load_card
+    from acards.generate.scorers import score_for_card
 
     splits, outputs, references = ["heldout", "capability", "capability"], ["I can't help with that.", "abcd", "abce"], [None, "abcd", "abcd"]
     both = load_card(build_card(tmp_path / "both", [CellSpec("c")], scorer={"kind": "refusal-keywords"}, capability_scorer={"kind": "exact"}))

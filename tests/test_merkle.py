@@ -11,13 +11,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared_vectors import VECTORS, needs_vectors  # noqa: E402
 
 from acards import merkle
 from acards.errors import AcardsError
-
-
-from shared_vectors import VECTORS, needs_vectors  # noqa: E402
-
 
 MERKLE_DIR = (VECTORS or Path("/nonexistent")) / "merkle"
 FUZZ = settings(

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from acards.diagnostics.values import GroupIndex, split_values
 from acards.errors import AcardsError, Location
-from acards.gaps import GroupIndex, split_values
-from acards.records import read_records, records_summary, schema_struct
+from acards.evidence.records import read_records, records_summary, schema_struct
 from acards.resources import load_schema
 
 BASE = {"cell": "c", "condition": "undefended", "split": "heldout", "task": "t", "subject": "s1",

@@ -1,7 +1,7 @@
 """The registry (acards.registry): SPEC §9's rules, tamper detection, proofs, crashes, concurrency.
 
 Every card here is a real DSSE envelope over a real in-toto Statement, signed with Ed25519 keys
-made by acards.signing. Crashes are real: a child process SIGKILLs itself at a numbered point
+made by acards.attest.in_toto. Crashes are real: a child process SIGKILLs itself at a numbered point
 inside publish (ACARDS_REGISTRY_CRASH_AT), or is killed from outside after a random delay.
 """
 
@@ -27,7 +27,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from acards import merkle, registry, signing
+from acards import merkle, registry
+from acards.attest import dsse, in_toto
+from acards.attest.keys import keyid, load_private_key, new_key
 from acards.canonical import canonical_bytes
 from acards.errors import AcardsError
 
@@ -69,10 +71,10 @@ def make_card(
         predicate["supersedes"] = supersedes
     card_file = hashlib.sha256(f"{card_id}@{version}:{title}".encode()).hexdigest()
     subjects = [("card.yaml", card_file), ("evidence/records.jsonl", "ab" * 32)]
-    payload = canonical_bytes(signing.statement(subjects, signing.PREDICATE_TYPE, predicate))
-    envelope = signing.sign_envelope(signing.PAYLOAD_TYPE, payload, signer)
+    payload = canonical_bytes(in_toto.statement(subjects, in_toto.PREDICATE_TYPE, predicate))
+    envelope = dsse.sign_envelope(dsse.PAYLOAD_TYPE, payload, signer)
     for co_signer in co_signers:
-        envelope = signing.add_signature(envelope, co_signer)
+        envelope = dsse.add_signature(envelope, co_signer)
     return Card(canonical_bytes(envelope), hashlib.sha256(payload).hexdigest(), card_id, version)
 
 
@@ -120,7 +122,7 @@ class Registry:
 @pytest.fixture(scope="module")
 def registry_key_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("keys") / "registry.key"
-    signing.new_key(path)
+    new_key(path)
     return path
 
 
@@ -135,7 +137,7 @@ def new_registry(
     registry.init_registry(path, origin, key_file)
     author_file = write_public_key(author, path.parent / f"{path.name}-author.pub")
     registry.add_trusted_key(path, author_file)
-    return Registry(path, signing.load_private_key(key_file), author)
+    return Registry(path, load_private_key(key_file), author)
 
 
 @pytest.fixture
@@ -160,7 +162,7 @@ def filled(reg) -> tuple[Registry, list[Card]]:
 def test_init_creates_the_layout(tmp_path, registry_key_file):
     path = tmp_path / "r"
     config = registry.init_registry(path, ORIGIN, registry_key_file)
-    key_id = signing.keyid(signing.load_private_key(registry_key_file).public_key())
+    key_id = keyid(load_private_key(registry_key_file).public_key())
     assert config == {"origin": ORIGIN, "registry_keyid": key_id}
     assert json.loads((path / "registry.json").read_bytes()) == config
     assert (path / "keys" / f"{key_id}.pub").is_file()
@@ -175,7 +177,7 @@ def test_init_creates_the_layout(tmp_path, registry_key_file):
 
 def test_init_with_an_encrypted_key_and_a_bad_origin(tmp_path):
     key_file = tmp_path / "enc.key"
-    signing.new_key(key_file, b"secret")
+    new_key(key_file, b"secret")
     registry.init_registry(tmp_path / "r", ORIGIN, key_file, b"secret")
     assert registry.verify_registry(tmp_path / "r").ok
     with pytest.raises(AcardsError) as excinfo:
@@ -186,7 +188,7 @@ def test_init_with_an_encrypted_key_and_a_bad_origin(tmp_path):
 def test_publish_stores_the_card_and_verifies(reg):
     card = make_card(reg.author, "safelora-gemma2-2b-it", 1)
     entry = reg.publish(card)
-    author_id = signing.keyid(reg.author.public_key())
+    author_id = keyid(reg.author.public_key())
     assert entry == {
         "origin": ORIGIN, "index": 0, "kind": "publish", "card_id": "safelora-gemma2-2b-it",
         "version": 1, "digest": card.digest, "supersedes": None, "signers": [author_id],
@@ -274,14 +276,14 @@ def test_untrusted_and_altered_signatures_are_refused(reg, tmp_path):
     registry.add_trusted_key(reg.path, write_public_key(stranger, tmp_path / "stranger.pub"))
     co_signed = make_card(reg.author, "card-c", 1, co_signers=(stranger,))
     entry = reg.publish(co_signed)
-    assert entry["signers"] == sorted(signing.keyid(k.public_key()) for k in (reg.author, stranger))
-    assert reg.publish(card)["signers"] == [signing.keyid(stranger.public_key())]
+    assert entry["signers"] == sorted(keyid(k.public_key()) for k in (reg.author, stranger))
+    assert reg.publish(card)["signers"] == [keyid(stranger.public_key())]
     assert registry.verify_registry(reg.path).ok
 
 
 def test_bad_cards_and_keys_are_refused(reg, registry_key_file):
-    no_card = signing.statement([("card.yaml", "ab" * 32)], signing.PREDICATE_TYPE, {"report": {}})
-    envelope = signing.sign_envelope(signing.PAYLOAD_TYPE, canonical_bytes(no_card), reg.author)
+    no_card = in_toto.statement([("card.yaml", "ab" * 32)], in_toto.PREDICATE_TYPE, {"report": {}})
+    envelope = dsse.sign_envelope(dsse.PAYLOAD_TYPE, canonical_bytes(no_card), reg.author)
     with pytest.raises(AcardsError) as excinfo:
         registry.publish(reg.path, canonical_bytes(envelope), reg.key)
     assert excinfo.value.code == "registry.bad-card"
@@ -472,7 +474,7 @@ def _delete_middle_checkpoint(reg: Registry, cards):
 
 
 def _remove_trusted_author(reg: Registry, cards):
-    (reg.path / "keys" / f"{signing.keyid(reg.author.public_key())}.pub").unlink()
+    (reg.path / "keys" / f"{keyid(reg.author.public_key())}.pub").unlink()
 
 
 TAMPERING = {  # what is done -> the problem codes (less "registry.") it must raise
@@ -557,7 +559,7 @@ def test_entries_and_checkpoints_from_another_registry_are_caught(
     assert "registry.foreign-origin" in codes(registry.verify_registry(reg.path))
     # A third registry with its own key: its checkpoint does not even verify here.
     third_key = tmp_path / "third.key"
-    signing.new_key(third_key)
+    new_key(third_key)
     third = new_registry(tmp_path / "third", third_key, author)
     for card in cards:
         third.publish(card)
@@ -667,8 +669,10 @@ def test_a_kill_at_any_crash_point_leaves_a_valid_registry(tmp_path, registry_ke
 
 _KILLED_CHILD = r"""
 import sys
-from acards import registry, signing
-key = signing.load_private_key(sys.argv[1])
+from acards import registry
+from acards.attest import dsse, in_toto
+from acards.attest.keys import keyid, load_private_key, load_public_key, new_key
+key = load_private_key(sys.argv[1])
 envelopes = [open(path, "rb").read() for path in sys.argv[3:]]
 print("ready", flush=True)
 sys.stdin.readline()
@@ -794,7 +798,7 @@ def test_fuzz_checkpoint_parser(data):
         lambda: registry.open_checkpoint(data, public_key),
         # Signed, so the body parser behind the signature check is reached too.
         lambda: registry.open_checkpoint(canonical_bytes(
-            signing.sign_envelope(registry.CHECKPOINT_TYPE, data, _FUZZ_KEY)), public_key),
+            dsse.sign_envelope(registry.CHECKPOINT_TYPE, data, _FUZZ_KEY)), public_key),
     ):
         try:
             parse()

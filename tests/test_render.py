@@ -21,12 +21,12 @@ import pytest
 from click.testing import CliRunner
 
 from acards.canonical import canonical_bytes
-from acards.card import load_card
+from acards.card.model import load_card
 from acards.cli import main
 from acards.errors import AcardsError
-from acards.plots import forest_svg, format_number, interval_text
-from acards.render import md_escape, read_report, render_card
-from acards.verify import verify
+from acards.pipeline.verify import verify
+from acards.present.forest import forest_svg, format_number, interval_text
+from acards.present.render import md_escape, read_report, render_card
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "tiny-defense"

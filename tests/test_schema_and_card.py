@@ -8,10 +8,12 @@ import pytest
 from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
-from acards.card import load_card, round_trip_yaml, threshold_defaults
+from acards.card.edit import round_trip_yaml
+from acards.card.model import load_card
+from acards.card.validate import threshold_defaults
 from acards.cli import main
 from acards.errors import AcardsError
-from acards.render import card_template
+from acards.present.render import card_template
 from acards.resources import data_dir, load_schema
 
 SCHEMAS = sorted(p.name.removesuffix(".schema.json") for p in data_dir("schema").glob("*.schema.json"))

@@ -25,7 +25,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from acards import registry, signing, site
+from acards import registry, site
+from acards.attest import dsse, in_toto
+from acards.attest.keys import keyid, load_private_key, load_public_key, new_key
 from acards.canonical import canonical_bytes
 from acards.cli import main
 from acards.errors import AcardsError
@@ -136,14 +138,14 @@ def test_the_second_version_supersedes_the_first(world):
     log = entries(world)
     assert [(e["card_id"], e["version"], e["supersedes"]) for e in log] == [
         ("tiny-defense", 1, None), ("tiny-defense", 2, world.digests["v1"]), ("xss-probe", 1, None)]
-    author = signing.keyid(signing.load_public_key(world.author_key.with_name("author.key.pub")))
+    author = keyid(load_public_key(world.author_key.with_name("author.key.pub")))
     assert all(e["signers"] == [author] for e in log)
     assert registry.status(world.registry, world.digests["v1"])["state"] == "superseded"
     assert [e["digest"] for e in registry.latest_cards(world.registry)] == [world.digests["v2"], world.digests["xss"]]
 
 
 def test_the_stored_pages_are_render_card_of_the_signed_predicate(world):
-    from acards.render import render_card
+    from acards.present.render import render_card
 
     folder = world.registry / "cards" / world.digests["v2"]
     statement = json.loads((folder / "statement.json").read_bytes())
@@ -194,7 +196,7 @@ def test_a_tampered_rendered_page_fails_verify_and_the_site_is_not_rebuilt(world
 
 def test_a_re_render_that_differs_is_reported_even_when_the_hash_matches(world, tmp_path, monkeypatch):
     """verify re-renders from the payload: a template change since publication is caught."""
-    from acards import render as render_module
+    from acards.present import render as render_module
 
     original = render_module.render_card
     monkeypatch.setattr(render_module, "render_card", lambda *a, **k: original(*a, **k).replace("Claims", "Claimz"))
@@ -363,15 +365,15 @@ def test_concurrent_builds_all_leave_a_whole_site(world, tmp_path):
 
 
 def api_registry(tmp_path: Path, render) -> tuple[Path, str]:
-    signing.new_key(tmp_path / "registry.key")
-    signing.new_key(tmp_path / "author.key")
+    new_key(tmp_path / "registry.key")
+    new_key(tmp_path / "author.key")
     directory = tmp_path / "registry"
     registry.init_registry(directory, ORIGIN, tmp_path / "registry.key")
     registry.add_trusted_key(directory, tmp_path / "author.key.pub")
     predicate = {"card": {"id": "api-card", "version": 1, "title": "<b>bold</b>"}, "report": {"claims": []}}
-    payload = canonical_bytes(signing.statement([("card.yaml", "ab" * 32)], signing.PREDICATE_TYPE, predicate))
-    envelope = canonical_bytes(signing.sign_envelope(signing.PAYLOAD_TYPE, payload, signing.load_private_key(tmp_path / "author.key")))
-    entry = registry.publish(directory, envelope, signing.load_private_key(tmp_path / "registry.key"), render=render)
+    payload = canonical_bytes(in_toto.statement([("card.yaml", "ab" * 32)], in_toto.PREDICATE_TYPE, predicate))
+    envelope = canonical_bytes(dsse.sign_envelope(dsse.PAYLOAD_TYPE, payload, load_private_key(tmp_path / "author.key")))
+    entry = registry.publish(directory, envelope, load_private_key(tmp_path / "registry.key"), render=render)
     return directory, entry["digest"]
 
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from jsonschema import Draft202012Validator
+from simulate import CellSpec, build_card, redigest
 
 from acards.cli import main
+from acards.pipeline.verify import verify
 from acards.resources import load_schema
-from acards.verify import verify
-from simulate import CellSpec, build_card, redigest
 
 pytest.importorskip("peft")
 from builders import edit_adapter, make_adapter, orthonormal, write_reference  # noqa: E402
@@ -169,7 +169,7 @@ def test_fresh_prompts_overlapping_the_training_data_fail(tmp_path):
     data = json.loads(card.read_text())
     data["evidence"]["training_data"] = {"path": "evidence/train.jsonl", "sha256": "0" * 64}
     card.write_text(json.dumps(data))
-    from acards.card import write_digests
+    from acards.card.edit import write_digests
 
     write_digests(card)
     fresh = run(card)["cells"][0]["diagnostics"]["fresh"]

@@ -1,4 +1,4 @@
-"""acards.weights and acards.signature (SPEC §4 D3) on a real tiny Llama with real PEFT adapters.
+"""acards.evidence.checkpoints and acards.mechanism.signature (SPEC §4 D3) on a real tiny Llama with real PEFT adapters.
 
 Every defended adapter below is built the way its defense would build it (scaling B, SafeLoRA's
 operator C = VVᵀ/‖V‖_F on B, a projection P·B …) by editing the saved safetensors, and must be
@@ -21,22 +21,6 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
-from safetensors.numpy import load_file, save_file  # noqa: E402
-
-from acards.errors import AcardsError  # noqa: E402
-from acards.signature import (  # noqa: E402
-    default_thresholds,
-    Dense,
-    LowRank,
-    ReferenceSubspace,
-    control_scales,
-    inner,
-    map_output_side,
-    sq_norm,
-    sq_norm_diff,
-    top_energy_basis,
-    weight_signature,
-)
 from builders import (  # noqa: E402
     SCALING,
     TARGETS,
@@ -48,13 +32,30 @@ from builders import (  # noqa: E402
     tiny_llama,
     write_reference,
 )
-from acards.weights import (  # noqa: E402
+from safetensors.numpy import load_file, save_file  # noqa: E402
+
+from acards.errors import AcardsError  # noqa: E402
+from acards.evidence.checkpoints import (  # noqa: E402
     read_adapter,
     read_deltas,
     read_reference,
     read_update_pair,
     write_control_shrinkage,
 )
+from acards.mechanism.codebook import default_thresholds  # noqa: E402
+from acards.mechanism.controls import control_scales  # noqa: E402
+from acards.mechanism.deltas import (  # noqa: E402
+    Dense,
+    LowRank,
+    ReferenceSubspace,
+    inner,
+    map_output_side,
+    sq_norm,
+    sq_norm_diff,
+    top_energy_basis,
+)
+from acards.mechanism.signature import weight_signature  # noqa: E402
+
 
 def dense_updates(folder: Path, scaling: float = SCALING) -> dict[str, np.ndarray]:
     """The adapter's updates materialised, read independently of acards."""
@@ -185,7 +186,8 @@ def test_fan_in_fan_out_adapter_is_in_base_layout(tmp_path):
 
 
 def test_bf16_adapter_decodes_exactly(world, tmp_path):
-    from safetensors.torch import load_file as load_torch, save_file as save_torch
+    from safetensors.torch import load_file as load_torch
+    from safetensors.torch import save_file as save_torch
 
     target = tmp_path / "bf16"
     target.mkdir()

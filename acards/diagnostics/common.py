@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import stats
+from acards import stats
 
 
 def number(value) -> float | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import Comparison, reason, result
+from acards.diagnostics.common import Comparison, reason, result
 
 
 def cost(c: Comparison | None, unavailable: list[dict], th: dict) -> dict:

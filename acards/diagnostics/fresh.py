@@ -5,7 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .common import Comparison, bootstrap_details, reason, reduction_estimates, result
+from acards.diagnostics.common import (
+    Comparison,
+    bootstrap_details,
+    reason,
+    reduction_estimates,
+    result,
+)
 
 
 @dataclass

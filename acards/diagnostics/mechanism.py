@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from .common import Comparison, number, reason, result
+from acards.diagnostics.common import Comparison, number, reason, result
 
-# acards.signature speaks the paper's symbols; the report uses plain names.
+# acards.mechanism.signature speaks the paper's symbols; the report uses plain names.
 REPORT_NAMES = {"alpha_T": "alpha_t", "alpha_A": "alpha_a", "kappa": "cosine", "r": "norm_ratio",
                 "unchanged_ratio": "change_ratio", "t_in": "t_in", "t_out": "t_out", "S": "selectivity",
                 "e_C": "e_c", "changed_share": "changed_share", "n_modules": "n_modules"}

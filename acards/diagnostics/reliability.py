@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from .. import stats
-from .common import Comparison, bootstrap_details, reason, reduction_estimates, result
+from acards import stats
+from acards.diagnostics.common import (
+    Comparison,
+    bootstrap_details,
+    reason,
+    reduction_estimates,
+    result,
+)
 
 
 def reliability(c: Comparison | None, unavailable: list[dict], th: dict) -> dict:

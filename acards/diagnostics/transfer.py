@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .common import Comparison
-from .fresh import generalization
+from acards.diagnostics.common import Comparison
+from acards.diagnostics.fresh import generalization
 
 
 def transfer(c: Comparison | None, unavailable: list[dict], heldout_relative: float | None, th: dict, task: str, differs_in: list[str]) -> dict:

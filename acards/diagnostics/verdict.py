@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-FOUR = ("reliability", "fresh", "mechanism", "transfer")
-ALL = FOUR + ("cost",)
+from acards.vocabulary import DIAGNOSTICS, FOUR
 
 
 def full_card(diagnostics: dict) -> dict:
@@ -48,7 +47,7 @@ def _shortfall(diagnostic: dict) -> float | None:
 def audit_summary(cells: list[dict]) -> dict:
     """Counts of passes per diagnostic and of full-card passes; near misses ranked by the number of
     D1–D4 passed, then by the smallest shortfall."""
-    passes = {name: sum(c["diagnostics"][name]["outcome"] == "pass" for c in cells) for name in ALL}
+    passes = {name: sum(c["diagnostics"][name]["outcome"] == "pass" for c in cells) for name in DIAGNOSTICS}
     near = []
     for cell in cells:
         if cell["full_card"]["headline"]:

@@ -19,14 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from acards.vocabulary import BUILDABLE_CONDITIONS
+
 if TYPE_CHECKING:  # pragma: no cover
-    from ..card import Card
-    from ..records import RecordTable
-    from .plan import Prompts
+    from acards.card.model import Card
+    from acards.evidence.records import RecordTable
+    from acards.generate.plan import Prompts
 
 __all__ = ["Request", "GenerationResult", "run", "spot_check"]
 
-CONDITIONS_WE_BUILD = ("base", "undefended", "defended", "control:shrinkage")
+CONDITIONS_WE_BUILD = BUILDABLE_CONDITIONS
 
 
 @dataclass(frozen=True, order=False)
@@ -92,7 +94,7 @@ def run(card: "Card", requests: list[Request], *, device: str | None = None, sha
     ``progress``: None shows tqdm bars on stderr only when it is a terminal.  ``backend``:
     "transformers" (default), "vllm", or a backend object.
     """
-    from .runner import run as _run
+    from acards.generate.runner import run as _run
 
     return _run(card, requests, device=device, shard=shard, executor=executor, progress=progress,
                 backend=backend, shards=shards)
@@ -102,6 +104,6 @@ def spot_check(card: "Card", table: "RecordTable", prompts: "Prompts", n: int = 
                device: str | None = None, progress: bool | None = None, backend: Any = None) -> dict[str, Any]:
     """Regenerate a seeded random subset (``n``) of the outputs the authors supplied and return the
     exact-match rate of regenerated against supplied outputs (see :mod:`acards.generate.spotcheck`)."""
-    from .spotcheck import spot_check as _spot_check
+    from acards.generate.spotcheck import spot_check as _spot_check
 
     return _spot_check(card, table, prompts, n=n, seed=seed, device=device, progress=progress, backend=backend)

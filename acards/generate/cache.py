@@ -8,7 +8,7 @@ A key is the sha256 of the RFC 8785 bytes of ``{"context": <context digest>, "pr
      "decoding":  {max_new_tokens, do_sample, eos_token_ids[, temperature, top_p, seed, sampler]},
      "backend":   {"name", "versions": {...}, "dtype"}}
 
-Weight digests are those of :func:`acards.evidence.digest_path` (a folder's manifest digest), never
+Weight digests are those of :func:`acards.evidence.digests.digest_path` (a folder's manifest digest), never
 a model name, so a cache entry can only be served for the exact weights, tokenizer, prompt tokens,
 decoding settings, sample index and backend that produced it.
 
@@ -28,7 +28,7 @@ from typing import Any, Iterable
 
 import rfc8785
 
-from ..errors import AcardsError, Location
+from acards.errors import AcardsError, Location
 
 SCHEMA_VERSION = 1
 CHUNK = 900  # host parameters per lookup query (SQLite's historical limit is 999)
@@ -37,7 +37,7 @@ MAIN_NAME = "outputs.sqlite"
 
 
 def outputs_dir() -> Path:
-    from ..cachedir import cache_dir
+    from acards.cachedir import cache_dir
 
     return cache_dir() / "outputs"
 
@@ -230,7 +230,7 @@ def _size(path: Path) -> int:
 
 def info() -> dict[str, Any]:
     """Where the output cache is, how large, how many outputs, and which shard files wait to be merged."""
-    from ..cachedir import cache_dir
+    from acards.cachedir import cache_dir
 
     main = main_path()
     with OutputCache(main, readonly=True) as cache:
@@ -250,7 +250,7 @@ def clear(include_controls: bool = True) -> dict[str, Any]:
     """Delete the main output cache, every shard file and (by default) the control adapters."""
     import shutil
 
-    from ..cachedir import cache_dir
+    from acards.cachedir import cache_dir
 
     removed = []
     for path in [main_path(), *shard_files()]:

@@ -6,15 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import AcardsError
+from acards.errors import AcardsError
 
 
 def load_evidence(card_path: Path):
     """(card, records table, prompts): the card validated, every digest checked, records and prompts read."""
-    from ..card import load_card
-    from ..evidence import DigestCache
-    from ..verify import load_evidence as check_and_read
-    from .plan import read_prompts
+    from acards.card.model import load_card
+    from acards.evidence.digests import DigestCache
+    from acards.generate.plan import read_prompts
+    from acards.pipeline.verify import load_evidence as check_and_read
 
     card = load_card(card_path)
     cache = DigestCache(DigestCache.default_path())
@@ -30,8 +30,8 @@ def generate_card(card_path: Path, *, shard: str | None = None, executor: str | 
                   progress: bool | None = None) -> dict[str, Any]:
     """Regenerate every missing output of a card (and missing control:shrinkage records) into the
     cache; with ``out``, also write them, scored by the card's scorer, as records JSONL."""
-    from . import run
-    from .plan import control_requests, missing_requests, to_records
+    from acards.generate import run
+    from acards.generate.plan import control_requests, missing_requests, to_records
 
     if shard is not None and executor == "ray":
         raise AcardsError("usage.conflict", "--shard and --executor ray do not go together",
@@ -48,8 +48,8 @@ def generate_card(card_path: Path, *, shard: str | None = None, executor: str | 
                  shards=shards)
     summary.update(counts=result.counts, provenance=result.provenance)
     if out is not None:
-        from ..files import atomic_write
-        from .scorers import score_for_card
+        from acards.files import atomic_write
+        from acards.generate.scorers import score_for_card
 
         scores = None
         if card.data.get("scorer"):
@@ -65,7 +65,7 @@ def generate_card(card_path: Path, *, shard: str | None = None, executor: str | 
 
 def spot_check_card(card_path: Path, *, n: int = 20, seed: int = 0, device: str | None = None,
                     backend: str | None = None, progress: bool | None = None) -> dict[str, Any]:
-    from . import spot_check
+    from acards.generate import spot_check
 
     card, table, prompts = load_evidence(card_path)
     return spot_check(card, table, prompts, n=n, seed=seed, device=device, progress=progress, backend=backend)

@@ -14,8 +14,8 @@ import os
 import time
 from typing import Any
 
-from ..errors import AcardsError
-from . import GenerationResult, Request
+from acards.errors import AcardsError
+from acards.generate import GenerationResult, Request
 
 
 def _ray():
@@ -32,8 +32,8 @@ def _shard_task(card_path: str, requests: list[Request], device: str | None, sha
     """Runs on a Ray worker: generate one shard; return its keys, outputs, contexts and counts."""
     if cache_root:
         os.environ["ACARDS_CACHE_DIR"] = cache_root
-    from ..card import load_card
-    from .runner import run_local
+    from acards.card.model import load_card
+    from acards.generate.runner import run_local
 
     result = run_local(load_card(card_path), requests, device=device, shard=shard, progress=False, backend=backend)
     return {"keys": result.keys, "outputs": result.outputs, "contexts": result.contexts,
@@ -42,8 +42,8 @@ def _shard_task(card_path: str, requests: list[Request], device: str | None, sha
 
 def run_ray(card, requests: list[Request], *, device=None, shards: int | None = None, progress=None,
             backend=None) -> GenerationResult:
-    from .cache import OutputCache, main_path, shard_of
-    from .progress import bar
+    from acards.generate.cache import OutputCache, main_path, shard_of
+    from acards.generate.progress import bar
 
     started = time.time()
     ray = _ray()

@@ -4,7 +4,7 @@
 - ``undefended`` / ``defended``: the base model with the cell's PEFT adapter folder; a folder of
   full weights (config.json + safetensors) is also accepted, and then is the condition's model.
 - ``control:shrinkage``: the undefended adapter with each module's B scaled to the defended
-  module's norm (:func:`acards.weights.write_control_shrinkage`), written once into a
+  module's norm (:func:`acards.evidence.checkpoints.write_control_shrinkage`), written once into a
   content-addressed folder ``cache_dir()/controls/<digest of (recipe, U digest, D digest)>``.
 
 Fine-tuned conditions exist only for the training seed ``checkpoints.seed`` (default 0).
@@ -21,8 +21,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import AcardsError, Location
-from .cache import digest
+from acards.errors import AcardsError, Location
+from acards.generate.cache import digest
+from acards.vocabulary import BUILDABLE_CONDITIONS, CONTROL_SHRINKAGE
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -152,8 +153,14 @@ def check_adapter_fits(adapter: Path, base_weights: Path, what: str, location: L
 
 def tokenizer_digest(folder: Path) -> str:
     """sha256 of the manifest (as for a folder pointer) of the tokenizer files in ``folder``."""
-    from ..evidence import DigestCache, FileEntry, digest_file, manifest_bytes
     import hashlib
+
+    from acards.evidence.digests import (
+        DigestCache,
+        FileEntry,
+        digest_file,
+        manifest_bytes,
+    )
 
     cache = DigestCache(DigestCache.default_path())
     try:
@@ -191,7 +198,7 @@ class ModelResolver:
     """Resolves (cell, condition, seed) to a :class:`ModelSpec`, checking folders and digests once."""
 
     def __init__(self, card):
-        from ..evidence import DigestCache
+        from acards.evidence.digests import DigestCache
 
         self.card = card
         self._digests = DigestCache(DigestCache.default_path())
@@ -210,7 +217,8 @@ class ModelResolver:
                            "add the cell to the card, or fix the records' cell field", location=Location(file=str(self.card.path)))
 
     def _pointer(self, cell_id: str, name: str, condition: str) -> tuple[Path, str, Location]:
-        from ..evidence import digest_path, resolve_inside
+        from acards.evidence.digests import digest_path
+        from acards.evidence.paths import resolve_inside
 
         index, cell = self._cell(cell_id)
         pointer = (cell.get("checkpoints") or {}).get(name)
@@ -252,7 +260,7 @@ class ModelResolver:
 
     def _resolve(self, cell_id: str, condition: str, seed: int) -> ModelSpec:
         index, cell = self._cell(cell_id)
-        if condition not in ("base", "undefended", "defended", "control:shrinkage"):
+        if condition not in BUILDABLE_CONDITIONS:
             raise _model_error("model.unknown-condition",
                                f"acards cannot build a model for condition {condition!r} (cell {cell_id})",
                                "acards regenerates base, undefended, defended and control:shrinkage outputs; supply the outputs of other controls",
@@ -266,7 +274,7 @@ class ModelResolver:
                                f"a {condition} record of cell {cell_id} has seed {seed}, but the cell's checkpoints are of seed {trained_seed}",
                                "supply the outputs of other seeds, or set checkpoints.seed to the seed the checkpoints were trained with",
                                location=self.card.source.locate(f"/cells/{index}/checkpoints"))
-        if condition == "control:shrinkage":
+        if condition == CONTROL_SHRINKAGE:
             return self._control(cell_id, base, base_digest)
         path, value, where = self._pointer(cell_id, condition, condition)
         what = f"the {condition} checkpoint of cell {cell_id}"
@@ -283,12 +291,12 @@ class ModelResolver:
         return ModelSpec(base, base_digest, full=path, full_digest=value)
 
     def _control(self, cell_id: str, base: Path, base_digest: str) -> ModelSpec:
-        from ..cachedir import cache_dir
-        from ..evidence import digest_path
+        from acards.cachedir import cache_dir
+        from acards.evidence.digests import digest_path
 
         parts = {}
         for name in ("undefended", "defended"):
-            path, value, where = self._pointer(cell_id, name, "control:shrinkage")
+            path, value, where = self._pointer(cell_id, name, CONTROL_SHRINKAGE)
             if not (path.is_dir() and (path / ADAPTER_CONFIG).is_file()):
                 raise _model_error("model.control-needs-adapters",
                                    f"control:shrinkage of cell {cell_id} needs PEFT LoRA adapters, but the {name} checkpoint is not one",
@@ -305,7 +313,7 @@ class ModelResolver:
 
 def _write_control(undefended: Path, defended: Path, folder: Path, cell_id: str) -> None:
     """Write the control adapter beside ``folder`` and rename it into place (several processes may race)."""
-    from ..weights import write_control_shrinkage
+    from acards.evidence.checkpoints import write_control_shrinkage
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))

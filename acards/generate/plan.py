@@ -14,12 +14,12 @@ from typing import Iterator
 import msgspec
 import numpy as np
 
-from ..errors import AcardsError, Location, Problem
-from . import Request
+from acards.errors import AcardsError, Location, Problem
+from acards.generate import Request
+from acards.vocabulary import CONTROL_SHRINKAGE
 
 MAX_PROBLEMS = 20
 FRAMINGS = ("audit", "deploy")
-CONTROL = "control:shrinkage"
 
 
 @dataclass
@@ -69,8 +69,8 @@ def read_prompts(card) -> Prompts:
     Every line is validated against the prompt schema; up to 20 problems are collected before
     raising, and a repeated ``(split, task, item, framing)`` is refused.
     """
-    from ..evidence import open_inside
-    from ..records import schema_struct
+    from acards.evidence.paths import open_inside
+    from acards.evidence.records import schema_struct
 
     pointer = (card.data.get("evidence") or {}).get("prompts")
     if not pointer:
@@ -176,7 +176,7 @@ def control_requests(card, table, prompts: Prompts) -> list[Request]:
     requests, problems = [], []
     samples = sample_indices(card)
     columns = table.columns
-    split_code, control_code = table.code("split", "heldout"), table.code("condition", CONTROL)
+    split_code, control_code = table.code("split", "heldout"), table.code("condition", CONTROL_SHRINKAGE)
     for index, cell in enumerate(card.cells):
         checkpoints = cell.get("checkpoints") or {}
         if not (checkpoints.get("base") and checkpoints.get("undefended") and checkpoints.get("defended")):
@@ -201,7 +201,7 @@ def control_requests(card, table, prompts: Prompts) -> list[Request]:
                         problems.append(_no_prompt(prompts, "heldout", task, item, framing, where))
                     continue
                 for sample in samples:
-                    requests.append(_request(cell["id"], CONTROL, "heldout", task, item, framing, seed, sample, prompt))
+                    requests.append(_request(cell["id"], CONTROL_SHRINKAGE, "heldout", task, item, framing, seed, sample, prompt))
     if problems:
         raise AcardsError.collect(problems)
     return sorted(requests, key=Request.identity)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import AcardsError, Location
+from acards.errors import AcardsError, Location
 
 
 def _quiet_transformers() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from .backends.base import package_versions
+from acards.generate.backends.base import package_versions
 
 PACKAGES = ("acards", "torch", "transformers", "peft", "tokenizers", "safetensors", "accelerate", "vllm", "ray")
 
@@ -13,7 +13,7 @@ PACKAGES = ("acards", "torch", "transformers", "peft", "tokenizers", "safetensor
 def generation_provenance(*, backend_name: str, backend_versions: dict, dtype: str, decoding, device: str | None,
                           device_kind: str | None, counts: dict, models: list[dict], cache: dict, shard, ordering: str,
                           seeding: str, seconds: float) -> dict[str, Any]:
-    from .. import __version__
+    from acards import __version__
 
     versions = {name: version for name, version in package_versions(*PACKAGES).items() if version is not None}
     versions["acards"] = __version__

@@ -15,14 +15,23 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from ..errors import AcardsError
-from . import GenerationResult, Request
-from .backends import Decoding, backend_class
-from .cache import (OutputCache, context_digest, main_path, parse_shard, request_key, sampling_seed, shard_files, shard_of,
-                    shard_path)
-from .models import ModelResolver, eos_token_ids, tokenizer_digest
-from .progress import bar
-from .prompting import PromptEncoder
+from acards.errors import AcardsError
+from acards.generate import GenerationResult, Request
+from acards.generate.backends import Decoding, backend_class
+from acards.generate.cache import (
+    OutputCache,
+    context_digest,
+    main_path,
+    parse_shard,
+    request_key,
+    sampling_seed,
+    shard_files,
+    shard_of,
+    shard_path,
+)
+from acards.generate.models import ModelResolver, eos_token_ids, tokenizer_digest
+from acards.generate.progress import bar
+from acards.generate.prompting import PromptEncoder
 
 ORDERING = ("requests are deduplicated by cache key, grouped by model, and sorted by prompt length (descending), "
             "then cache key; batches of generation.batch_size are cut from that order")
@@ -52,7 +61,7 @@ def run(card, requests: list[Request], *, device: str | None = None, shard=None,
     if executor not in (None, "local", "ray"):
         raise AcardsError("usage.bad-executor", f"unknown executor {executor!r}", "use local (default) or ray")
     if executor == "ray":
-        from .executors import run_ray
+        from acards.generate.executors import run_ray
 
         return run_ray(card, requests, device=device, shards=shards, progress=progress, backend=backend)
     shard = parse_shard(shard)
@@ -156,7 +165,7 @@ def run_local(card, requests: list[Request], *, device=None, shard=None, progres
     outputs = [found.get(k) if k is not None else None for k in keys]
     counts = {"requested": len(requests), "in_shard": len(selected), "skipped": len(requests) - len(selected),
               "cache_hits": hits, "cache_misses": len(selected) - hits, "generated": generated, "model_calls": model_calls}
-    from .provenance import generation_provenance
+    from acards.generate.provenance import generation_provenance
 
     provenance = generation_provenance(
         backend_name=backend_name, backend_versions=backend_versions, dtype=dtype, decoding=decoding,

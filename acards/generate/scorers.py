@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import AcardsError, Location
+from acards.errors import AcardsError, Location
 
 SCORER_VERSION = "1"
 
@@ -151,10 +151,10 @@ def _need_references(references, kind: str) -> None:
 def classifier_scores(outputs: list[str | None], folder: Path, label: str, batch_size: int = 32,
                       device: str | None = None, progress: bool | None = None) -> tuple[list[float], dict]:
     """Softmax probability of ``label`` under the sequence classifier saved in ``folder``."""
-    from .backends.base import select_device
-    from .models import PICKLES
-    from .progress import bar
-    from .prompting import _quiet_transformers, load_tokenizer
+    from acards.generate.backends.base import select_device
+    from acards.generate.models import PICKLES
+    from acards.generate.progress import bar
+    from acards.generate.prompting import _quiet_transformers, load_tokenizer
 
     where = Location(file=str(folder), pointer="/scorer/model")
     if not folder.is_dir() or not (folder / "config.json").is_file():
@@ -235,7 +235,8 @@ def score(scorer_settings: dict, outputs: list[str | None], references: list[str
         provenance["choices"] = choices
         scores = choice_scores(outputs, references, choices)
     elif kind == "classifier":
-        from ..evidence import DigestCache, digest_path, resolve_inside
+        from acards.evidence.digests import DigestCache, digest_path
+        from acards.evidence.paths import resolve_inside
 
         pointer = settings["model"]
         where = Location(pointer="/scorer/model/path")

@@ -16,8 +16,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from . import Request
-from .plan import Prompts
+from acards.generate import Request
+from acards.generate.plan import Prompts
+from acards.vocabulary import CONTROL_SHRINKAGE
 
 MAX_LISTED = 10
 
@@ -35,15 +36,15 @@ def _eligible_condition(card, cell_id: str, condition: str, seed: int) -> bool:
         return False
     if condition in ("undefended", "defended"):
         return bool(checkpoints.get(condition))
-    if condition == "control:shrinkage":
+    if condition == CONTROL_SHRINKAGE:
         return bool(checkpoints.get("undefended") and checkpoints.get("defended"))
     return False
 
 
 def _supplied_outputs(card, table, rows: list[int]) -> dict[int, str]:
     """The output field of each chosen record, read back from its file and line."""
-    from ..evidence import open_inside
-    from ..records import schema_struct
+    from acards.evidence.paths import open_inside
+    from acards.evidence.records import schema_struct
 
     decoder = msgspec.json.Decoder(schema_struct("record-1.0"))
     wanted: dict[int, dict[int, int]] = {}
@@ -60,7 +61,7 @@ def _supplied_outputs(card, table, rows: list[int]) -> dict[int, str]:
 
 def spot_check(card, table, prompts: Prompts, n: int = 20, seed: int = 0, *, device=None, progress=None,
                backend=None) -> dict[str, Any]:
-    from . import run
+    from acards.generate import run
 
     settings = card.section("generation")
     columns, vocab = table.columns, table.vocab

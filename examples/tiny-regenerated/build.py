@@ -37,7 +37,7 @@ random choice is seeded (SEED); on one machine two runs give byte-identical file
      beaten only narrowly; see README.md.)
    - ``shrinkage/x0.6`` (also declared ``complement-projection``, which it is not): U with every
      LoRA B multiplied by 0.6.
-   build.py checks both with acards' own weight signature (acards.weights + acards.signature),
+   build.py checks both with acards' own weight signature (acards.evidence.checkpoints + acards.mechanism.signature),
    and prints first-token refusal probabilities (temperature 1) of the base, U, each defense and
    the control:shrinkage adapter.
 4. Evidence.  evidence/prompts.jsonl (every prompt, with its reference answer);
@@ -76,8 +76,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from safetensors.numpy import save_file  # noqa: E402
 from safetensors import safe_open  # noqa: E402
+from safetensors.numpy import save_file  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -420,9 +420,9 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     torch.manual_seed(SEED)
     check_vocabulary()
+    from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.utils import logging as hf_logging
-    from peft import LoraConfig, get_peft_model
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -489,8 +489,9 @@ def main() -> None:
 
     # Check the weight signatures with acards' own code.
     sys.path.insert(0, str(REPO))
-    from acards.signature import control_scales, weight_signature
-    from acards.weights import read_reference, read_update_pair
+    from acards.evidence.checkpoints import read_reference, read_update_pair
+    from acards.mechanism.controls import control_scales
+    from acards.mechanism.signature import weight_signature
 
     ref = read_reference(CKPT / "reference.safetensors")
     signatures = {}

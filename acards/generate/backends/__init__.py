@@ -8,8 +8,13 @@ decoding ids to text) is shared and lives in :mod:`acards.generate.runner`.
 
 from __future__ import annotations
 
-from ...errors import AcardsError
-from .base import Backend, Decoding, package_versions, select_device
+from acards.errors import AcardsError
+from acards.generate.backends.base import (
+    Backend,
+    Decoding,
+    package_versions,
+    select_device,
+)
 
 BACKENDS = ("transformers", "vllm")
 
@@ -19,11 +24,11 @@ __all__ = ["BACKENDS", "Backend", "Decoding", "backend_class", "package_versions
 def backend_class(name: str) -> type:
     """The backend class for a name; importing it does not import torch or vllm yet."""
     if name == "transformers":
-        from .hf import TransformersBackend
+        from acards.generate.backends.hf import TransformersBackend
 
         return TransformersBackend
     if name == "vllm":
-        from .vllm_backend import VLLMBackend
+        from acards.generate.backends.vllm_backend import VLLMBackend
 
         return VLLMBackend
     raise AcardsError("usage.bad-backend", f"unknown generation backend {name!r}", "use one of: " + ", ".join(BACKENDS))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Protocol
 
-from ...errors import AcardsError
+from acards.errors import AcardsError
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,14 @@ never on which other requests share its batch.
 
 from __future__ import annotations
 
-import warnings
-
 import gc
+import warnings
 
 import torch
 
-from ...errors import AcardsError, Location
-from ..prompting import _quiet_transformers
-from .base import Decoding, package_versions, select_device
+from acards.errors import AcardsError, Location
+from acards.generate.backends.base import Decoding, package_versions, select_device
+from acards.generate.prompting import _quiet_transformers
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -133,7 +132,10 @@ class TransformersBackend:
         from contextlib import nullcontext
 
         from transformers import GenerationConfig, LogitsProcessorList
-        from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+        from transformers.generation.logits_process import (
+            TemperatureLogitsWarper,
+            TopPLogitsWarper,
+        )
 
         model = self._model_for(spec)
         width = max(len(p) for p in prompts)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 
-from ...errors import AcardsError, Location
-from .base import Decoding, package_versions
+from acards.errors import AcardsError, Location
+from acards.generate.backends.base import Decoding, package_versions
 
 _RANKS = (8, 16, 32, 64, 128, 256, 512)
 

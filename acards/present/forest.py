@@ -13,10 +13,10 @@ import html
 import math
 import re
 
-from .errors import AcardsError
+from acards.errors import AcardsError
+from acards.vocabulary import GAP_SPLITS
 
 # split, the diagnostic holding its estimates, the label shown
-SPLITS = (("heldout", "reliability", "held-out"), ("fresh", "fresh", "fresh"), ("transfer", "transfer", "transfer"))
 OUTCOME_COLORS = {"pass": "#1a7f37", "fail": "#cf222e", "insufficient": "#9a6700"}
 SIGNIFICANT = 3
 
@@ -90,7 +90,7 @@ def forest_rows(report: dict) -> list[dict]:
     for index, cell in enumerate(_need(report, "cells", "")):
         cell_id = _need(cell, "id", f"/cells/{index}")
         diagnostics = _need(cell, "diagnostics", f"/cells/{index}")
-        for split, name, label in SPLITS:
+        for split, name, label in GAP_SPLITS:
             where = f"/cells/{index}/diagnostics/{name}"
             diagnostic = _need(diagnostics, name, f"/cells/{index}/diagnostics")
             estimates = _need(diagnostic, "estimates", where)

@@ -9,7 +9,7 @@ absolute 0.005) for weight-signature numbers.
 
 from __future__ import annotations
 
-from .diagnostics.verdict import combine
+from acards.diagnostics.verdict import combine
 
 ABSOLUTE = 0.005
 RELATIVE_SE = 0.25

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .canonical import canonical_bytes
-from .card import Card
-from .errors import AcardsError, Location, Problem
-from .signing import PREDICATE_TYPE, open_statement, statement, verify_envelope
+from acards.attest.dsse import verify_envelope
+from acards.attest.in_toto import PREDICATE_TYPE, open_statement, statement
+from acards.canonical import canonical_bytes
+from acards.card.model import Card
+from acards.errors import AcardsError, Location, Problem
 
 CARD_SUBJECT = "card.yaml"
 

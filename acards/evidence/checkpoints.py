@@ -1,6 +1,6 @@
 """Read checkpoints as per-module weight updates relative to the base model (SPEC §4 D3, §5.3).
 
-I/O only; the mathematics is in acards.signature, whose ``LowRank``/``Dense`` updates this module
+I/O only; the mathematics is in acards.mechanism.signature, whose ``LowRank``/``Dense`` updates this module
 produces.  Two checkpoint forms are understood:
 
 - a PEFT LoRA adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``), read as
@@ -31,7 +31,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from acards.errors import AcardsError, Location
-from acards.signature import Delta, Dense, LowRank, ReferenceSubspace, control_scales
+from acards.mechanism.controls import control_scales
+from acards.mechanism.deltas import Delta, Dense, LowRank, ReferenceSubspace
 
 __all__ = [
     "Dense",

@@ -19,9 +19,9 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 import numpy as np
 
-from .errors import AcardsError, Location, Problem
-from .evidence import open_inside
-from .resources import load_schema
+from acards.errors import AcardsError, Location, Problem
+from acards.evidence.paths import open_inside
+from acards.resources import load_schema
 
 # Small chunks keep each decoded batch of records in CPU cache while columns are pulled out.
 CHUNK_BYTES = 256 * 1024
@@ -40,7 +40,7 @@ _TYPES = {"string": str, "integer": int, "number": float}
 def _field_type(name: str, spec: dict):
     unknown = set(spec) - _SUPPORTED
     if unknown:
-        raise RuntimeError(f"schema keyword(s) {sorted(unknown)} on '{name}' are not understood by acards.records")
+        raise RuntimeError(f"schema keyword(s) {sorted(unknown)} on '{name}' are not understood by acards.evidence.records")
     if "enum" in spec:
         return Literal[tuple(spec["enum"])]
     kinds = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]

@@ -7,7 +7,8 @@ from typing import Iterable
 
 import click
 
-from .errors import Problem
+from acards.errors import Problem
+from acards.vocabulary import DIAGNOSTICS
 
 
 def problems_text(problems: Iterable[Problem]) -> str:
@@ -37,7 +38,6 @@ def pointer_table(results) -> str:
 
 
 OUTCOME_STYLE = {"pass": "green", "fail": "red", "insufficient": "yellow"}
-DIAGNOSTICS = ("reliability", "fresh", "mechanism", "transfer", "cost")
 # Reasons that describe the evidence rather than explain an outcome.
 INFORMATIONAL = {"seed-variance-not-included", "ngram-check-skipped", "weight-signature"}
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
-from .card import SCHEMA_NAME, _resolve
-from .errors import AcardsError
-from .plots import SPLITS, forest_svg, format_number, interval_text
-from .resources import data_dir, load_schema
+from acards.card.validate import SCHEMA_NAME, _resolve
+from acards.errors import AcardsError
+from acards.present.forest import forest_svg, format_number, interval_text
+from acards.resources import data_dir, load_schema
+from acards.vocabulary import DIAGNOSTICS, GAP_SPLITS
 
 
 def environment() -> jinja2.Environment:
@@ -66,7 +67,6 @@ def card_template() -> str:
 # --- the rendered card pages (docs/rendering.md) -------------------------------------------------
 
 PAGE_FORMATS = ("md", "html")
-DIAGNOSTICS = ("reliability", "fresh", "mechanism", "transfer", "cost")
 _HTTPS = re.compile(r"https://[^\s<>\"'`\\]+")
 _MD_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:+-]*")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~!])")
@@ -136,7 +136,7 @@ def page_environment(fmt: str) -> jinja2.Environment:
 def card_overrides(card_data: dict) -> list[dict]:
     """Card.overrides() of plain card data, in a fixed order (card first, then claims in order;
     diagnostics in the standard's order; names alphabetically), whatever the key order of the data."""
-    from .card import Card
+    from acards.card.model import Card
 
     found = Card(path=Path("card.yaml"), data=card_data, source=None, sha256="").overrides()  # type: ignore[arg-type]
     scopes = ["card"] + [f"claim {c['id']}" for c in card_data["claims"]]
@@ -144,7 +144,7 @@ def card_overrides(card_data: dict) -> list[dict]:
 
 
 def _threshold_order() -> dict[str, list[str]]:
-    from .card import threshold_defaults
+    from acards.card.validate import threshold_defaults
 
     return {group: list(values) for group, values in threshold_defaults().items()}
 
@@ -200,7 +200,7 @@ def render_card(card_data: dict, report: dict, fmt: str, signers: list[dict] = (
             "report": report,
             "signers": ordered_signers,
             "diagnostics": DIAGNOSTICS,
-            "splits": SPLITS,
+            "splits": GAP_SPLITS,
             "card_cells": {cell["id"]: cell for cell in card_data["cells"]},
             "report_claims": {claim["id"]: claim for claim in report["claims"]},
             "overrides": overrides,
@@ -225,7 +225,7 @@ def read_report(path: Path, card=None) -> dict:
 
     from jsonschema import Draft202012Validator
 
-    from .errors import Location
+    from acards.errors import Location
 
     hint = "pass the JSON file `acards verify CARD --report REPORT.json` wrote for this card"
     try:

@@ -1,7 +1,7 @@
 """`acards verify`: validate → check digests → read records → recompute → compare → report.
 
 This module does the I/O and the bookkeeping; every number comes from the pure modules
-(acards.stats, acards.gaps, acards.diagnostics, acards.signature).
+(acards.stats, acards.diagnostics.values, acards.diagnostics, acards.mechanism.signature).
 """
 
 from __future__ import annotations
@@ -13,24 +13,36 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, stats
-from .card import Card, load_card
-from .diagnostics.common import Comparison, availability, compare
-from .diagnostics.cost import cost
-from .diagnostics.fresh import Freshness, fresh, freshness
-from .diagnostics.mechanism import mechanism
-from .diagnostics.reliability import holm_gate, reliability
-from .diagnostics.transfer import transfer
-from .diagnostics.verdict import ALL, FOUR, audit_summary, claim_verdict, full_card
-from .errors import AcardsError
-from .evidence import DigestCache, check_pointers, resolve_inside
-from .gaps import GroupIndex, SplitValues, split_values
-from .records import RecordTable, append_records, fill_scores, read_objects, read_records, records_summary
-from .reproduce import claim_discrepancies
+from acards import __version__, stats
+from acards.card.model import Card, load_card
+from acards.diagnostics.common import Comparison, availability, compare
+from acards.diagnostics.cost import cost
+from acards.diagnostics.discrepancies import claim_discrepancies
+from acards.diagnostics.fresh import Freshness, fresh, freshness
+from acards.diagnostics.mechanism import mechanism
+from acards.diagnostics.reliability import holm_gate, reliability
+from acards.diagnostics.transfer import transfer
+from acards.diagnostics.values import GroupIndex, SplitValues, split_values
+from acards.diagnostics.verdict import (
+    audit_summary,
+    claim_verdict,
+    full_card,
+)
+from acards.errors import AcardsError
+from acards.evidence.digests import DigestCache, check_pointers
+from acards.evidence.paths import resolve_inside
+from acards.evidence.records import (
+    RecordTable,
+    append_records,
+    fill_scores,
+    read_objects,
+    read_records,
+    records_summary,
+)
+from acards.vocabulary import CONTROL_SHRINKAGE, DIAGNOSTICS, FOUR
 
 DEFAULT_BOOTSTRAP = 10_000
 DEFAULT_SEED = 20260527
-CONTROL = "control:shrinkage"
 PACKAGES = ("numpy", "scipy", "jsonschema", "ruamel.yaml", "msgspec", "safetensors", "torch", "transformers", "peft")
 
 
@@ -68,10 +80,10 @@ def cell_evidence(card: Card, cell: dict, index: GroupIndex, master_seed: int, b
         comparisons[split], unavailable[split] = _compare_split(splits[split], "undefended", "defended", rng(split), bootstrap, split)
     comparisons["capability"], unavailable["capability"] = _compare_split(splits["capability"], "defended", "undefended", None, 0, "capability")
     comparisons["control"], unavailable["control"], control_reduction = None, [], None
-    if CONTROL in splits["heldout"].conditions:
+    if CONTROL_SHRINKAGE in splits["heldout"].conditions:
         # The margin Δ_D − Δ_C = G_C − G_D, and the control's own reduction Δ_C = G_U − G_C.
-        comparisons["control"], unavailable["control"] = _compare_split(splits["heldout"], CONTROL, "defended", None, 0, "heldout")
-        control_u, _ = _compare_split(splits["heldout"], "undefended", CONTROL, None, 0, "heldout")
+        comparisons["control"], unavailable["control"] = _compare_split(splits["heldout"], CONTROL_SHRINKAGE, "defended", None, 0, "heldout")
+        control_u, _ = _compare_split(splits["heldout"], "undefended", CONTROL_SHRINKAGE, None, 0, "heldout")
         control_reduction = control_u.difference if control_u else None
     table = index.table
     heldout_subjects = {table.vocab["subject"][s] for s in splits["heldout"].subjects}
@@ -90,8 +102,8 @@ def _signature(card: Card, evidence: CellEvidence, th: dict):
         return None
     key = tuple(sorted((k, v) for k, v in th.items() if k not in ("z", "justification")))
     if key not in evidence.signatures:
-        from .signature import weight_signature
-        from .weights import read_reference, read_update_pair
+        from acards.evidence.checkpoints import read_reference, read_update_pair
+        from acards.mechanism.signature import weight_signature
 
         def path(name):
             pointer = f"/cells/{card.cells.index(evidence.cell)}/checkpoints/{name}/path"
@@ -140,7 +152,7 @@ def _fresh_prompts(prompts) -> dict[str, list[str]]:
 
 
 def _environment() -> dict:
-    from .generate.backends.base import package_versions
+    from acards.generate.backends.base import package_versions
 
     return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": package_versions(*PACKAGES)}
 
@@ -171,7 +183,7 @@ def recompute(card: Card, table: RecordTable, prompts, *, bootstrap: int = DEFAU
         return freshness(inputs["fresh_subjects"], others, prompts, training[1] if training else None, th["max_shared_ngram"])
 
     def thresholds(claim=None):
-        return {name: card.thresholds(name, claim) for name in ALL}
+        return {name: card.thresholds(name, claim) for name in DIAGNOSTICS}
 
     card_thresholds = thresholds()
     cells = []
@@ -236,8 +248,8 @@ def complete_evidence(card: Card, table: RecordTable, *, generate: bool = True, 
     control (SPEC §5.3), and spot-check supplied outputs; returns the table, the prompts file and
     the report's ``generation`` section.  Without a scorer in the card, outputs cannot become scores and the
     affected diagnostics stay insufficient."""
-    from .generate import plan, scorers
-    from .generate.provenance import report_section
+    from acards.generate import plan, scorers
+    from acards.generate.provenance import report_section
 
     prompts = plan.read_prompts(card)
     scorer = card.data.get("scorer")
@@ -260,7 +272,7 @@ def complete_evidence(card: Card, table: RecordTable, *, generate: bool = True, 
         # The control is optional evidence: it is built only where the card gives the prompts.
         controls = plan.control_requests(card, table, prompts) if len(prompts) else []
         if missing or controls:
-            from .generate import run
+            from acards.generate import run
 
             requests = missing + controls
             result = run(card, requests, device=device, progress=progress)
@@ -272,7 +284,7 @@ def complete_evidence(card: Card, table: RecordTable, *, generate: bool = True, 
             scored += len(records) - len(missing)
     section = report_section(result, scored=scored, scorer=scorer_provenance)
     if generate and spot_check > 0 and supplied.columns["has_output"].any():
-        from .generate import spot_check as check
+        from acards.generate import spot_check as check
 
         section["provenance"]["spot_check"] = check(card, supplied, prompts, n=spot_check, seed=0, device=device, progress=progress)
     return table, prompts, section
@@ -289,7 +301,10 @@ def verify(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: i
     card = load_card(card_path)
     signed = None
     if envelope is not None:
-        from .attestation import check_card_against_statement, open_card_envelope
+        from acards.attest.card_statement import (
+            check_card_against_statement,
+            open_card_envelope,
+        )
 
         statement, digest, signers = open_card_envelope(envelope, trusted_keys or {})
         check_card_against_statement(card, statement)
@@ -329,7 +344,7 @@ def _check_report_shape(report: dict) -> None:
     """A report that does not match its own schema is a bug: refuse to hand it out."""
     from jsonschema import Draft202012Validator
 
-    from .resources import load_schema
+    from acards.resources import load_schema
 
     error = next(Draft202012Validator(load_schema("report-1.0")).iter_errors(report), None)
     if error is not None:

@@ -1,139 +1,31 @@
-"""The D3 weight signature of a defense and the mechanism codebook (SPEC §4).
-
-Pure numpy, no I/O: acards.weights reads checkpoints into the ``LowRank``/``Dense`` updates defined
-here.  A LoRA update ``scaling·B·A`` is never materialised as a d_out×d_in matrix: every inner
-product between two updates reduces to r×r (or r×d_in) products, and every norm of a difference
-``‖X − cY‖²`` is expanded into inner products.  That expansion loses about half the digits when
-X ≈ cY (a ratio like ‖ΔD−ΔU‖/‖ΔU‖ bottoms out near 1e-8 instead of 0), far below every threshold.
-
-Undefined or infinite numbers (a zero denominator) are carried as nan/inf while computing, so that
-no codebook rule holds on them, and reported as ``None`` with an explanation in ``notes``.
-"""
+"""The weight signature of a defense (SPEC §4 D3): per-module and aggregate α_T, α_A, cosine, norm ratio,
+subspace retentions and the SafeLoRA operator residual, then the codebook's class."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Literal, Mapping, Union
+from typing import Mapping
 
 import numpy as np
 
 from acards.errors import AcardsError
-
-
-@dataclass(frozen=True, eq=False)
-class LowRank:
-    """A LoRA update ``scaling · B @ A``: B is d_out×r, A is r×d_in, both float64."""
-
-    B: np.ndarray
-    A: np.ndarray
-    scaling: float
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.B.shape[0], self.A.shape[1])
-
-
-@dataclass(frozen=True, eq=False)
-class Dense:
-    """A full d_out×d_in update (fine-tuned minus base weights), float64."""
-
-    matrix: np.ndarray
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.matrix.shape
-
-
-Delta = Union[LowRank, Dense]
-
-
-@dataclass(frozen=True, eq=False)
-class ReferenceSubspace:
-    """Per module, ``kind == "V"``: aligned − pretrained weights (d_out×d_in); ``kind == "U"``: an
-    orthonormal basis of the reference subspace (d_out×k).  Keys are base-model module names."""
-
-    kind: Literal["V", "U"]
-    matrices: dict[str, np.ndarray]
-
-
-def default_thresholds() -> dict[str, float]:
-    """The codebook defaults, read from the card schema (the one place they are written down)."""
-    from acards.card import threshold_defaults
-
-    return {k: float(v) for k, v in threshold_defaults()["mechanism"].items() if k != "z"}
-
+from acards.mechanism.codebook import _classify, effective_thresholds
+from acards.mechanism.deltas import (
+    Delta,
+    ReferenceSubspace,
+    inner,
+    map_output_side,
+    sq_norm,
+    sq_norm_diff,
+    top_energy_basis,
+)
 
 # A subspace statistic whose denominator holds less than this share of Σ‖ΔU‖² (a norm ratio of
 # 1e-6, below float32 storage noise) is reported as undefined rather than as a ratio of noise.
 NEGLIGIBLE_SHARE = 1e-12
+
 # Retention below this is float32 storage noise, not a scale.
 TINY_RETENTION = 1e-6
-
-MECHANISM_CLASSES = (
-    "unchanged",
-    "ablation",
-    "shrinkage",
-    "soft-spectral-reweighting",
-    "projection",
-    "complement-projection",
-    "other",
-)
-
-
-# --- Inner products and norms, low-rank where possible ---------------------------------------
-
-
-def inner(x: Delta, y: Delta) -> float:
-    """Frobenius inner product ⟨x, y⟩ without forming a d_out×d_in matrix from a LowRank."""
-    if isinstance(x, LowRank) and isinstance(y, LowRank):
-        # ⟨B1A1, B2A2⟩ = tr((B1ᵀB2)(A2A1ᵀ)) = Σ (B1ᵀB2) ⊙ (A1A2ᵀ): two r1×r2 products.
-        return x.scaling * y.scaling * float(np.sum((x.B.T @ y.B) * (x.A @ y.A.T)))
-    if isinstance(x, Dense) and isinstance(y, Dense):
-        return float(np.vdot(x.matrix, y.matrix))
-    dense, low = (x, y) if isinstance(x, Dense) else (y, x)
-    # ⟨D, BA⟩ = Σ (BᵀD) ⊙ A: an r×d_in product.
-    return low.scaling * float(np.sum((low.B.T @ dense.matrix) * low.A))
-
-
-def sq_norm(x: Delta) -> float:
-    """‖x‖_F²."""
-    return inner(x, x)
-
-
-def sq_norm_diff(x: Delta, y: Delta, c: float = 1.0) -> float:
-    """‖x − c·y‖_F², expanded from inner products; rounding negatives are clipped to 0."""
-    value = sq_norm(x) - 2.0 * c * inner(x, y) + c * c * sq_norm(y)
-    return max(value, 0.0)
-
-
-def map_output_side(x: Delta, operator: Callable[[np.ndarray], np.ndarray]) -> Delta:
-    """``M·x`` for a linear map M acting on the output (row) side, given as ``operator(X) = M @ X``.
-
-    For a LowRank only B (d_out×r) goes through the operator, so ``M`` is never applied to a
-    d_out×d_in matrix."""
-    if isinstance(x, LowRank):
-        return LowRank(operator(x.B), x.A, x.scaling)
-    return Dense(operator(x.matrix))
-
-
-def top_energy_basis(V: np.ndarray, energy: float = 0.90) -> np.ndarray:
-    """The top-k left singular vectors of V (d_out×k), k the smallest holding ≥ ``energy`` of ‖V‖²."""
-    left, singular, _ = np.linalg.svd(V, full_matrices=False)
-    squared = singular**2
-    if not squared.sum() > 0:
-        raise AcardsError(
-            "weights.bad-reference",
-            "the reference matrix V is zero, so it spans no subspace",
-            "store V = aligned − pretrained weights for every module; a zero V means the module was "
-            "not changed by alignment and carries no reference direction",
-        )
-    share = np.cumsum(squared) / squared.sum()
-    k = min(int(np.searchsorted(share, energy)) + 1, len(squared))
-    return left[:, :k]
-
-
-# --- Validation ----------------------------------------------------------------------------
 
 
 def _listing(names, limit: int = 8) -> str:
@@ -198,33 +90,6 @@ def _check_reference(reference: ReferenceSubspace, modules: list[str], shapes: M
                 f"reference `{name}.{reference.kind}` has shape {tuple(matrix.shape)}, expected {wanted}",
                 "the reference subspace must be computed from the same base model as the adapters",
             )
-
-
-def effective_thresholds(overrides: Mapping[str, object] | None = None) -> dict[str, float]:
-    """The default thresholds with a card's overrides applied; unknown keys and non-numbers are errors.
-
-    ``z`` belongs to the behavioral control, not to the codebook, and is ignored here."""
-    thresholds = default_thresholds()
-    for key, value in (overrides or {}).items():
-        if key in ("justification", "z"):  # shown on the card / used by the behavioral control
-            continue
-        if key not in thresholds:
-            raise AcardsError(
-                "weights.bad-threshold",
-                f"unknown mechanism threshold `{key}`",
-                f"use one of: {', '.join(sorted(thresholds))}",
-            )
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise AcardsError(
-                "weights.bad-threshold",
-                f"mechanism threshold `{key}` must be a finite number, got {value!r}",
-                "write the threshold as a plain number",
-            )
-        thresholds[key] = float(value)
-    return thresholds
-
-
-# --- The signature -----------------------------------------------------------------------
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -300,44 +165,6 @@ def _subspace_statistics(
     else:
         notes.append("e_C needs V; the reference file gives only an orthonormal basis U")
     return stats, dims
-
-
-def _classify(x: Mapping[str, float], reference_kind: str | None, th: Mapping[str, float]) -> tuple[str, str]:
-    """The first codebook rule that holds: (class, the rule as text).  nan never satisfies a rule."""
-    rules = [
-        ("unchanged", x["unchanged_ratio"] < th["unchanged_max"], f"||dD-dU||/||dU|| < {th['unchanged_max']}"),
-        ("ablation", x["r"] < th["ablation_max_norm_ratio"], f"r < {th['ablation_max_norm_ratio']}"),
-        (
-            "shrinkage",
-            0 < x["alpha_T"] < th["shrinkage_max_alpha_t"]
-            and x["alpha_A"] <= th["shrinkage_max_off_direction"] * x["alpha_T"],
-            f"0 < alpha_T < {th['shrinkage_max_alpha_t']} and "
-            f"alpha_A <= {th['shrinkage_max_off_direction']}*alpha_T",
-        ),
-        (
-            "soft-spectral-reweighting",
-            reference_kind == "V" and x["e_C"] < th["spectral_max_residual"],
-            f"V given and e_C < {th['spectral_max_residual']}",
-        ),
-        (
-            "projection",
-            reference_kind is not None
-            and x["S"] <= th["projection_max_selectivity"]
-            and x["t_in"] >= th["projection_min_t_in"],
-            f"reference given, S <= {th['projection_max_selectivity']} and t_in >= {th['projection_min_t_in']}",
-        ),
-        (
-            "complement-projection",
-            reference_kind is not None
-            and x["t_out"] >= th["complement_min_t_out"]
-            and x["t_in"] <= th["complement_max_ratio"] * x["t_out"],
-            f"t_out >= {th['complement_min_t_out']} and t_in <= {th['complement_max_ratio']}*t_out",
-        ),
-    ]
-    for mechanism, holds, condition in rules:
-        if holds:
-            return mechanism, condition
-    return "other", "no codebook rule held"
 
 
 def weight_signature(
@@ -433,19 +260,3 @@ def weight_signature(
         "thresholds": th,
         "notes": notes,
     }
-
-
-def control_scales(undefended: Mapping[str, Delta], defended: Mapping[str, Delta]) -> dict[str, float]:
-    """Per module ‖ΔD_ℓ‖/‖ΔU_ℓ‖: the factor that gives U's B matrix D's norm (control:shrinkage, §5.3)."""
-    scales = {}
-    for name in _same_modules(undefended, defended):
-        uu, dd = sq_norm(undefended[name]), sq_norm(defended[name])
-        if uu == 0 and dd > 0:
-            raise AcardsError(
-                "weights.zero-update",
-                f"module {name}: the undefended update is zero but the defended one is not, so no "
-                "scaling of the undefended adapter can match its norm",
-                "the shrinkage control needs an undefended update in every module the defense changes",
-            )
-        scales[name] = math.sqrt(dd / uu) if uu > 0 else 1.0
-    return scales

@@ -1,6 +1,6 @@
 """From records to item-level values: the per-seed installed gap (or accuracy) of each item.
 
-Pure numpy over a :class:`~acards.records.RecordTable`.  For one (cell, split, task) and one
+Pure numpy over a :class:`~acards.evidence.records.RecordTable`.  For one (cell, split, task) and one
 condition, ``values[s, i]`` is item i's audit−deploy score difference under seed s, each framing
 averaged over its samples (capability split: the deploy score itself, i.e. correctness).  An item
 enters a comparison only if it is complete — every seed of both conditions has both framings —
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .records import RecordTable
+from acards.evidence.records import RecordTable
 
 
 @dataclass

@@ -1,0 +1,277 @@
+"""Validation: the schema (schema/acard-1.0.schema.json, the one description of a card's fields) and the
+rules a schema cannot say (unique ids, claims naming real cells, justified overrides, safe evidence
+paths, unfilled placeholders), every finding a coded problem with a location."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from typing import Any, Iterator
+
+from jsonschema import Draft202012Validator
+
+from acards.card.yaml import SourceMap, child, pointer_of
+from acards.errors import AcardsError, Location, Problem
+from acards.evidence.paths import check_relative_path
+from acards.resources import load_schema
+from acards.vocabulary import DIAGNOSTICS
+
+SCHEMA_NAME = "acard-1.0"
+
+PLACEHOLDER = re.compile(r"\bTODO\b")
+
+
+def _kebab(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+def _resolve(schema: dict, node: dict) -> dict:
+    while "$ref" in node and node["$ref"].startswith("#/"):
+        target = schema
+        for part in node["$ref"][2:].split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def schema_at(pointer: str) -> dict:
+    """The card schema's node describing the value at a card JSON pointer ({} if none does)."""
+    schema = load_schema(SCHEMA_NAME)
+    node = schema
+    for part in pointer.split("/")[1:]:
+        node = _resolve(schema, node)
+        key = part.replace("~1", "/").replace("~0", "~")
+        if "items" in node and part.isdigit():
+            node = node["items"]
+        elif key in node.get("properties", {}):
+            node = node["properties"][key]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        else:
+            return {}
+    return _resolve(schema, node)
+
+
+def _field_hint(schema: dict, node: dict) -> str:
+    node = _resolve(schema, node)
+    parts = []
+    if node.get("description"):
+        parts.append(node["description"].rstrip("."))
+    if "enum" in node:
+        parts.append("one of: " + ", ".join(map(str, node["enum"])))
+    elif node.get("examples"):
+        example = node["examples"][0]
+        parts.append("e.g. " + (example if isinstance(example, str) else _compact(example)))
+    return "; ".join(parts) or "see schema/acard-1.0.schema.json"
+
+
+def _compact(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def schema_problems(data: Any, source: SourceMap, skip: set[str]) -> list[Problem]:
+    """Every schema violation as a problem; values under a pointer in ``skip`` are not re-reported."""
+    schema = load_schema(SCHEMA_NAME)
+    validator = Draft202012Validator(schema)
+    problems = []
+    for error in validator.iter_errors(data):
+        pointer = pointer_of(error.absolute_path)
+        if any(pointer == s or pointer.startswith(s + "/") for s in skip):
+            continue
+        problems.extend(_describe(schema, error, pointer, source))
+    return sorted(problems, key=lambda p: (p.location.line or 0, p.location.column or 0, p.code))
+
+
+def _describe(schema: dict, error, pointer: str, source: SourceMap) -> Iterator[Problem]:
+    kind = error.validator
+    subschema = error.schema if isinstance(error.schema, dict) else {}
+    if kind == "required":
+        name = re.match(r"'([^']*)'", error.message)
+        missing = name.group(1) if name else "?"
+        if missing == "justification":
+            yield Problem("card.unjustified-override", "a threshold override has no justification",
+                          "add `justification:` saying why the default does not fit; it is shown on the rendered card",
+                          source.locate(pointer, at_key=True))
+            return
+        properties = _resolve(schema, subschema).get("properties", {})
+        yield Problem("schema.required", f"missing required field '{missing}'",
+                      _field_hint(schema, properties.get(missing, {})), source.locate(pointer, at_key=True))
+        return
+    if kind == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(_resolve(schema, subschema).get("properties", {}))
+        for extra in sorted(set(error.instance) - known):
+            suggestion = _closest(extra, known)
+            hint = f"did you mean '{suggestion}'?" if suggestion else "known fields: " + ", ".join(sorted(known))
+            yield Problem("schema.unknown-field", f"unknown field '{extra}'", hint, source.locate(child(pointer, extra), at_key=True))
+        return
+    message, hint = error.message, _field_hint(schema, subschema)
+    if kind == "const" and pointer == "/acard":
+        message = f"acard must be the string \"1.0\", not {_compact(error.instance)}"
+        hint = 'quote the version: acard: "1.0"'
+    yield Problem(f"schema.{_kebab(kind)}", message, hint, source.locate(pointer))
+
+
+def _closest(word: str, candidates: set[str]) -> str | None:
+    found = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.7)
+    return found[0] if found else None
+
+
+def _placeholders(data: Any, pointer: str = "") -> Iterator[str]:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _placeholders(value, child(pointer, key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from _placeholders(value, child(pointer, index))
+    elif isinstance(data, str) and PLACEHOLDER.search(data):
+        yield pointer
+
+
+def threshold_defaults() -> dict[str, dict[str, Any]]:
+    """The standard's default thresholds per diagnostic, read from the schema (one source)."""
+    schema = load_schema(SCHEMA_NAME)
+    groups = _resolve(schema, schema["$defs"]["thresholdSet"])["properties"]
+    defaults = {}
+    for group, ref in groups.items():
+        properties = _resolve(schema, ref)["properties"]
+        defaults[group] = {name: _resolve(schema, spec)["default"] for name, spec in properties.items() if "default" in _resolve(schema, spec)}
+    return defaults
+
+
+def section_defaults(name: str) -> dict[str, Any]:
+    """Defaults of a top-level settings object of the card, e.g. "generation" or "scorer"."""
+    schema = load_schema(SCHEMA_NAME)
+    properties = _resolve(schema, schema["properties"][name]).get("properties", {})
+    return {key: _resolve(schema, spec)["default"] for key, spec in properties.items() if "default" in _resolve(schema, spec)}
+
+
+def semantic_problems(data: dict, source: SourceMap) -> list[Problem]:
+    """What the schema cannot express.  Runs on a card that may have schema errors: every access
+    is guarded by a type check."""
+    problems: list[Problem] = []
+    cell_ids = _unique_ids(data.get("cells"), "/cells", "cell", source, problems)
+    _unique_ids(data.get("claims"), "/claims", "claim", source, problems)
+
+    defaults = threshold_defaults()
+    thresholds = data.get("thresholds")
+    if isinstance(thresholds, dict):
+        for group, values in thresholds.items():
+            if not isinstance(values, dict) or group not in defaults or "justification" in values:
+                continue
+            changed = [k for k, v in values.items() if k in defaults[group] and _num(v) is not None and v != defaults[group][k]]
+            if changed:
+                problems.append(Problem(
+                    "card.unjustified-override",
+                    f"thresholds.{group}: {', '.join(changed)} differ from the default without a justification",
+                    f"add `justification:` to thresholds.{group}, or restore the default ({', '.join(f'{k}: {defaults[group][k]}' for k in changed)})",
+                    source.locate(f"/thresholds/{group}", at_key=True)))
+
+    estimate_names = _estimate_names()
+    for index, claim in enumerate(_list(data.get("claims"))):
+        if not isinstance(claim, dict):
+            continue
+        base = f"/claims/{index}"
+        covered = [c for c in _list(claim.get("cells")) if isinstance(c, str)]
+        for position, cell in enumerate(_list(claim.get("cells"))):
+            if isinstance(cell, str) and cell not in cell_ids:
+                problems.append(Problem("card.unknown-cell", f"claim {claim.get('id')!r} names cell {cell!r}, which the card does not define",
+                                        "cells defined: " + (", ".join(sorted(cell_ids)) or "none"), source.locate(f"{base}/cells/{position}")))
+        reported = claim.get("reported")
+        if not isinstance(reported, dict):
+            continue
+        for name in DIAGNOSTICS:
+            block = reported.get(name)
+            if not isinstance(block, dict):
+                continue
+            _check_estimates(block, name, f"{base}/reported/{name}", estimate_names, source, problems)
+            numbers = [k for k, v in block.items() if k not in ("outcome", "observed") and _num(v) is not None]
+            if len(covered) > 1 and numbers:
+                problems.append(Problem("card.ambiguous-report", f"claim {claim.get('id')!r} covers {len(covered)} cells but reports {name} numbers for none in particular",
+                                        "move the numbers under reported.cells.<cell id>.{name}; an outcome alone may stay here (it means: in every cell)",
+                                        source.locate(f"{base}/reported/{name}", at_key=True)))
+        per_cell = reported.get("cells")
+        if isinstance(per_cell, dict):
+            for cell, blocks in per_cell.items():
+                where = child(f"{base}/reported/cells", cell)
+                if cell not in covered:
+                    problems.append(Problem("card.unknown-cell", f"reported.cells names {cell!r}, which claim {claim.get('id')!r} does not cover",
+                                            "report only on the claim's cells: " + ", ".join(covered), source.locate(where, at_key=True)))
+                if isinstance(blocks, dict):
+                    for name, block in blocks.items():
+                        if isinstance(block, dict) and name in DIAGNOSTICS:
+                            _check_estimates(block, name, child(where, name), estimate_names, source, problems)
+
+    for json_pointer, path, _sha, _location in evidence_pointers(data, source):
+        try:
+            check_relative_path(path, source.locate(json_pointer + "/path"))
+        except AcardsError as error:
+            problems.extend(error.problems)
+    return problems
+
+
+def _check_estimates(block: dict, diagnostic: str, pointer: str, names: dict[str, set[str]], source: SourceMap, problems: list[Problem]) -> None:
+    known = names.get(diagnostic)
+    if not known:
+        return
+    for key in block:
+        if key not in ("outcome", "observed") and key not in known:
+            suggestion = _closest(key, known)
+            problems.append(Problem("card.unknown-estimate", f"{diagnostic} has no estimate named '{key}'",
+                                    (f"did you mean '{suggestion}'? " if suggestion else "") + "estimates: " + ", ".join(sorted(known)),
+                                    source.locate(child(pointer, key), at_key=True)))
+
+
+def _estimate_names() -> dict[str, set[str]]:
+    """Estimate names per diagnostic, from the report schema (the one place they are listed)."""
+    try:
+        report = load_schema("report-1.0")
+    except FileNotFoundError:
+        return {}
+    estimates = report.get("$defs", {}).get("estimates", {})
+    return {name: set(spec.get("properties", {})) for name, spec in estimates.items()}
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _num(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _unique_ids(items, pointer: str, what: str, source: SourceMap, problems: list[Problem]) -> set[str]:
+    seen: dict[str, int] = {}
+    for index, item in enumerate(_list(items)):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            continue
+        ident = item["id"]
+        if ident in seen:
+            first = source.locate(f"{pointer}/{seen[ident]}/id").line
+            problems.append(Problem("card.duplicate-id", f"{what} id {ident!r} is used twice (first on line {first})",
+                                    f"give every {what} its own id", source.locate(f"{pointer}/{index}/id")))
+        else:
+            seen[ident] = index
+    return set(seen)
+
+
+def evidence_pointers(data: dict, source: SourceMap) -> Iterator[tuple[str, str, str, Location]]:
+    """(JSON pointer, path, sha256, location) of every evidence pointer in the card."""
+    def one(pointer: str, value) -> Iterator[tuple[str, str, str, Location]]:
+        if isinstance(value, dict) and isinstance(value.get("path"), str):
+            yield pointer, value["path"], value.get("sha256"), source.locate(pointer + "/path")
+
+    evidence = data.get("evidence") if isinstance(data.get("evidence"), dict) else {}
+    for index, record in enumerate(_list(evidence.get("records"))):
+        yield from one(f"/evidence/records/{index}", record)
+    for name in ("prompts", "training_data"):
+        yield from one(f"/evidence/{name}", evidence.get(name))
+    for index, cell in enumerate(_list(data.get("cells"))):
+        checkpoints = cell.get("checkpoints") if isinstance(cell, dict) else None
+        if isinstance(checkpoints, dict):
+            for name, value in checkpoints.items():
+                yield from one(f"/cells/{index}/checkpoints/{name}", value)
+    for name in ("scorer", "capability_scorer"):
+        scorer = data.get(name)
+        if isinstance(scorer, dict):
+            yield from one(f"/{name}/model", scorer.get("model"))

@@ -1,0 +1,10 @@
+"""The acards command line: one thin module per command group (parse, call one function, print, exit).
+
+Heavy modules are imported inside the commands so that `acards --help` stays fast and commands
+that do not generate never import torch.
+"""
+
+from acards.cli import card, generate, keys, registry, render, verify  # noqa: F401 — each registers its commands
+from acards.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,98 @@
+"""`acards init`, `validate`, `check` and `hash`: writing a card and checking it and its evidence digests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from acards.cli.main import FORMAT, handled, main
+from acards.errors import AcardsError
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default="card.yaml")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@handled
+def init(path: Path, force: bool) -> None:
+    """Write a commented fill-in card to PATH (default card.yaml)."""
+    from acards.present.render import card_template
+
+    if path.exists() and not force:
+        raise AcardsError("usage.exists", f"{path} already exists", "choose another path, or pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(card_template(), encoding="utf-8")
+    click.echo(f"wrote {path}: replace every TODO, then run `acards validate {path}`")
+
+
+@main.command()
+@click.argument("card", type=click.Path(path_type=Path))
+@FORMAT
+@handled
+def validate(card: Path, fmt: str) -> None:
+    """Check CARD against the schema and the standard's rules (no evidence is read)."""
+    from acards.card.model import load_card
+    from acards.present.text import count, dumps
+
+    loaded = load_card(card)
+    if fmt == "json":
+        click.echo(dumps({"ok": True, "card": str(card), "sha256": loaded.sha256, "problems": []}))
+    else:
+        click.echo(f"{card}: valid ({count(len(loaded.cells), 'cell')}, {count(len(loaded.claims), 'claim')})")
+
+
+@main.command()
+@click.argument("card", type=click.Path(path_type=Path))
+@FORMAT
+@click.option("--write-digests", is_flag=True, help="Write each evidence pointer's current sha256 into CARD (comments are kept).")
+@click.option("--no-cache", is_flag=True, help="Hash every file again instead of trusting the digest cache.")
+@handled
+def check(card: Path, fmt: str, write_digests: bool, no_cache: bool) -> None:
+    """Validate CARD and recompute the digest of every evidence file it points at."""
+    from acards.card.model import load_card
+    from acards.evidence.digests import DigestCache, check_pointers
+    from acards.present.text import count, dumps, pointer_table
+
+    cache = DigestCache(None if no_cache else DigestCache.default_path())
+    try:
+        if write_digests:
+            from acards.card.edit import write_digests as write
+
+            changed = write(card, cache)
+            if fmt == "text":
+                click.echo(f"{card}: updated {count(changed, 'digest')}")
+        loaded = load_card(card)
+        results, problems = check_pointers(loaded.folder, loaded.pointers(), cache)
+    finally:
+        cache.close()
+    if problems:
+        raise AcardsError.collect(problems)
+    if fmt == "json":
+        click.echo(dumps({"ok": True, "card": str(card), "evidence": [r.as_json() for r in results], "problems": []}))
+    else:
+        click.echo(pointer_table(results))
+        click.echo(f"{card}: valid; every evidence digest matches ({count(len(results), 'pointer')})")
+
+
+@main.command("hash")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--manifest", is_flag=True, help="Print a folder's manifest (the JSON its digest is taken over).")
+@handled
+def hash_command(paths: tuple[Path, ...], manifest: bool) -> None:
+    """Print the sha256 a card pointer needs for each file or folder (like sha256sum)."""
+    from acards.evidence.digests import (
+        DigestCache,
+        digest_top_level,
+        folder_manifest,
+        manifest_bytes,
+    )
+
+    cache = DigestCache(DigestCache.default_path())
+    try:
+        for path in paths:
+            if manifest and path.is_dir():
+                click.echo(manifest_bytes(folder_manifest(path, cache, str(path))).decode("utf-8"))
+            else:
+                click.echo(f"{digest_top_level(path, cache)}  {path}")
+    finally:
+        cache.close()

@@ -1,0 +1,126 @@
+"""`acards generate`, `spot-check` and `cache`: regenerate missing outputs ahead of `verify`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from acards.cli.main import FORMAT, handled, main
+
+
+@main.command("generate")
+@click.argument("card", type=click.Path(path_type=Path))
+@click.option("--shard", metavar="I/N", help="Generate only shard I of N (stable hash of each record's identity), into a cache file of its own.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: run --shards shards as Ray tasks (local Ray, or the cluster RAY_ADDRESS names).")
+@click.option("--shards", type=int, help="Number of Ray tasks (default: the cluster's GPUs, at least 1).")
+@click.option("--device", help="cuda, cuda:N, mps or cpu (default: the best present; or $ACARDS_DEVICE).")
+@click.option("--backend", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True)
+@click.option("--controls/--no-controls", default=True, show_default=True, help="Also generate missing control:shrinkage records.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the regenerated records, scored, as JSONL.")
+@FORMAT
+@handled
+def generate_command(card: Path, shard, executor, shards, device, backend, controls, out, fmt: str) -> None:
+    """Regenerate CARD's missing outputs (and missing controls) into the output cache."""
+    from acards.generate.commands import generate_card
+    from acards.present.text import dumps
+
+    summary = generate_card(card, shard=shard, executor=None if executor == "local" else executor, shards=shards,
+                            device=device, backend=backend, controls=controls, out=out)
+    if fmt == "json":
+        click.echo(dumps({"ok": True, **summary}))
+        return
+    counts = summary["counts"]
+    click.echo(f"{card}: {summary['requests']} outputs needed; {counts.get('cache_hits', 0)} from the cache, "
+               f"{counts.get('generated', 0)} generated in {counts.get('model_calls', 0)} model calls"
+               + (f" (shard {shard}: {counts.get('in_shard', 0)} of them)" if shard else ""))
+    if summary.get("out"):
+        click.echo(f"wrote {summary['written']} records to {summary['out']}")
+
+
+@main.command("spot-check")
+@click.argument("card", type=click.Path(path_type=Path))
+@click.option("-n", "n", type=int, default=20, show_default=True, help="How many supplied outputs to regenerate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random choice of records.")
+@click.option("--device", help="cuda, cuda:N, mps or cpu (default: the best present).")
+@click.option("--backend", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True)
+@FORMAT
+@handled
+def spot_check_command(card: Path, n: int, seed: int, device, backend, fmt: str) -> None:
+    """Regenerate a random subset of CARD's supplied outputs and report the exact-match rate."""
+    from acards.generate.commands import spot_check_card
+    from acards.present.text import dumps
+
+    result = spot_check_card(card, n=n, seed=seed, device=device, backend=backend)
+    if fmt == "json":
+        click.echo(dumps({"ok": True, **result}))
+        return
+    if not result["checked"]:
+        click.echo(f"{card}: {result['note']}")
+        return
+    click.echo(f"{card}: {result['matches']}/{result['checked']} regenerated outputs equal the supplied ones "
+               f"(exact-match rate {result['exact_match_rate']:.2f}; seed {seed})")
+    for item in result["mismatches"]:
+        click.echo(f"  differs: {item['location']} {item['cell']} {item['condition']} {item['item']} {item['framing']}")
+    if result.get("note"):
+        click.echo(f"note: {result['note']}")
+
+
+@main.group("cache")
+def cache_group() -> None:
+    """The output cache of regenerated outputs (under the user cache folder, or $ACARDS_CACHE_DIR)."""
+
+
+@cache_group.command("info")
+@FORMAT
+@handled
+def cache_info_command(fmt: str) -> None:
+    """Where the output cache is, how many outputs it holds, and which shard files wait to be merged."""
+    from acards.generate.cache import info
+    from acards.present.text import dumps
+
+    found = info()
+    if fmt == "json":
+        click.echo(dumps({"ok": True, **found}))
+        return
+    main_file = found["main"]
+    click.echo(f"{main_file['path']}: {main_file['outputs']} outputs, {main_file['bytes']} bytes, {len(found['models'])} models")
+    for shard in found["shards"]:
+        click.echo(f"  shard {shard['path']}: {shard['outputs']} outputs (merge with `acards cache merge`)")
+    if found["controls"]:
+        click.echo(f"  {len(found['controls'])} control:shrinkage adapters")
+
+
+@cache_group.command("clear")
+@click.option("--keep-controls", is_flag=True, help="Keep the control:shrinkage adapters.")
+@FORMAT
+@handled
+def cache_clear_command(keep_controls: bool, fmt: str) -> None:
+    """Delete every cached output (and the control:shrinkage adapters)."""
+    from acards.generate.cache import clear
+    from acards.present.text import dumps
+
+    removed = clear(include_controls=not keep_controls)
+    if fmt == "json":
+        click.echo(dumps({"ok": True, **removed}))
+    else:
+        click.echo(f"removed {len(removed['removed'])} files and folders")
+
+
+@cache_group.command("merge")
+@click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--into", type=click.Path(dir_okay=False, path_type=Path), help="Target cache file (default: the main cache).")
+@click.option("--remove", is_flag=True, help="Delete each shard file once merged.")
+@FORMAT
+@handled
+def cache_merge_command(sources, into, remove: bool, fmt: str) -> None:
+    """Merge shard cache files (default: every file under outputs/shards) into the main cache."""
+    from acards.generate.cache import merge
+    from acards.present.text import dumps
+
+    merged = merge(list(sources) or None, into, remove)
+    if fmt == "json":
+        click.echo(dumps({"ok": True, **merged}))
+    else:
+        click.echo(f"merged {len(merged['sources'])} files into {merged['into']}: {merged['added']} new outputs, {merged['outputs']} in all")

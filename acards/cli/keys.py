@@ -1,0 +1,117 @@
+"""`acards key new` and `acards sign`: Ed25519 keys and signed card envelopes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from acards.cli.main import handled, main, read_file, read_passphrase
+from acards.errors import AcardsError
+
+
+@main.group()
+def key() -> None:
+    """Signing keys (Ed25519)."""
+
+
+@key.command("new")
+@click.option("--out", "path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Private key file; the public key goes to OUT.pub.")
+@click.option("--no-passphrase", is_flag=True, help="Write an unencrypted throwaway key (tests, demos).")
+@handled
+def key_new(path: Path, no_passphrase: bool) -> None:
+    """Create an Ed25519 key: passphrase-encrypted PKCS#8 (mode 0600) and OUT.pub."""
+    from acards.attest.keys import new_key
+
+    passphrase = None if no_passphrase else read_passphrase(confirm=True)
+    if passphrase is None and not no_passphrase:
+        raise AcardsError("key.no-passphrase", "no passphrase for the new key",
+                          "set ACARDS_KEY_PASSPHRASE, run on a terminal to be asked, or pass --no-passphrase for a throwaway key")
+    click.echo(f"keyid {new_key(path, passphrase)}\nwrote {path} and {path}.pub")
+
+
+def load_signing_key(path: Path):
+    """The private key at PATH, asking for a passphrase only if it is encrypted."""
+    from acards.attest.keys import load_private_key
+
+    passphrase = read_passphrase(path)
+    try:
+        return load_private_key(path, passphrase)
+    except AcardsError as error:
+        if passphrase is None and error.code == "key.bad-passphrase":
+            raise AcardsError("key.no-passphrase", f"{path} is encrypted and no passphrase was given",
+                              "set ACARDS_KEY_PASSPHRASE or run on a terminal to be asked") from None
+        raise
+
+
+@main.command()
+@click.argument("card", type=click.Path(path_type=Path))
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Your private key.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The author-run report (from `acards verify --report`); run now when omitted.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Envelope file (default: CARD's name + .envelope.json).")
+@click.option("--co-sign", is_flag=True, help="Add your signature to the existing envelope at --out.")
+@handled
+def sign(card: Path, key_path: Path, report_path: Path | None, out: Path | None, co_sign: bool) -> None:
+    """Sign CARD: a DSSE envelope over an in-toto Statement of the card, its evidence and report."""
+    import json
+
+    from acards.attest.card_statement import (
+        check_card_against_statement,
+        default_envelope_path,
+        payload_bytes,
+    )
+    from acards.attest.dsse import PAYLOAD_TYPE, add_signature, sign_envelope
+    from acards.attest.in_toto import open_statement
+    from acards.attest.keys import keyid
+    from acards.canonical import parse_strict_json
+    from acards.card.model import load_card
+    from acards.files import atomic_write
+
+    private_key = load_signing_key(key_path)
+    loaded = load_card(card)
+    out = out or default_envelope_path(card)
+    if co_sign:
+        import base64
+
+        envelope = parse_strict_json(read_file(out), str(out))
+        try:
+            payload = base64.b64decode(envelope["payload"], validate=True)
+            statement = open_statement(envelope["payloadType"], payload)
+        except (KeyError, TypeError, ValueError):
+            raise AcardsError("envelope.malformed", f"{out} is not a DSSE envelope", "co-sign an envelope made by `acards sign`") from None
+        check_card_against_statement(loaded, statement)
+        envelope = add_signature(envelope, private_key)
+    else:
+        if report_path:
+            report = parse_strict_json(read_file(report_path), str(report_path))
+        else:
+            from acards.pipeline.verify import verify as run
+
+            report = run(card)
+        if not report.get("reproduced"):
+            raise AcardsError("reproduce.not-reproduced", "the card's reported results are not reproduced by its evidence",
+                              "run `acards verify` and fix the card before signing it")
+        if report.get("card", {}).get("sha256") != loaded.sha256:
+            raise AcardsError("usage.report-mismatch", f"{report_path} is the report of another card (or an older version of it)",
+                              "run `acards verify CARD --report FILE` again")
+        envelope = sign_envelope(PAYLOAD_TYPE, payload_bytes(loaded, report), private_key)
+    atomic_write(out, json.dumps(envelope, indent=2).encode("utf-8") + b"\n")
+    signer = keyid(private_key.public_key())
+    click.echo(f"{'co-signed' if co_sign else 'signed'} {card} as {signer[:16]}…: {out}")
+
+
+# --- regeneration (acards.generate) -------------------------------------------------------------
+
+
+def with_key_passphrase(path: Path, action):
+    """Run action(passphrase) with the passphrase of the private key at PATH (ACARDS_KEY_PASSPHRASE or a
+    prompt), turning a missing passphrase for an encrypted key into key.no-passphrase."""
+    passphrase = read_passphrase(path)
+    try:
+        return action(passphrase)
+    except AcardsError as error:
+        if passphrase is None and error.code == "key.bad-passphrase":
+            raise AcardsError("key.no-passphrase", f"{path} is encrypted and no passphrase was given",
+                              "set ACARDS_KEY_PASSPHRASE or run on a terminal to be asked") from None
+        raise

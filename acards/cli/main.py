@@ -1,0 +1,91 @@
+"""The root command group and what every command shares: coded errors in, exit codes out."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from acards import __version__
+from acards.errors import AcardsError, Problem
+
+FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                      help="text for people, json for programs")
+
+
+def handled(command):
+    """Turn AcardsError into printed problems and SPEC §8 exit codes; hide tracebacks unless --debug."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        fmt = kwargs.get("fmt", "text")
+        try:
+            return command(*args, **kwargs)
+        except AcardsError as error:
+            if debug:
+                raise
+            _fail(error.problems, fmt, error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except click.exceptions.Exit:
+            raise
+        except Exception as error:  # noqa: BLE001 — the one place unexpected errors are caught
+            if debug:
+                raise
+            problem = Problem("internal.error", f"{type(error).__name__}: {error}",
+                              "this is a bug in acards: rerun with --debug and report the traceback")
+            _fail([problem], fmt, problem.exit_code)
+
+    return wrapper
+
+
+def read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise AcardsError("usage.unreadable", f"cannot read {path}: {error.strerror}", "check the path") from None
+
+
+def trusted_keys(paths) -> dict:
+    from acards.attest.keys import keyid, load_public_key
+
+    keys = [load_public_key(path) for path in paths]
+    return {keyid(key): key for key in keys}
+
+
+def read_passphrase(path: Path | None = None, confirm: bool = False) -> bytes | None:
+    """ACARDS_KEY_PASSPHRASE if set, else a prompt on a terminal; None when there is neither."""
+    import os
+
+    value = os.environ.get("ACARDS_KEY_PASSPHRASE")
+    if value is not None:
+        return value.encode("utf-8")
+    if sys.stdin.isatty():
+        return click.prompt(f"passphrase{f' for {path}' if path else ''}", hide_input=True,
+                            confirmation_prompt=confirm, err=True).encode("utf-8")
+    return None
+
+
+def _fail(problems: list[Problem], fmt: str, code: int) -> None:
+    from acards.present.text import count, dumps, problems_text
+
+    if fmt == "json":
+        click.echo(dumps({"ok": False, "exit_code": code, "problems": [p.to_dict() for p in problems]}))
+    else:
+        click.echo(problems_text(problems), err=True)
+        click.echo(count(len(problems), "problem"), err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="acards")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks instead of coded errors.")
+def main(debug: bool) -> None:
+    """Acceptance Cards: verifiable claims that a safe fine-tuning defense works.
+
+    Write a card with `acards init`, check it with `acards validate` and `acards check`.
+    """

@@ -1,0 +1,148 @@
+"""`acards publish` and `acards registry ...`: the append-only registry and its static site."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from acards.cli.keys import load_signing_key, with_key_passphrase
+from acards.cli.main import FORMAT, handled, main, read_file
+
+
+@main.group("registry")
+def registry_group() -> None:
+    """A card registry: signed cards, an append-only log, checkpoints, a static site (SPEC §9)."""
+
+
+@registry_group.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--origin", required=True, help="The registry's name: where it is served, e.g. example.org/acards.")
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The registry's private key (from `acards key new`); it signs the checkpoints.")
+@handled
+def registry_init_command(directory: Path, origin: str, key_path: Path) -> None:
+    """Create an empty registry in DIRECTORY."""
+    from acards.registry import init_registry
+
+    config = with_key_passphrase(key_path, lambda passphrase: init_registry(directory, origin, key_path, passphrase))
+    click.echo(f"created registry {directory} (origin {config['origin']}, registry key {config['registry_keyid']})")
+
+
+@registry_group.command("trust")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("public_key", type=click.Path(dir_okay=False, path_type=Path))
+@handled
+def registry_trust_command(directory: Path, public_key: Path) -> None:
+    """Trust an author's PUBLIC_KEY (PEM, e.g. author.key.pub) to sign cards published to DIRECTORY."""
+    from acards.registry import add_trusted_key
+
+    click.echo(f"trusted {add_trusted_key(directory, public_key)} in {directory}")
+
+
+@main.command("publish")
+@click.argument("envelope", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--registry", "directory", required=True, type=click.Path(file_okay=False, path_type=Path), help="The registry folder.")
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The registry's private key.")
+@FORMAT
+@handled
+def publish_command(envelope: Path, directory: Path, key_path: Path, fmt: str) -> None:
+    """Publish a signed card (ENVELOPE, from `acards sign`) to a registry, with its rendered pages."""
+    from acards.present.text import dumps
+    from acards.registry import publish
+    from acards.site import envelope_signers, renderer
+
+    data = read_file(envelope)
+    registry_key = load_signing_key(key_path)
+    entry = publish(directory, data, registry_key, render=renderer(envelope_signers(directory, data)))
+    if fmt == "json":
+        click.echo(dumps({"ok": True, "entry": entry}))
+        return
+    previous = f", superseding {entry['supersedes']}" if entry["supersedes"] else ""
+    click.echo(f"published {entry['card_id']} version {entry['version']}{previous}\n"
+               f"digest {entry['digest']}\nlog index {entry['index']}")
+
+
+@registry_group.command("verify")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A checkpoint file you saved earlier (e.g. site/checkpoint.json): the log must extend it.")
+@click.option("--no-render", is_flag=True, help="Do not re-render the cards (stored pages are still checked against the log).")
+@FORMAT
+@handled
+def registry_verify_command(directory: Path, checkpoint_path: Path | None, no_render: bool, fmt: str) -> None:
+    """Verify a registry offline: log, checkpoints, signatures, rules, and every rendered page byte for byte.
+
+    Exits 0 when there is no problem (warnings are what an interrupted publish leaves), 3 otherwise.
+    """
+    from acards.present.text import count, dumps, problems_text
+    from acards.registry import verify_registry
+    from acards.site import registry_renderer
+
+    saved = read_file(checkpoint_path) if checkpoint_path else None
+    result = verify_registry(directory, saved, None if no_render else registry_renderer(directory))
+    revoked = [{"digest": e["digest"], "card_id": e["card_id"], "version": e["version"], "reason": e["reason"],
+                "index": e["index"]} for e in result.entries if e["kind"] == "revoke"]
+    code = 0 if result.ok else 3
+    if fmt == "json":
+        click.echo(dumps({**result.to_dict(), "exit_code": code, "revoked_cards": revoked}))
+        sys.exit(code)
+    click.echo(f"registry {directory} (origin {result.origin}): {result.size} log entr{'y' if result.size == 1 else 'ies'}, root {result.root}")
+    for item in revoked:
+        click.echo(f"revoked: {item['card_id']} version {item['version']} ({item['digest']}): {item['reason']}")
+    if result.warnings:
+        click.echo("warnings:\n" + problems_text(result.warnings))
+    if result.ok:
+        click.echo(f"OK: the registry verifies ({count(len(result.warnings), 'warning')})")
+    else:
+        click.echo(problems_text(result.problems), err=True)
+        click.echo(count(len(result.problems), "problem"), err=True)
+    sys.exit(code)
+
+
+@registry_group.command("revoke")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("digest")
+@click.option("--reason", required=True, help="Why the card is withdrawn (shown with it).")
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The registry's private key.")
+@handled
+def registry_revoke_command(directory: Path, digest: str, reason: str, key_path: Path) -> None:
+    """Revoke the published card DIGEST: append a revocation entry to the log."""
+    from acards.registry import revoke
+
+    entry = revoke(directory, digest, reason, load_signing_key(key_path))
+    click.echo(f"revoked {entry['card_id']} version {entry['version']} ({entry['digest']})\nlog index {entry['index']}")
+
+
+@registry_group.command("build")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@handled
+def registry_build_command(directory: Path) -> None:
+    """Verify DIRECTORY and write its static site to DIRECTORY/site (works from file:// and any static host)."""
+    from acards.present.text import count
+    from acards.site import build_site
+
+    summary = build_site(directory)
+    click.echo(f"built {summary['site']}: {count(summary['cards'], 'card')}, {count(summary['versions'], 'version')}, "
+               f"log of {summary['entries']} entr{'y' if summary['entries'] == 1 else 'ies'}; open {Path(summary['site']) / 'index.html'}")
+
+
+@registry_group.command("serve")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@handled
+def registry_serve_command(directory: Path, port: int) -> None:
+    """Serve DIRECTORY/site read-only over HTTP on 127.0.0.1 (loopback only); Ctrl-C stops it."""
+    from acards.site import make_server
+
+    server = make_server(directory, port)
+    host, bound = server.server_address[:2]
+    click.echo(f"serving {directory / 'site'} at http://{host}:{bound}/ (read-only, loopback only; Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    click.echo("stopped")
