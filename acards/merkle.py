@@ -75,6 +75,28 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+def prefix_roots(leaf_hashes: Sequence[bytes]) -> list[bytes]:
+    """roots[k] = MTH of the first k leaves, for k = 0..n, in O(n log n) hashing (verify needs all).
+
+    Keeps the roots of the perfect subtrees the first k leaves split into (largest first: the
+    binary digits of k); RFC 6962 splits at the largest power of two, so MTH(k) folds them from
+    the right.
+    """
+    roots = [EMPTY_ROOT]
+    stack: list[tuple[int, bytes]] = []  # (leaf count, subtree root)
+    for leaf in _checked_leaves(leaf_hashes):
+        size, node = 1, leaf
+        while stack and stack[-1][0] == size:
+            node = node_hash(stack.pop()[1], node)
+            size *= 2
+        stack.append((size, node))
+        folded = stack[-1][1]
+        for _, left in reversed(stack[:-1]):
+            folded = node_hash(left, folded)
+        roots.append(folded)
+    return roots
+
+
 def _check_size(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise _bad_request(f"{name} must be a non-negative integer")

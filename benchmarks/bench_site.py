@@ -1,9 +1,9 @@
 """How long `acards registry build` takes for a registry of 1,000 cards (goal: ≤ 10 s).
 
-Publishes N synthetic cards through the real `registry.publish`, each a signed in-toto Statement
+Publishes N synthetic cards through the real `registry.store.publish`, each a signed in-toto Statement
 whose predicate is the shipped example's card (with its own id and title) and its real
 verification report, rendered to card.html and card.md by the same renderer `acards publish`
-uses (render_card). Then times `site.build_site` — which verifies the whole registry first — and,
+uses (render_card). Then times `site.build.build_site` — which verifies the whole registry first — and,
 for the breakdown, `verify_registry` alone. Prints numbers; it is not a test.
 
     python benchmarks/bench_site.py [CARDS]
@@ -23,12 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _util import machine, timed, verdict  # noqa: E402
 
-from acards import registry, site
 from acards.attest import dsse, in_toto  # noqa: E402
 from acards.attest.keys import load_private_key, new_key  # noqa: E402
 from acards.canonical import canonical_bytes  # noqa: E402
 from acards.card.model import load_card  # noqa: E402
 from acards.pipeline.verify import verify  # noqa: E402
+from acards.registry import audit, store  # noqa: E402
+from acards.site.build import build_site  # noqa: E402
+from acards.site.renderer import renderer  # noqa: E402
 
 GOAL_SECONDS = 10.0
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny-defense"
@@ -44,11 +46,11 @@ def main() -> None:
         new_key(folder / "registry.key")
         new_key(folder / "author.key")
         root = folder / "registry"
-        registry.init_registry(root, "bench.acards/site", folder / "registry.key")
-        author_id = registry.add_trusted_key(root, folder / "author.key.pub")
+        store.init_registry(root, "bench.acards/site", folder / "registry.key")
+        author_id = store.add_trusted_key(root, folder / "author.key.pub")
         registry_key = load_private_key(folder / "registry.key")
         author = load_private_key(folder / "author.key")
-        render = site.renderer([author_id])
+        render = renderer([author_id])
         now = datetime(2026, 5, 1, tzinfo=timezone.utc)
 
         def envelope(i: int) -> bytes:
@@ -62,12 +64,12 @@ def main() -> None:
             return canonical_bytes(dsse.sign_envelope(dsse.PAYLOAD_TYPE, canonical_bytes(statement), author))
 
         envelopes = [envelope(i) for i in range(size)]
-        _, publishing = timed(lambda: [registry.publish(root, e, registry_key, render, now) for e in envelopes])
-        result, verifying = timed(lambda: registry.verify_registry(root))
+        _, publishing = timed(lambda: [store.publish(root, e, registry_key, render, now) for e in envelopes])
+        result, verifying = timed(lambda: audit.verify_registry(root))
         assert result.ok and result.size == size, [str(p) for p in result.problems[:5]]
-        summary, cold = timed(lambda: site.build_site(root))
+        summary, cold = timed(lambda: build_site(root))
         assert summary["versions"] == size
-        _, warm = timed(lambda: site.build_site(root))  # replaces an existing site/
+        _, warm = timed(lambda: build_site(root))  # replaces an existing site/
         files = list((root / "site").rglob("*"))
         total = sum(path.stat().st_size for path in files if path.is_file())
         print(f"machine                          {machine()}")

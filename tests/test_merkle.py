@@ -337,3 +337,8 @@ def test_fuzz_tampered_proofs_never_verify(data):
         element = data.draw(st.integers(0, len(consistency) - 1))
         flipped = _flipped(consistency, element, bit)
         _fails(consistent, old_size, size, old_root, tree_root, flipped)
+
+
+def test_prefix_roots_match_the_merkle_root():
+    leaves = [merkle.leaf_hash(str(i).encode()) for i in range(70)]
+    assert merkle.prefix_roots(leaves) == [merkle.root(leaves[:k]) for k in range(71)]

@@ -1,8 +1,9 @@
 """The registry (acards.registry): SPEC §9's rules, tamper detection, proofs, crashes, concurrency.
 
 Every card here is a real DSSE envelope over a real in-toto Statement, signed with Ed25519 keys
-made by acards.attest.in_toto. Crashes are real: a child process SIGKILLs itself at a numbered point
-inside publish (ACARDS_REGISTRY_CRASH_AT), or is killed from outside after a random delay.
+made by acards.attest.in_toto. Crashes are real: a forked child process publishes with a
+``crash_at`` hook that SIGKILLs it at a named point inside publish (``kill_at``), or a separate
+interpreter is killed from outside after a random delay.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from acards import merkle, registry
+from acards import merkle
 from acards.attest import dsse, in_toto
 from acards.attest.keys import keyid, load_private_key, new_key
 from acards.canonical import canonical_bytes
-from acards.errors import AcardsError
+from acards.errors import AcardsError, Problem
+from acards.registry import audit, checkpoints, entries, proofs, reader, store
 
 ORIGIN = "acards.test/registry"
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -73,8 +75,10 @@ def make_card(
     subjects = [("card.yaml", card_file), ("evidence/records.jsonl", "ab" * 32)]
     payload = canonical_bytes(in_toto.statement(subjects, in_toto.PREDICATE_TYPE, predicate))
     envelope = dsse.sign_envelope(dsse.PAYLOAD_TYPE, payload, signer)
+    trusted = {keyid(signer.public_key()): signer.public_key()}
     for co_signer in co_signers:
-        envelope = dsse.add_signature(envelope, co_signer)
+        envelope = dsse.add_signature(envelope, co_signer, trusted)
+        trusted[keyid(co_signer.public_key())] = co_signer.public_key()
     return Card(canonical_bytes(envelope), hashlib.sha256(payload).hexdigest(), card_id, version)
 
 
@@ -86,7 +90,7 @@ def render(statement: dict) -> dict[str, bytes]:
     }
 
 
-def codes(result: registry.RegistryVerification) -> set[str]:
+def codes(result: audit.RegistryVerification) -> set[str]:
     return {problem.code for problem in result.problems}
 
 
@@ -106,7 +110,7 @@ class Registry:
     def publish(self, card: Card, **options) -> dict:
         options.setdefault("now", NOW)
         options.setdefault("render", render)
-        return registry.publish(self.path, card.envelope, self.key, **options)
+        return store.publish(self.path, card.envelope, self.key, **options)
 
     @property
     def log(self) -> Path:
@@ -134,9 +138,9 @@ def author() -> Ed25519PrivateKey:
 def new_registry(
     path: Path, key_file: Path, author: Ed25519PrivateKey, origin: str = ORIGIN
 ) -> Registry:
-    registry.init_registry(path, origin, key_file)
+    store.init_registry(path, origin, key_file)
     author_file = write_public_key(author, path.parent / f"{path.name}-author.pub")
-    registry.add_trusted_key(path, author_file)
+    store.add_trusted_key(path, author_file)
     return Registry(path, load_private_key(key_file), author)
 
 
@@ -161,27 +165,27 @@ def filled(reg) -> tuple[Registry, list[Card]]:
 
 def test_init_creates_the_layout(tmp_path, registry_key_file):
     path = tmp_path / "r"
-    config = registry.init_registry(path, ORIGIN, registry_key_file)
+    config = store.init_registry(path, ORIGIN, registry_key_file)
     key_id = keyid(load_private_key(registry_key_file).public_key())
     assert config == {"origin": ORIGIN, "registry_keyid": key_id}
     assert json.loads((path / "registry.json").read_bytes()) == config
     assert (path / "keys" / f"{key_id}.pub").is_file()
     assert (path / "cards").is_dir() and (path / "log" / "entries.jsonl").read_bytes() == b""
     assert (path / "log" / "checkpoints" / "0.json").is_file()
-    result = registry.check_registry(path)
+    result = audit.check_registry(path)
     assert (result.size, result.root, result.warnings) == (0, merkle.EMPTY_ROOT.hex(), [])
     with pytest.raises(AcardsError) as excinfo:
-        registry.init_registry(path, ORIGIN, registry_key_file)
+        store.init_registry(path, ORIGIN, registry_key_file)
     assert excinfo.value.code == "registry.exists"
 
 
 def test_init_with_an_encrypted_key_and_a_bad_origin(tmp_path):
     key_file = tmp_path / "enc.key"
     new_key(key_file, b"secret")
-    registry.init_registry(tmp_path / "r", ORIGIN, key_file, b"secret")
-    assert registry.verify_registry(tmp_path / "r").ok
+    store.init_registry(tmp_path / "r", ORIGIN, key_file, b"secret")
+    assert audit.verify_registry(tmp_path / "r").ok
     with pytest.raises(AcardsError) as excinfo:
-        registry.init_registry(tmp_path / "s", "has space", key_file, b"secret")
+        store.init_registry(tmp_path / "s", "has space", key_file, b"secret")
     assert excinfo.value.code == "registry.bad-origin"
 
 
@@ -202,21 +206,21 @@ def test_publish_stores_the_card_and_verifies(reg):
     assert hashlib.sha256((folder / "statement.json").read_bytes()).hexdigest() == card.digest
     assert json.loads((folder / "manifest.json").read_bytes())[0]["name"] == "card.yaml"
     assert reg.log.read_bytes() == canonical_bytes(entry) + b"\n"
-    result = registry.check_registry(reg.path, render=render)
+    result = audit.check_registry(reg.path, render=render)
     assert (result.size, result.warnings, result.revoked) == (1, [], {})
     assert result.root == merkle.root([merkle.leaf_hash(canonical_bytes(entry))]).hex()
-    assert registry.entries(reg.path) == [entry]
+    assert reader.entries(reg.path) == [entry]
 
 
 def test_a_new_version_names_the_digest_it_supersedes(reg):
     first, second = make_card(reg.author, "card-a", 1), make_card(reg.author, "card-a", 2, "v2")
     assert reg.publish(first)["supersedes"] is None
     assert reg.publish(second)["supersedes"] == first.digest
-    assert registry.verify_registry(reg.path, render=render).ok
-    assert registry.status(reg.path, first.digest)["state"] == "superseded"
-    assert registry.status(reg.path, first.digest)["superseded_by"] == second.digest
-    assert registry.status(reg.path, second.digest)["state"] == "current"
-    assert [e["digest"] for e in registry.latest_cards(reg.path)] == [second.digest]
+    assert audit.verify_registry(reg.path, render=render).ok
+    assert reader.status(reg.path, first.digest)["state"] == "superseded"
+    assert reader.status(reg.path, first.digest)["superseded_by"] == second.digest
+    assert reader.status(reg.path, second.digest)["state"] == "current"
+    assert [e["digest"] for e in reader.latest_cards(reg.path)] == [second.digest]
 
 
 def test_supersedes_claims_must_match_the_log(reg):
@@ -234,7 +238,7 @@ def test_supersedes_claims_must_match_the_log(reg):
     with pytest.raises(AcardsError) as excinfo:  # the duplicate is named, not its stale claim
         reg.publish(right)
     assert excinfo.value.code == "registry.duplicate-digest"
-    assert registry.verify_registry(reg.path).ok
+    assert audit.verify_registry(reg.path).ok
 
 
 def test_the_same_digest_is_published_once(reg):
@@ -243,7 +247,7 @@ def test_the_same_digest_is_published_once(reg):
     with pytest.raises(AcardsError) as excinfo:
         reg.publish(card)
     assert excinfo.value.code == "registry.duplicate-digest"
-    assert registry.verify_registry(reg.path).size == 1
+    assert audit.verify_registry(reg.path).size == 1
 
 
 def test_an_old_version_cannot_be_replayed(reg):
@@ -257,7 +261,7 @@ def test_an_old_version_cannot_be_replayed(reg):
         with pytest.raises(AcardsError) as excinfo:
             reg.publish(make_card(reg.author, "card-a", version, "re-signed"))
         assert excinfo.value.code == "registry.version-not-increasing"
-    assert registry.verify_registry(reg.path).size == 2
+    assert audit.verify_registry(reg.path).size == 2
 
 
 def test_untrusted_and_altered_signatures_are_refused(reg, tmp_path):
@@ -270,34 +274,34 @@ def test_untrusted_and_altered_signatures_are_refused(reg, tmp_path):
     other = json.loads(make_card(reg.author, "card-b", 1, "other").envelope)
     envelope["signatures"] = other["signatures"]
     with pytest.raises(AcardsError) as excinfo:
-        registry.publish(reg.path, canonical_bytes(envelope), reg.key)
+        store.publish(reg.path, canonical_bytes(envelope), reg.key)
     assert excinfo.value.code == "envelope.bad-signature"
-    assert registry.verify_registry(reg.path).size == 0
-    registry.add_trusted_key(reg.path, write_public_key(stranger, tmp_path / "stranger.pub"))
+    assert audit.verify_registry(reg.path).size == 0
+    store.add_trusted_key(reg.path, write_public_key(stranger, tmp_path / "stranger.pub"))
     co_signed = make_card(reg.author, "card-c", 1, co_signers=(stranger,))
     entry = reg.publish(co_signed)
     assert entry["signers"] == sorted(keyid(k.public_key()) for k in (reg.author, stranger))
     assert reg.publish(card)["signers"] == [keyid(stranger.public_key())]
-    assert registry.verify_registry(reg.path).ok
+    assert audit.verify_registry(reg.path).ok
 
 
 def test_bad_cards_and_keys_are_refused(reg, registry_key_file):
     no_card = in_toto.statement([("card.yaml", "ab" * 32)], in_toto.PREDICATE_TYPE, {"report": {}})
     envelope = dsse.sign_envelope(dsse.PAYLOAD_TYPE, canonical_bytes(no_card), reg.author)
     with pytest.raises(AcardsError) as excinfo:
-        registry.publish(reg.path, canonical_bytes(envelope), reg.key)
+        store.publish(reg.path, canonical_bytes(envelope), reg.key)
     assert excinfo.value.code == "registry.bad-card"
     with pytest.raises(AcardsError) as excinfo:
         stranger = Ed25519PrivateKey.generate()
-        registry.publish(reg.path, make_card(reg.author, "a", 1).envelope, stranger)
+        store.publish(reg.path, make_card(reg.author, "a", 1).envelope, stranger)
     assert excinfo.value.code == "registry.wrong-key"
     with pytest.raises(AcardsError) as excinfo:
         reg.publish(make_card(reg.author, "a", 1), render=lambda statement: {"envelope.json": b""})
     assert excinfo.value.code == "registry.bad-render"
     with pytest.raises(AcardsError) as excinfo:
-        registry.publish(reg.path / "nowhere", make_card(reg.author, "a", 1).envelope, reg.key)
+        store.publish(reg.path / "nowhere", make_card(reg.author, "a", 1).envelope, reg.key)
     assert excinfo.value.code == "registry.not-a-registry"
-    assert registry.verify_registry(reg.path).ok
+    assert audit.verify_registry(reg.path).ok
 
 
 def test_a_held_lock_refuses_cleanly(reg):
@@ -309,9 +313,9 @@ def test_a_held_lock_refuses_cleanly(reg):
             reg.publish(make_card(reg.author, "card-a", 1), lock_timeout=0.1)
         assert excinfo.value.code == "registry.locked"
         with pytest.raises(AcardsError) as excinfo:
-            registry.verify_registry(reg.path, lock_timeout=0.1)
+            audit.verify_registry(reg.path, lock_timeout=0.1)
         assert excinfo.value.code == "registry.locked"
-    assert registry.verify_registry(reg.path).size == 0
+    assert audit.verify_registry(reg.path).size == 0
 
 
 # --- revocation and reading -------------------------------------------------------------------
@@ -319,64 +323,126 @@ def test_a_held_lock_refuses_cleanly(reg):
 
 def test_revocation_is_reported(filled):
     reg, (a1, a2, b1) = filled
-    entry = registry.revoke(reg.path, a2.digest, "the evidence was mislabeled", reg.key, now=NOW)
+    entry = store.revoke(reg.path, a2.digest, "the evidence was mislabeled", reg.key, now=NOW)
     assert (entry["kind"], entry["card_id"], entry["version"]) == ("revoke", "card-a", 2)
-    result = registry.check_registry(reg.path, render=render)
+    result = audit.check_registry(reg.path, render=render)
     assert result.revoked == {a2.digest: "the evidence was mislabeled"}
-    state = registry.status(reg.path, a2.digest)
+    state = reader.status(reg.path, a2.digest)
     assert (state["state"], state["revoked"], state["reason"]) == (
         "revoked", True, "the evidence was mislabeled"
     )
     # The latest non-revoked version of card-a is version 1 again.
-    assert [e["digest"] for e in registry.latest_cards(reg.path)] == [a1.digest, b1.digest]
+    assert [e["digest"] for e in reader.latest_cards(reg.path)] == [a1.digest, b1.digest]
     with pytest.raises(AcardsError) as excinfo:
-        registry.revoke(reg.path, a2.digest, "again", reg.key)
+        store.revoke(reg.path, a2.digest, "again", reg.key)
     assert excinfo.value.code == "registry.bad-revoke"
     with pytest.raises(AcardsError) as excinfo:
-        registry.revoke(reg.path, "ef" * 32, "unknown", reg.key)
+        store.revoke(reg.path, "ef" * 32, "unknown", reg.key)
     assert excinfo.value.code == "registry.unknown-digest"
     with pytest.raises(AcardsError) as excinfo:
-        registry.status(reg.path, "ef" * 32)
+        reader.status(reg.path, "ef" * 32)
     assert excinfo.value.code == "registry.unknown-digest"
     # A revoked version still holds its number: the next one is 3 and supersedes it.
     a3 = make_card(reg.author, "card-a", 3, "v3")
     assert reg.publish(a3)["supersedes"] == a2.digest
-    assert registry.verify_registry(reg.path).ok
+    assert audit.verify_registry(reg.path).ok
 
 
 def test_inclusion_and_consistency_proofs(filled):
     reg, cards = filled
     public_key = reg.key.public_key()
     for card in cards:
-        proof = json.loads(json.dumps(registry.inclusion(reg.path, card.digest)))
-        entry = registry.verify_inclusion_proof(proof, public_key, card.digest)
+        proof = json.loads(json.dumps(proofs.inclusion(reg.path, card.digest)))
+        entry = proofs.verify_inclusion_proof(proof, public_key, card.digest)
         assert entry["digest"] == card.digest
-    proof = registry.inclusion(reg.path, cards[0].digest)
+    proof = proofs.inclusion(reg.path, cards[0].digest)
     broken = dict(proof, path=["00" * 32] + proof["path"][1:])
     with pytest.raises(AcardsError) as excinfo:
-        registry.verify_inclusion_proof(broken, public_key)
+        proofs.verify_inclusion_proof(broken, public_key)
     assert excinfo.value.code == "registry.bad-proof"
     with pytest.raises(AcardsError) as excinfo:
-        registry.verify_inclusion_proof(proof, public_key, cards[1].digest)
+        proofs.verify_inclusion_proof(proof, public_key, cards[1].digest)
     assert excinfo.value.code == "registry.bad-proof"
     with pytest.raises(AcardsError) as excinfo:
-        registry.verify_inclusion_proof(proof, Ed25519PrivateKey.generate().public_key())
+        proofs.verify_inclusion_proof(proof, Ed25519PrivateKey.generate().public_key())
     assert excinfo.value.code == "registry.bad-checkpoint"
     for old_size in range(4):
         saved = reg.checkpoint(old_size).read_bytes()
-        proof = json.loads(json.dumps(registry.consistency(reg.path, old_size)))
-        new = registry.verify_consistency_proof(proof, public_key, saved)
+        proof = json.loads(json.dumps(proofs.consistency(reg.path, old_size)))
+        new = proofs.verify_consistency_proof(proof, public_key, saved)
         assert (new.size, new.origin) == (3, ORIGIN)
-    proof = registry.consistency(reg.path, 1)
+    proof = proofs.consistency(reg.path, 1)
     with pytest.raises(AcardsError) as excinfo:
-        registry.verify_consistency_proof(proof, public_key, reg.checkpoint(2).read_bytes())
+        proofs.verify_consistency_proof(proof, public_key, reg.checkpoint(2).read_bytes())
     assert excinfo.value.code == "registry.inconsistent-checkpoint"
     with pytest.raises(AcardsError) as excinfo:
-        registry.verify_consistency_proof(dict(proof, old_root="00" * 32), public_key)
+        proofs.verify_consistency_proof(dict(proof, old_root="00" * 32), public_key)
     assert excinfo.value.code == "registry.bad-proof"
     with pytest.raises(AcardsError) as excinfo:
-        registry.consistency(reg.path, 4)
+        proofs.consistency(reg.path, 4)
     assert excinfo.value.code == "registry.bad-proof-request"
+
+
+def prove(*args):
+    from click.testing import CliRunner
+
+    from acards.cli import main
+
+    return CliRunner().invoke(main, ["registry", "prove", *map(str, args)])
+
+
+def exit_status(code: str) -> int:
+    return Problem(code, "", "").exit_code
+
+
+def test_registry_prove_prints_proofs_a_reader_can_check(filled):
+    """`acards registry prove` gives the JSON of proofs.inclusion / proofs.consistency; a reader
+    holding only the registry's public key checks them."""
+    reg, cards = filled
+    public_key = reg.key.public_key()
+    for card in cards:
+        result = prove(reg.path, "--inclusion", card.digest)
+        assert result.exit_code == 0, result.output
+        proof = json.loads(result.stdout)
+        assert proof == proofs.inclusion(reg.path, card.digest)
+        assert proofs.verify_inclusion_proof(proof, public_key, card.digest)["digest"] == card.digest
+    for old_size in range(4):
+        result = prove(reg.path, "--consistency", old_size)
+        assert result.exit_code == 0, result.output
+        proof = json.loads(result.stdout)
+        assert (proof["old_size"], proof["new_size"]) == (old_size, 3)
+        new = proofs.verify_consistency_proof(proof, public_key, reg.checkpoint(old_size).read_bytes())
+        assert (new.origin, new.size) == (ORIGIN, 3)
+        checked = prove(reg.path, "--consistency", old_size, "--verify-with", reg.checkpoint(old_size))
+        assert checked.exit_code == 0 and json.loads(checked.stdout) == proof, checked.output
+        assert f"your checkpoint (size {old_size}) is a prefix of the signed log of size 3" in checked.stderr
+
+
+def test_registry_prove_refuses_bad_requests_and_rewritten_history(filled, tmp_path, registry_key_file, author):
+    reg, cards = filled
+    for args, code in [
+        ((), "registry.bad-proof-request"),
+        (("--inclusion", cards[0].digest, "--consistency", 1), "registry.bad-proof-request"),
+        (("--inclusion", cards[0].digest, "--verify-with", reg.checkpoint(1)), "registry.bad-proof-request"),
+        (("--consistency", 4), "registry.bad-proof-request"),
+        (("--consistency", -1), "registry.bad-proof-request"),
+        (("--inclusion", "ef" * 32), "registry.unknown-digest"),
+    ]:
+        result = prove(reg.path, *args)
+        assert result.exit_code == exit_status(code) and code in result.output, (args, result.output)
+        assert result.stdout == ""
+    missing = prove(tmp_path / "nowhere", "--consistency", 0)
+    assert "registry.not-a-registry" in missing.output
+    # A checkpoint of another size, and one from a rewritten history, do not start the proof.
+    wrong_size = prove(reg.path, "--consistency", 1, "--verify-with", reg.checkpoint(2))
+    assert wrong_size.exit_code == exit_status("registry.inconsistent-checkpoint"), wrong_size.output
+    assert "registry.inconsistent-checkpoint" in wrong_size.output and wrong_size.stdout == ""
+    rewritten = new_registry(tmp_path / "rewritten", registry_key_file, author)
+    for card in (cards[2], cards[0]):
+        rewritten.publish(card)
+    result = prove(reg.path, "--consistency", 2, "--verify-with", rewritten.checkpoint(2))
+    assert result.exit_code == exit_status("registry.inconsistent-checkpoint"), result.output
+    assert "registry.inconsistent-checkpoint" in result.output
 
 
 def test_a_static_copy_without_a_lock_file_verifies(filled, tmp_path):
@@ -384,13 +450,8 @@ def test_a_static_copy_without_a_lock_file_verifies(filled, tmp_path):
     copy = tmp_path / "mirror"
     shutil.copytree(reg.path, copy)
     (copy / ".lock").unlink()
-    assert registry.check_registry(copy, render=render).size == 3
-    assert len(registry.entries(copy)) == 3
-
-
-def test_prefix_roots_match_the_merkle_root():
-    leaves = [merkle.leaf_hash(str(i).encode()) for i in range(70)]
-    assert registry.prefix_roots(leaves) == [merkle.root(leaves[:k]) for k in range(71)]
+    assert audit.check_registry(copy, render=render).size == 3
+    assert len(reader.entries(copy)) == 3
 
 
 # --- tampering --------------------------------------------------------------------------------
@@ -461,11 +522,11 @@ def _checkpoint_of_another_size(reg: Registry, cards):
 
 
 def _checkpoint_with_a_wrong_root(reg: Registry, cards):
-    reg.checkpoint(2).write_bytes(registry.sign_checkpoint(ORIGIN, 2, b"\x07" * 32, reg.key))
+    reg.checkpoint(2).write_bytes(checkpoints.sign_checkpoint(ORIGIN, 2, b"\x07" * 32, reg.key))
 
 
 def _checkpoint_by_another_key(reg: Registry, cards):
-    fake = registry.sign_checkpoint(ORIGIN, 2, b"\x07" * 32, Ed25519PrivateKey.generate())
+    fake = checkpoints.sign_checkpoint(ORIGIN, 2, b"\x07" * 32, Ed25519PrivateKey.generate())
     reg.checkpoint(2).write_bytes(fake)
 
 
@@ -502,16 +563,16 @@ def test_tampering_is_detected(filled, name):
     reg, cards = filled
     tamper, expected = TAMPERING[name]
     expected = {f"registry.{code}" for code in expected}
-    assert registry.verify_registry(reg.path, render=render).ok
+    assert audit.verify_registry(reg.path, render=render).ok
     tamper(reg, cards)
-    result = registry.verify_registry(reg.path, render=render)
+    result = audit.verify_registry(reg.path, render=render)
     assert expected <= codes(result), [str(p) for p in result.problems]
     with pytest.raises(AcardsError):
-        registry.check_registry(reg.path)
+        audit.check_registry(reg.path)
 
 
 def _resign_head_with_a_wrong_root(reg: Registry, cards):
-    reg.checkpoint(3).write_bytes(registry.sign_checkpoint(ORIGIN, 3, b"\x07" * 32, reg.key))
+    reg.checkpoint(3).write_bytes(checkpoints.sign_checkpoint(ORIGIN, 3, b"\x07" * 32, reg.key))
 
 
 @pytest.mark.parametrize("tamper", [_edit_time, _delete_last_line, _reorder_lines,
@@ -524,7 +585,7 @@ def test_publish_refuses_to_extend_a_tampered_log(filled, tamper):
         reg.publish(make_card(reg.author, "card-c", 1))
     refusals = {"registry.root-mismatch", "registry.log-truncated", "registry.bad-index"}
     assert excinfo.value.code in refusals
-    assert registry.verify_registry(reg.path).size <= 3
+    assert audit.verify_registry(reg.path).size <= 3
 
 
 def test_re_rendering_must_reproduce_the_stored_files(filled):
@@ -534,10 +595,10 @@ def test_re_rendering_must_reproduce_the_stored_files(filled):
         files = render(statement)
         return {name: data.replace(b"<h1>", b"<h1 class=x>") for name, data in files.items()}
 
-    result = registry.verify_registry(reg.path, render=changed_template)
+    result = audit.verify_registry(reg.path, render=changed_template)
     assert "registry.render-mismatch" in codes(result)
     fewer = lambda statement: {"card.md": render(statement)["card.md"]}  # noqa: E731
-    assert "registry.render-mismatch" in codes(registry.verify_registry(reg.path, render=fewer))
+    assert "registry.render-mismatch" in codes(audit.verify_registry(reg.path, render=fewer))
 
 
 def test_entries_and_checkpoints_from_another_registry_are_caught(
@@ -550,13 +611,13 @@ def test_entries_and_checkpoints_from_another_registry_are_caught(
         other.publish(card)
     foreign_line = other.lines()[2]
     reg.log.write_bytes(b"".join(reg.lines() + [foreign_line]))
-    result = registry.verify_registry(reg.path)
+    result = audit.verify_registry(reg.path)
     assert {"registry.foreign-origin", "registry.bad-index"} <= codes(result)
     reg.log.write_bytes(b"".join(reg.lines()[:3]))
-    assert registry.verify_registry(reg.path).ok
+    assert audit.verify_registry(reg.path).ok
 
     reg.checkpoint(3).write_bytes(other.checkpoint(3).read_bytes())
-    assert "registry.foreign-origin" in codes(registry.verify_registry(reg.path))
+    assert "registry.foreign-origin" in codes(audit.verify_registry(reg.path))
     # A third registry with its own key: its checkpoint does not even verify here.
     third_key = tmp_path / "third.key"
     new_key(third_key)
@@ -564,33 +625,33 @@ def test_entries_and_checkpoints_from_another_registry_are_caught(
     for card in cards:
         third.publish(card)
     reg.checkpoint(3).write_bytes(third.checkpoint(3).read_bytes())
-    assert "registry.bad-checkpoint" in codes(registry.verify_registry(reg.path))
+    assert "registry.bad-checkpoint" in codes(audit.verify_registry(reg.path))
     saved = other.checkpoint(3).read_bytes()
-    reg.checkpoint(3).write_bytes(registry.sign_checkpoint(
-        ORIGIN, 3, bytes.fromhex(registry.verify_registry(reg.path).root), reg.key
+    reg.checkpoint(3).write_bytes(checkpoints.sign_checkpoint(
+        ORIGIN, 3, bytes.fromhex(audit.verify_registry(reg.path).root), reg.key
     ))
-    assert "registry.foreign-origin" in codes(registry.verify_registry(reg.path, checkpoint=saved))
+    assert "registry.foreign-origin" in codes(audit.verify_registry(reg.path, checkpoint=saved))
 
 
 def test_a_saved_checkpoint_detects_rewritten_history(filled, tmp_path, registry_key_file, author):
     reg, cards = filled
     saved = reg.checkpoint(2).read_bytes()
     reg.publish(make_card(reg.author, "card-c", 1))
-    assert registry.check_registry(reg.path, checkpoint=saved).size == 4
+    assert audit.check_registry(reg.path, checkpoint=saved).size == 4
     # The operator rebuilds the registry with another history: every checkpoint is re-signed,
     # so the registry verifies on its own; only a reader's saved checkpoint shows the rewrite.
     rewritten = new_registry(tmp_path / "rewritten", registry_key_file, author)
     for card in (cards[0], cards[2], make_card(reg.author, "card-c", 1)):
         rewritten.publish(card)
-    assert registry.verify_registry(rewritten.path).ok
-    result = registry.verify_registry(rewritten.path, checkpoint=saved)
+    assert audit.verify_registry(rewritten.path).ok
+    result = audit.verify_registry(rewritten.path, checkpoint=saved)
     assert codes(result) == {"registry.inconsistent-checkpoint"}
     # A checkpoint from further along than the log: the log was cut back.
     ahead = reg.checkpoint(4).read_bytes()
     assert "registry.inconsistent-checkpoint" in codes(
-        registry.verify_registry(rewritten.path, checkpoint=ahead)
+        audit.verify_registry(rewritten.path, checkpoint=ahead)
     )
-    assert "registry.bad-checkpoint" in codes(registry.verify_registry(reg.path, checkpoint=b"{}"))
+    assert "registry.bad-checkpoint" in codes(audit.verify_registry(reg.path, checkpoint=b"{}"))
 
 
 def test_crash_leftovers_are_warnings_and_publish_repairs_them(filled):
@@ -599,24 +660,23 @@ def test_crash_leftovers_are_warnings_and_publish_repairs_them(filled):
     with open(reg.log, "ab") as handle:
         handle.write(b'{"card_id":"card-c","dig')  # a crash in the middle of the next append
     (reg.path / "cards" / ".staging-abc").mkdir()
-    result = registry.verify_registry(reg.path, render=render)
+    result = audit.verify_registry(reg.path, render=render)
     assert result.ok and result.size == 3
     assert {w.code for w in result.warnings} == CRASH_TOLERATED
     reg.publish(make_card(reg.author, "card-c", 1))
-    result = registry.verify_registry(reg.path, render=render)
+    result = audit.verify_registry(reg.path, render=render)
     assert result.ok and result.warnings == [] and result.size == 4
 
 
 # --- crashes and concurrency ------------------------------------------------------------------
 
 
-def _in_child(function, env: dict[str, str] | None = None) -> int:
+def _in_child(function) -> int:
     """Run ``function`` in a forked child process; return its wait status."""
     pid = os.fork()
     if pid == 0:  # the child: never return into pytest
         code = 1
         try:
-            os.environ.update(env or {})
             function()
             code = 0
         except AcardsError:
@@ -624,6 +684,19 @@ def _in_child(function, env: dict[str, str] | None = None) -> int:
         finally:
             os._exit(code)
     return os.waitpid(pid, 0)[1]
+
+
+def kill_at(point: str):
+    """A ``crash_at`` hook that dies at ``point`` as kill -9 would: no cleanup, no flush, no exit
+    handler. Any name that is not one of the writers' CRASH_POINTS fails the child instead."""
+    assert point in store.CRASH_POINTS, point
+
+    def hook(reached: str) -> None:
+        assert reached in store.CRASH_POINTS, reached
+        if reached == point:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
 
 
 def _killed_or_finished(status: int) -> bool:
@@ -637,7 +710,7 @@ def test_a_kill_at_any_crash_point_leaves_a_valid_registry(tmp_path, registry_ke
     rng = random.Random(20260501)
     a1, a2, a3 = (make_card(author, "card-a", v, f"title {v}") for v in (1, 2, 3))
     b1 = make_card(author, "card-b", 1)
-    points = registry.CRASH_POINTS
+    points = store.CRASH_POINTS
     # The repair points are reached only after a crash that left something to repair.
     repairs = [("append-torn", "repair-truncated"), ("append-written", "repair-checkpointed"),
                ("appended", "repair-checkpointed")]
@@ -651,33 +724,60 @@ def test_a_kill_at_any_crash_point_leaves_a_valid_registry(tmp_path, registry_ke
         reg = Registry(tmp_path / f"trial-{trial}", template.key, author)
         shutil.copytree(template.path, reg.path)
         for card, point in ((a2, first), (b1, second)):
-            status = _in_child(lambda: reg.publish(card), {registry.CRASH_ENV: point})
+            status = _in_child(lambda: reg.publish(card, crash_at=kill_at(point)))
             assert _killed_or_finished(status), (trial, point, status)
             if os.WIFSIGNALED(status):
                 killed_at.add(point)
-        result = registry.verify_registry(reg.path, render=render)
+        result = audit.verify_registry(reg.path, render=render)
         assert result.ok, (trial, first, second, [str(p) for p in result.problems])
         assert {w.code for w in result.warnings} <= CRASH_TOLERATED
-        logged = {entry["digest"] for entry in registry.entries(reg.path)}
+        logged = {entry["digest"] for entry in reader.entries(reg.path)}
         entry = reg.publish(a3)
         assert entry["supersedes"] == (a2.digest if a2.digest in logged else a1.digest)
-        result = registry.verify_registry(reg.path, render=render)
+        result = audit.verify_registry(reg.path, render=render)
         assert result.ok and result.warnings == [], (trial, first, second)
         assert result.size == len(logged) + 1
     assert killed_at == set(points)  # every crash point was reached and killed the publish
 
 
+def test_a_kill_at_any_crash_point_of_revoke_leaves_a_valid_registry(filled, tmp_path):
+    """revoke passes the same append points as publish; a kill at each leaves a registry that
+    verifies, in which the revocation either stands or can be made again, and the next writer
+    repairs what is left."""
+    template, cards = filled
+    points = ("append-torn", "append-written", "appended", "checkpointed")
+    for trial, point in enumerate(points):
+        reg = Registry(tmp_path / f"revoke-{trial}", template.key, template.author)
+        shutil.copytree(template.path, reg.path)
+        status = _in_child(lambda: store.revoke(reg.path, cards[1].digest, "withdrawn", reg.key, now=NOW,
+                                                crash_at=kill_at(point)))
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (point, status)
+        result = audit.verify_registry(reg.path, render=render)
+        assert result.ok and {w.code for w in result.warnings} <= CRASH_TOLERATED, point
+        if cards[1].digest not in result.revoked:
+            store.revoke(reg.path, cards[1].digest, "withdrawn", reg.key, now=NOW)
+        reg.publish(make_card(reg.author, "card-c", 1))  # the next writer repairs what is left
+        result = audit.check_registry(reg.path, render=render)
+        assert result.warnings == [] and result.revoked == {cards[1].digest: "withdrawn"}, point
+        assert result.size == 5
+
+
+def test_the_registry_reads_no_environment():
+    """Crash points are an injected hook; nothing in acards.registry reads os.environ."""
+    for path in sorted(Path(store.__file__).parent.glob("*.py")):
+        assert "environ" not in path.read_text(encoding="utf-8"), path.name
+
+
 _KILLED_CHILD = r"""
 import sys
-from acards import registry
-from acards.attest import dsse, in_toto
-from acards.attest.keys import keyid, load_private_key, load_public_key, new_key
+from acards.registry import store
+from acards.attest.keys import load_private_key
 key = load_private_key(sys.argv[1])
 envelopes = [open(path, "rb").read() for path in sys.argv[3:]]
 print("ready", flush=True)
 sys.stdin.readline()
 for envelope in envelopes:
-    registry.publish(sys.argv[2], envelope, key)
+    store.publish(sys.argv[2], envelope, key)
 print("done", flush=True)
 """
 
@@ -707,11 +807,11 @@ def test_a_kill_at_a_random_moment_leaves_a_valid_registry(tmp_path, registry_ke
             child.wait()
             child.stdin.close()
             child.stdout.close()
-        result = registry.verify_registry(reg.path)
+        result = audit.verify_registry(reg.path)
         assert result.ok, [str(p) for p in result.problems]
         assert {w.code for w in result.warnings} <= CRASH_TOLERATED
         reg.publish(make_card(author, "after-the-crash", 1))
-        result = registry.verify_registry(reg.path)
+        result = audit.verify_registry(reg.path)
         assert result.ok and result.warnings == []
 
 
@@ -737,15 +837,15 @@ def test_concurrent_publishes_serialise(reg):
     os.close(write_end)
     statuses = [os.waitpid(pid, 0)[1] for pid in pids]
     assert all(os.WIFEXITED(s) and os.WEXITSTATUS(s) == 0 for s in statuses), statuses
-    result = registry.check_registry(reg.path, render=render)
+    result = audit.check_registry(reg.path, render=render)
     assert result.size == 10 and result.warnings == []
-    assert {e["digest"] for e in registry.entries(reg.path)} == {card.digest for card in cards}
-    assert [e["index"] for e in registry.entries(reg.path)] == list(range(10))
+    assert {e["digest"] for e in reader.entries(reg.path)} == {card.digest for card in cards}
+    assert [e["index"] for e in reader.entries(reg.path)] == list(range(10))
 
 
 # --- parsers under fuzzing --------------------------------------------------------------------
 
-_VALID_LINE = registry.entry_line(registry.publish_entry(
+_VALID_LINE = entries.entry_line(entries.publish_entry(
     ORIGIN, 0, "card-a", 1, "ab" * 32, None, ["cd" * 32], {"card.html": "ef" * 32},
     "2026-05-01T12:00:00Z",
 ))
@@ -763,7 +863,7 @@ _FUZZ_KEY = Ed25519PrivateKey.generate()
 @given(st.binary(max_size=300))
 def test_fuzz_log_line_parser_with_bytes(data):
     try:
-        registry.parse_entry(data)
+        entries.parse_entry(data)
     except AcardsError:
         pass
 
@@ -774,17 +874,17 @@ def test_fuzz_log_line_parser_with_one_changed_byte(position, value):
     line = bytearray(_VALID_LINE)
     line[position] = value
     try:
-        entry = registry.parse_entry(bytes(line))
+        entry = entries.parse_entry(bytes(line))
     except AcardsError:
         return
-    assert registry.entry_line(entry) == bytes(line)
+    assert entries.entry_line(entry) == bytes(line)
 
 
 @FUZZ
 @given(_JSON)
 def test_fuzz_log_line_parser_with_json(value):
     try:
-        registry.parse_entry(canonical_bytes(value))
+        entries.parse_entry(canonical_bytes(value))
     except AcardsError:
         pass
 
@@ -794,11 +894,11 @@ def test_fuzz_log_line_parser_with_json(value):
 def test_fuzz_checkpoint_parser(data):
     public_key = _FUZZ_KEY.public_key()
     for parse in (
-        lambda: registry.parse_checkpoint_body(data),
-        lambda: registry.open_checkpoint(data, public_key),
+        lambda: checkpoints.parse_checkpoint_body(data),
+        lambda: checkpoints.open_checkpoint(data, public_key),
         # Signed, so the body parser behind the signature check is reached too.
-        lambda: registry.open_checkpoint(canonical_bytes(
-            dsse.sign_envelope(registry.CHECKPOINT_TYPE, data, _FUZZ_KEY)), public_key),
+        lambda: checkpoints.open_checkpoint(canonical_bytes(
+            dsse.sign_envelope(checkpoints.CHECKPOINT_TYPE, data, _FUZZ_KEY)), public_key),
     ):
         try:
             parse()

@@ -25,12 +25,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from acards import registry, site
 from acards.attest import dsse, in_toto
 from acards.attest.keys import keyid, load_private_key, load_public_key, new_key
 from acards.canonical import canonical_bytes
 from acards.cli import main
 from acards.errors import AcardsError
+from acards.registry import audit, checkpoints, reader, store
+from acards.site.build import build_site
+from acards.site.renderer import render_statement
+from acards.site.serve import make_server
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny-defense"
 ORIGIN = "acards.test/site"
@@ -119,7 +122,7 @@ def world(tmp_path_factory) -> World:
 
 def entries(world_or_path) -> list[dict]:
     path = world_or_path.registry if isinstance(world_or_path, World) else world_or_path
-    return registry.entries(path)
+    return reader.entries(path)
 
 
 # --- the CLI: init, trust, publish, verify, revoke ------------------------------------------------
@@ -140,8 +143,8 @@ def test_the_second_version_supersedes_the_first(world):
         ("tiny-defense", 1, None), ("tiny-defense", 2, world.digests["v1"]), ("xss-probe", 1, None)]
     author = keyid(load_public_key(world.author_key.with_name("author.key.pub")))
     assert all(e["signers"] == [author] for e in log)
-    assert registry.status(world.registry, world.digests["v1"])["state"] == "superseded"
-    assert [e["digest"] for e in registry.latest_cards(world.registry)] == [world.digests["v2"], world.digests["xss"]]
+    assert reader.status(world.registry, world.digests["v1"])["state"] == "superseded"
+    assert [e["digest"] for e in reader.latest_cards(world.registry)] == [world.digests["v2"], world.digests["xss"]]
 
 
 def test_the_stored_pages_are_render_card_of_the_signed_predicate(world):
@@ -243,24 +246,24 @@ def test_publishing_the_same_card_again_or_an_untrusted_card_is_refused(world, t
     stranger = invoke("publish", tmp_path / "stranger.envelope.json", "--registry", directory, "--key", world.registry_key)
     assert stranger.exit_code == 3 and "envelope.unknown-keyid" in stranger.output
     wrong_key = invoke("publish", world.envelopes["v1"], "--registry", directory, "--key", world.author_key)
-    assert wrong_key.exit_code == 3 and "registry.wrong-key" in wrong_key.output
+    assert wrong_key.exit_code == 2 and "registry.wrong-key" in wrong_key.output
     assert len(entries(directory)) == 3
 
 
 def test_registry_init_reads_the_key_passphrase_like_other_commands(world, tmp_path):
     ok("key", "new", "--out", tmp_path / "reg.key", env={"ACARDS_KEY_PASSPHRASE": "s3cret"})
     missing = invoke("registry", "init", tmp_path / "r", "--origin", ORIGIN, "--key", tmp_path / "reg.key")
-    assert missing.exit_code == 4 and "key.no-passphrase" in missing.output
+    assert missing.exit_code == 2 and "key.no-passphrase" in missing.output
     assert not (tmp_path / "r" / "registry.json").exists()
     ok("registry", "init", tmp_path / "r", "--origin", ORIGIN, "--key", tmp_path / "reg.key",
        env={"ACARDS_KEY_PASSPHRASE": "s3cret"})
     again = invoke("registry", "init", tmp_path / "r", "--origin", ORIGIN, "--key", tmp_path / "reg.key",
                    env={"ACARDS_KEY_PASSPHRASE": "s3cret"})
-    assert again.exit_code == 3 and "registry.exists" in again.output
+    assert again.exit_code == 2 and "registry.exists" in again.output
     for args in (("registry", "build", tmp_path / "nothing"),
                  ("publish", world.envelopes["v1"], "--registry", tmp_path / "nothing", "--key", world.registry_key)):
         result = invoke(*args)
-        assert result.exit_code == 3 and "registry.not-a-registry" in result.output, result.output
+        assert result.exit_code == 2 and "registry.not-a-registry" in result.output, result.output
 
 
 # --- the site -------------------------------------------------------------------------------------
@@ -292,7 +295,7 @@ def test_the_site_has_an_index_a_log_and_a_page_per_card_version(world):
     assert "1 / 2 <span class=\"muted\">strict</span>" in tiny  # full-card passes under the headline coding
     assert world.digests["v2"][:16] in tiny and "badge current" in tiny
     log = files["log.html"].decode("utf-8")
-    checkpoint = registry.parse_checkpoint_body(
+    checkpoint = checkpoints.parse_checkpoint_body(
         base64.b64decode(json.loads(files["checkpoint.json"])["payload"]))
     assert f"{checkpoint.size} entries" in log and checkpoint.root.hex() in log
     assert all(f'id="entry-{i}"' in log for i in range(3))
@@ -337,9 +340,9 @@ def test_the_build_is_deterministic_and_atomic(world, tmp_path):
     assert not list(directory.glob(".site-build-*"))
     (directory / ".site-build-crashed").mkdir()  # what a build killed half-way leaves
     (directory / "site" / "stale.html").write_text("left from an older build")
-    site.build_site(directory)
+    build_site(directory)
     assert not (directory / "site" / "stale.html").exists() and not (directory / ".site-build-crashed").exists()
-    assert registry.verify_registry(directory).ok  # the site does not disturb the registry
+    assert audit.verify_registry(directory).ok  # the site does not disturb the registry
 
 
 def test_concurrent_builds_all_leave_a_whole_site(world, tmp_path):
@@ -349,7 +352,7 @@ def test_concurrent_builds_all_leave_a_whole_site(world, tmp_path):
 
     def build():
         try:
-            site.build_site(directory)
+            build_site(directory)
         except Exception as error:  # noqa: BLE001
             errors.append(error)
 
@@ -368,25 +371,25 @@ def api_registry(tmp_path: Path, render) -> tuple[Path, str]:
     new_key(tmp_path / "registry.key")
     new_key(tmp_path / "author.key")
     directory = tmp_path / "registry"
-    registry.init_registry(directory, ORIGIN, tmp_path / "registry.key")
-    registry.add_trusted_key(directory, tmp_path / "author.key.pub")
+    store.init_registry(directory, ORIGIN, tmp_path / "registry.key")
+    store.add_trusted_key(directory, tmp_path / "author.key.pub")
     predicate = {"card": {"id": "api-card", "version": 1, "title": "<b>bold</b>"}, "report": {"claims": []}}
     payload = canonical_bytes(in_toto.statement([("card.yaml", "ab" * 32)], in_toto.PREDICATE_TYPE, predicate))
     envelope = canonical_bytes(dsse.sign_envelope(dsse.PAYLOAD_TYPE, payload, load_private_key(tmp_path / "author.key")))
-    entry = registry.publish(directory, envelope, load_private_key(tmp_path / "registry.key"), render=render)
+    entry = store.publish(directory, envelope, load_private_key(tmp_path / "registry.key"), render=render)
     return directory, entry["digest"]
 
 
 def test_a_stored_page_with_a_script_is_refused(tmp_path):
     directory, digest = api_registry(tmp_path, lambda s: {"card.html": b"<html><head></head><body><SCRIPT>alert(1)</script></body></html>"})
     with pytest.raises(AcardsError) as caught:
-        site.build_site(directory)
+        build_site(directory)
     assert caught.value.code == "registry.bad-render" and not (directory / "site").exists()
 
 
 def test_a_card_without_a_rendered_page_gets_a_plain_page(tmp_path):
     directory, digest = api_registry(tmp_path, None)
-    summary = site.build_site(directory)
+    summary = build_site(directory)
     assert summary["versions"] == 1 and summary["checkpoint"]["size"] == 1
     page = (directory / "site" / "cards" / f"{digest}.html").read_text(encoding="utf-8")
     assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold" not in page and "No rendered page was published" in page
@@ -395,10 +398,10 @@ def test_a_card_without_a_rendered_page_gets_a_plain_page(tmp_path):
 
 def test_a_render_callable_that_cannot_render_a_predicate_raises_a_coded_error():
     with pytest.raises(AcardsError) as caught:
-        site.render_statement({"predicate": {"card": {"id": "x", "version": 1}}}, [])
+        render_statement({"predicate": {"card": {"id": "x", "version": 1}}}, [])
     assert caught.value.code == "registry.bad-card"
     with pytest.raises(AcardsError) as caught:
-        site.render_statement({"predicate": {"card": {"id": "x", "version": 1}, "report": {"card": {"id": "x", "version": 1}}}}, [])
+        render_statement({"predicate": {"card": {"id": "x", "version": 1}, "report": {"card": {"id": "x", "version": 1}}}}, [])
     assert caught.value.code == "usage.bad-report"
 
 
@@ -459,7 +462,7 @@ def test_serve_binds_loopback_only_and_serves_the_site_read_only(world):
 
 
 def test_make_server_has_no_other_address_and_needs_a_built_site(world, tmp_path):
-    server = site.make_server(world.registry, port=0, quiet=True)
+    server = make_server(world.registry, port=0, quiet=True)
     try:
         assert server.server_address[0] == "127.0.0.1"
     finally:

@@ -24,7 +24,7 @@ def registry_group() -> None:
 @handled
 def registry_init_command(directory: Path, origin: str, key_path: Path) -> None:
     """Create an empty registry in DIRECTORY."""
-    from acards.registry import init_registry
+    from acards.registry.store import init_registry
 
     config = with_key_passphrase(key_path, lambda passphrase: init_registry(directory, origin, key_path, passphrase))
     click.echo(f"created registry {directory} (origin {config['origin']}, registry key {config['registry_keyid']})")
@@ -36,7 +36,7 @@ def registry_init_command(directory: Path, origin: str, key_path: Path) -> None:
 @handled
 def registry_trust_command(directory: Path, public_key: Path) -> None:
     """Trust an author's PUBLIC_KEY (PEM, e.g. author.key.pub) to sign cards published to DIRECTORY."""
-    from acards.registry import add_trusted_key
+    from acards.registry.store import add_trusted_key
 
     click.echo(f"trusted {add_trusted_key(directory, public_key)} in {directory}")
 
@@ -50,8 +50,8 @@ def registry_trust_command(directory: Path, public_key: Path) -> None:
 def publish_command(envelope: Path, directory: Path, key_path: Path, fmt: str) -> None:
     """Publish a signed card (ENVELOPE, from `acards sign`) to a registry, with its rendered pages."""
     from acards.present.text import dumps
-    from acards.registry import publish
-    from acards.site import envelope_signers, renderer
+    from acards.registry.store import publish
+    from acards.site.renderer import envelope_signers, renderer
 
     data = read_file(envelope)
     registry_key = load_signing_key(key_path)
@@ -77,8 +77,8 @@ def registry_verify_command(directory: Path, checkpoint_path: Path | None, no_re
     Exits 0 when there is no problem (warnings are what an interrupted publish leaves), 3 otherwise.
     """
     from acards.present.text import count, dumps, problems_text
-    from acards.registry import verify_registry
-    from acards.site import registry_renderer
+    from acards.registry.audit import verify_registry
+    from acards.site.renderer import registry_renderer
 
     saved = read_file(checkpoint_path) if checkpoint_path else None
     result = verify_registry(directory, saved, None if no_render else registry_renderer(directory))
@@ -101,6 +101,42 @@ def registry_verify_command(directory: Path, checkpoint_path: Path | None, no_re
     sys.exit(code)
 
 
+@registry_group.command("prove")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--inclusion", "digest", metavar="DIGEST",
+              help="Prove that the publish entry of the card DIGEST is in the log of the newest checkpoint.")
+@click.option("--consistency", "old_size", type=int, metavar="N",
+              help="Prove that the log of size N (a checkpoint you hold) is a prefix of the newest checkpoint's.")
+@click.option("--verify-with", "checkpoint_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --consistency: a checkpoint file you saved (of size N); the proof must start from it.")
+@handled
+def registry_prove_command(directory: Path, digest: str | None, old_size: int | None, checkpoint_path: Path | None) -> None:
+    """Print a Merkle proof against the newest signed checkpoint of DIRECTORY, as JSON (SPEC §9).
+
+    A reader who holds only the registry's public key checks it: acards.registry.proofs'
+    verify_inclusion_proof and verify_consistency_proof.
+    """
+    from acards.errors import AcardsError
+    from acards.present.text import dumps
+    from acards.registry import proofs, reader
+
+    if (digest is None) == (old_size is None):
+        raise AcardsError("registry.bad-proof-request", "give exactly one of --inclusion DIGEST and --consistency N",
+                          "--inclusion proves a card is logged; --consistency proves the log only grew")
+    if checkpoint_path is not None and old_size is None:
+        raise AcardsError("registry.bad-proof-request", "--verify-with goes with --consistency N",
+                          "give the size of the checkpoint you saved as N")
+    if digest is not None:
+        click.echo(dumps(proofs.inclusion(directory, digest)))
+        return
+    proof = proofs.consistency(directory, old_size)
+    if checkpoint_path is not None:
+        new = proofs.verify_consistency_proof(proof, reader.registry_key(directory), read_file(checkpoint_path))
+        click.echo(f"verified: the log of your checkpoint (size {old_size}) is a prefix of the signed log of size "
+                   f"{new.size}", err=True)
+    click.echo(dumps(proof))
+
+
 @registry_group.command("revoke")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("digest")
@@ -109,7 +145,7 @@ def registry_verify_command(directory: Path, checkpoint_path: Path | None, no_re
 @handled
 def registry_revoke_command(directory: Path, digest: str, reason: str, key_path: Path) -> None:
     """Revoke the published card DIGEST: append a revocation entry to the log."""
-    from acards.registry import revoke
+    from acards.registry.store import revoke
 
     entry = revoke(directory, digest, reason, load_signing_key(key_path))
     click.echo(f"revoked {entry['card_id']} version {entry['version']} ({entry['digest']})\nlog index {entry['index']}")
@@ -121,7 +157,7 @@ def registry_revoke_command(directory: Path, digest: str, reason: str, key_path:
 def registry_build_command(directory: Path) -> None:
     """Verify DIRECTORY and write its static site to DIRECTORY/site (works from file:// and any static host)."""
     from acards.present.text import count
-    from acards.site import build_site
+    from acards.site.build import build_site
 
     summary = build_site(directory)
     click.echo(f"built {summary['site']}: {count(summary['cards'], 'card')}, {count(summary['versions'], 'version')}, "
@@ -134,7 +170,7 @@ def registry_build_command(directory: Path) -> None:
 @handled
 def registry_serve_command(directory: Path, port: int) -> None:
     """Serve DIRECTORY/site read-only over HTTP on 127.0.0.1 (loopback only); Ctrl-C stops it."""
-    from acards.site import make_server
+    from acards.site.serve import make_server
 
     server = make_server(directory, port)
     host, bound = server.server_address[:2]

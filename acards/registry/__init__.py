@@ -1,0 +1,25 @@
+"""The card registry: a folder anyone can host statically and verify offline (SPEC §9).
+
+One job per module; import from the module that has it (this package re-exports nothing)::
+
+    layout       the folder's file and folder names: the only module that knows them
+    entries      log entries (pure): field checks, building, parsing one log line
+    rules        SPEC §9's rules over entries in order (pure): LogRules
+    cards        a signed card as the registry takes it (pure): verified payload, identity, pages
+    checkpoints  signed checkpoints of the log's size and Merkle root (pure)
+    disk         the lock, and raw reads of the folder's parts (config, log, keys, checkpoints)
+    store        init, trust, and the writers publish and revoke, with crash repair
+    audit        offline verification: verify_registry, check_registry, RegistryVerification
+    proofs       inclusion and consistency proofs, and their verifiers
+    reader       read-only access for consumers (the static site reads the registry through it)
+
+
+Rules (SPEC §9), checked by ``rules.LogRules`` for publish and verify alike: no digest is published
+twice; the versions of one card id strictly increase (a revoked version keeps its number); each
+publish entry's ``supersedes`` is the digest of its card id's latest published version (null for
+the first); the registry computes it, and a claim by the caller or by the signed predicate
+(``predicate.supersedes``, beside ``card`` and ``report``) must agree; a revocation names a
+published, not yet revoked digest; every entry carries this registry's origin and its position as
+index. Every key in keys/ is trusted to sign cards. ``store.publish`` checks the log against its
+newest signed checkpoint before extending it; ``audit.verify_registry`` checks everything.
+"""

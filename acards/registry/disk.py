@@ -1,0 +1,248 @@
+"""The registry folder on disk: its lock, and the raw reads of its parts every other module shares.
+
+Readers hold the lock shared, writers exclusive (``locked``); a copy served read-only may have no
+lock file, and readers then go on without one. Only ``AcardsError`` leaves this module.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from acards.attest.keys import keyid, load_public_key
+from acards.canonical import parse_strict_json
+from acards.errors import AcardsError, Location, Problem
+from acards.registry.entries import HINT_RESTORE, is_origin, is_sha256, parse_entry
+from acards.registry.layout import CONFIG, KEYS, LOG, Layout, checkpoint_size, key_file_name, key_name
+
+LOCK_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """registry.json: the origin and the keyid of the registry key."""
+
+    origin: str
+    registry_keyid: str
+
+
+def _not_a_registry(layout: Layout, message: str) -> AcardsError:
+    return AcardsError(
+        "registry.not-a-registry",
+        message,
+        "give the folder made by `acards registry init` (init_registry)",
+        Location(file=str(layout.config)),
+    )
+
+
+def read_config(layout: Layout) -> Config:
+    """registry.json, or registry.not-a-registry: the check that a folder is a registry at all."""
+    try:
+        data = layout.config.read_bytes()
+    except OSError as error:
+        raise _not_a_registry(layout, f"cannot read {layout.config}: {error.strerror}") from None
+    try:
+        value = parse_strict_json(data, str(layout.config))
+    except AcardsError as error:
+        message = f"{CONFIG} is not JSON: {error.problems[0].message}"
+        raise _not_a_registry(layout, message) from None
+    if (
+        not isinstance(value, dict)
+        or set(value) != {"origin", "registry_keyid"}
+        or not is_origin(value["origin"])
+        or not is_sha256(value["registry_keyid"])
+    ):
+        raise _not_a_registry(layout, f"{CONFIG} must hold exactly origin and registry_keyid")
+    return Config(value["origin"], value["registry_keyid"])
+
+
+def _io_error(action: str, error: OSError) -> AcardsError:
+    return AcardsError(
+        "registry.io-error",
+        f"cannot {action}: {error.strerror or error} ({error.filename or ''})",
+        "check that the registry folder exists, is writable and has free space",
+    )
+
+
+@contextmanager
+def io_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        raise _io_error(action, error) from None
+
+
+def read_optional(path: Path) -> bytes | None:
+    """The file's bytes, or None if it does not exist."""
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    except OSError as error:
+        raise _io_error(f"read {path}", error) from None
+
+
+def fsync_dir(path: Path) -> None:
+    folder = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _open_lock(layout: Layout, exclusive: bool) -> int | None:
+    """The lock file's descriptor; None for a reader of a copy that has no (readable) lock file."""
+    try:
+        if exclusive:
+            return os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        return os.open(layout.lock, os.O_RDONLY)
+    except OSError as error:
+        if exclusive:
+            raise _io_error(f"open {layout.lock}", error) from None
+        return None
+
+
+@contextmanager
+def locked(layout: Layout, exclusive: bool, timeout: float) -> Iterator[None]:
+    """Hold ``.lock``: exclusively to write, shared to read a consistent snapshot.
+
+    A registry served read-only may have no lock file; readers then go on without one.
+    """
+    descriptor = _open_lock(layout, exclusive)
+    if descriptor is None:
+        yield
+        return
+    try:
+        operation = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(descriptor, operation | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise AcardsError(
+                        "registry.locked",
+                        f"another process has held {layout.lock} for over {timeout:g} s",
+                        "wait for the other publish to finish and try again",
+                        Location(file=str(layout.lock)),
+                    ) from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(descriptor)  # closing the descriptor releases the lock
+
+
+def load_trusted_keys(layout: Layout) -> tuple[dict[str, Ed25519PublicKey], list[Problem]]:
+    """Every key in keys/, indexed by keyid; misfiled or unreadable keys are problems."""
+    keys: dict[str, Ed25519PublicKey] = {}
+    problems = []
+    for path in layout.key_files():
+        where = Location(file=key_name(path.name))
+        try:
+            public_key = load_public_key(path)
+        except AcardsError as error:
+            message = error.problems[0].message
+            problems.append(Problem("registry.bad-key", message, HINT_RESTORE, where))
+            continue
+        key_id = keyid(public_key)
+        if path.name != key_file_name(key_id):
+            problems.append(Problem(
+                "registry.bad-key", f"{path.name} holds the key {key_id}", HINT_RESTORE, where
+            ))
+            continue
+        keys[key_id] = public_key
+    return keys, problems
+
+
+def registry_public_key(config: Config, keys: Mapping[str, Ed25519PublicKey]) -> Ed25519PublicKey:
+    """The registry key among ``keys`` (from ``load_trusted_keys``)."""
+    public_key = keys.get(config.registry_keyid)
+    if public_key is None:
+        raise AcardsError(
+            "registry.bad-key",
+            f"the registry key {config.registry_keyid} is not in {KEYS}/",
+            HINT_RESTORE,
+            Location(file=key_name(key_file_name(config.registry_keyid))),
+        )
+    return public_key
+
+
+# --- reading the log --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Log:
+    """The log file as read: its complete lines and what follows the last newline."""
+
+    lines: list[bytes]  # complete lines, without their newline
+    torn: bytes  # what follows the last newline: an append a crash cut short
+
+
+def read_log(layout: Layout) -> Log:
+    """log/entries.jsonl split into lines; nothing is parsed."""
+    data = read_optional(layout.log)
+    if data is None:
+        raise _not_a_registry(layout, f"{LOG} is missing")
+    complete, newline, torn = data.rpartition(b"\n")
+    if not newline:  # no newline at all: everything is torn
+        return Log([], torn)
+    return Log(complete.split(b"\n"), torn)
+
+
+def line_location(index: int) -> Location:
+    """Where log entry ``index`` is (lines count from 1)."""
+    return Location(file=LOG, line=index + 1)
+
+
+def parse_log(log: Log) -> list[dict]:
+    """Every entry, or all the unreadable lines raised together."""
+    parsed, problems = [], []
+    for index, line in enumerate(log.lines):
+        try:
+            parsed.append(parse_entry(line, line_location(index)))
+        except AcardsError as error:
+            problems += error.problems
+    if problems:
+        raise AcardsError.collect(problems)
+    return parsed
+
+
+def checkpoint_sizes(layout: Layout) -> list[int]:
+    """The sizes that have a checkpoint file, from the file names; temporary files are skipped."""
+    try:
+        names = os.listdir(layout.checkpoints)
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        raise _io_error(f"list {layout.checkpoints}", error) from None
+    sizes = (checkpoint_size(name) for name in names)
+    return sorted(size for size in sizes if size is not None)
+
+
+def read_checkpoints(layout: Layout) -> dict[int, bytes]:
+    """Checkpoint file bytes by size."""
+    found = {}
+    for size in checkpoint_sizes(layout):
+        data = read_optional(layout.checkpoint(size))
+        if data is not None:
+            found[size] = data
+    return found
+
+
+def newest_checkpoint(layout: Layout, max_size: int) -> tuple[int, bytes] | None:
+    """(size, file bytes) of the newest checkpoint covering at most ``max_size`` lines; nothing is
+    verified here."""
+    for size in reversed(checkpoint_sizes(layout)):
+        if size <= max_size:
+            data = read_optional(layout.checkpoint(size))
+            if data is not None:
+                return size, data
+    return None

@@ -1,0 +1,129 @@
+"""SPEC §9's rules over log entries (pure), for publish and verify alike.
+
+No digest is published twice; the versions of one card id strictly increase (a revoked version keeps
+its number); each publish entry's ``supersedes`` is the digest of its card id's latest published
+version (null for the first); a revocation names a published, not yet revoked digest; every entry
+carries this registry's origin and its position as index.
+"""
+
+from __future__ import annotations
+
+from acards.errors import Location, Problem
+from acards.registry.entries import HINT_RESTORE
+
+
+class LogRules:
+    """SPEC §9's rules over log entries taken in order.
+
+    ``check`` says what is wrong with the next entry without taking it; ``record`` takes it.
+    The same object checks a whole log (verify) and one candidate entry (publish, revoke).
+    """
+
+    def __init__(self, origin: str):
+        self.origin = origin
+        self.size = 0
+        self.published: dict[str, dict] = {}  # digest -> its publish entry
+        self.latest: dict[str, dict] = {}  # card id -> publish entry of its highest version
+        self.revoked: dict[str, str] = {}  # digest -> reason
+        self.superseded_by: dict[str, str] = {}  # digest -> digest of the version after it
+
+    def expected_supersedes(self, card_id: str) -> str | None:
+        latest = self.latest.get(card_id)
+        return latest["digest"] if latest else None
+
+    def check(self, entry: dict, where: Location = Location()) -> list[Problem]:
+        problems = []
+        if entry["origin"] != self.origin:
+            problems.append(Problem(
+                "registry.foreign-origin",
+                f"entry names origin {entry['origin']!r}, but this registry is {self.origin!r}",
+                "an entry copied from another registry; remove it",
+                where,
+            ))
+        if entry["index"] != self.size:
+            problems.append(Problem(
+                "registry.bad-index",
+                f"entry has index {entry['index']}, expected {self.size}",
+                "log lines were deleted, inserted or reordered; " + HINT_RESTORE,
+                where,
+            ))
+        if entry["kind"] == "publish":
+            problems += self._check_publish(entry, where)
+        else:
+            problems += self._check_revoke(entry, where)
+        return problems
+
+    def _check_publish(self, entry: dict, where: Location) -> list[Problem]:
+        digest, card_id = entry["digest"], entry["card_id"]
+        if digest in self.published:
+            return [Problem(
+                "registry.duplicate-digest",
+                f"card {digest} is already in the log (entry {self.published[digest]['index']})",
+                "a card is published once; publish a new version instead",
+                where,
+            )]
+        problems = []
+        latest = self.latest.get(card_id)
+        if latest is not None and entry["version"] <= latest["version"]:
+            problems.append(Problem(
+                "registry.version-not-increasing",
+                f"{card_id} version {entry['version']} is not above the published "
+                f"version {latest['version']}",
+                "increase the card's version before signing it again",
+                where,
+            ))
+        expected = self.expected_supersedes(card_id)
+        if entry["supersedes"] != expected:
+            problems.append(Problem(
+                "registry.bad-supersedes",
+                f"{card_id} names {entry['supersedes']} as the digest it supersedes, "
+                f"but the latest published version is {expected}",
+                "a new version supersedes exactly the latest published version of its card",
+                where,
+            ))
+        return problems
+
+    def _check_revoke(self, entry: dict, where: Location) -> list[Problem]:
+        target = self.published.get(entry["digest"])
+        if target is None:
+            message = f"revokes {entry['digest']}, which is not published before it"
+        elif entry["digest"] in self.revoked:
+            message = f"{entry['digest']} is already revoked"
+        elif (target["card_id"], target["version"]) != (entry["card_id"], entry["version"]):
+            message = (
+                f"names {entry['card_id']} version {entry['version']}, but {entry['digest']} "
+                f"is {target['card_id']} version {target['version']}"
+            )
+        else:
+            return []
+        return [Problem("registry.bad-revoke", message, "revoke a published card once", where)]
+
+    def record(self, entry: dict | None) -> None:
+        """Take the next entry; None stands for a line that could not be read."""
+        self.size += 1
+        if entry is None:
+            return
+        digest = entry["digest"]
+        if entry["kind"] == "revoke":
+            self.revoked.setdefault(digest, entry["reason"])
+            return
+        self.published.setdefault(digest, entry)
+        if entry["supersedes"] is not None:
+            self.superseded_by.setdefault(entry["supersedes"], digest)
+        latest = self.latest.get(entry["card_id"])
+        # Only a higher version moves the head, so one bad entry does not cascade.
+        if latest is None or entry["version"] > latest["version"]:
+            self.latest[entry["card_id"]] = entry
+
+    def admit(self, entry: dict, where: Location = Location()) -> list[Problem]:
+        problems = self.check(entry, where)
+        self.record(entry)
+        return problems
+
+
+def replay(entries: list[dict], origin: str) -> LogRules:
+    """The rules after taking ``entries`` unchecked: what is published, latest, revoked, superseded."""
+    rules = LogRules(origin)
+    for entry in entries:
+        rules.record(entry)
+    return rules
