@@ -134,7 +134,7 @@ def test_classifier_pickle_only_and_digest_mismatch(classifier, tmp_path):
     settings = {"kind": "classifier", "model": {"path": "clf", "sha256": digest_path(pickled)}, "label": "refusal"}
     with pytest.raises(AcardsError) as raised:
         score(settings, ["x"], card_folder=tmp_path, device="cpu")
-    assert raised.value.code == "model.not-safetensors" and raised.value.exit_code == 3
+    assert raised.value.code == "weights.not-safetensors" and raised.value.exit_code == 3
     settings["model"]["sha256"] = "0" * 64
     with pytest.raises(AcardsError) as raised:
         score(settings, ["x"], card_folder=tmp_path, device="cpu")

@@ -1,4 +1,4 @@
-"""acards.evidence.checkpoints and acards.mechanism.signature (SPEC §4 D3) on a real tiny Llama with real PEFT adapters.
+"""acards.evidence.{adapters,checkpoints} and acards.mechanism.signature (SPEC §4 D3) on a real tiny Llama with real PEFT adapters.
 
 Every defended adapter below is built the way its defense would build it (scaling B, SafeLoRA's
 operator C = VVᵀ/‖V‖_F on B, a projection P·B …) by editing the saved safetensors, and must be
@@ -34,15 +34,11 @@ from builders import (  # noqa: E402
 )
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
+from acards.card.validate import threshold_defaults  # noqa: E402
 from acards.errors import AcardsError  # noqa: E402
-from acards.evidence.checkpoints import (  # noqa: E402
-    read_adapter,
-    read_deltas,
-    read_reference,
-    read_update_pair,
-    write_control_shrinkage,
-)
-from acards.mechanism.codebook import default_thresholds  # noqa: E402
+from acards.evidence.adapters import check_adapter, read_adapter, write_control_shrinkage  # noqa: E402
+from acards.evidence.checkpoints import read_deltas, read_reference, read_update_pair  # noqa: E402
+from acards.mechanism.codebook import THRESHOLD_NAMES  # noqa: E402
 from acards.mechanism.controls import control_scales  # noqa: E402
 from acards.mechanism.deltas import (  # noqa: E402
     Dense,
@@ -55,6 +51,14 @@ from acards.mechanism.deltas import (  # noqa: E402
     top_energy_basis,
 )
 from acards.mechanism.signature import weight_signature  # noqa: E402
+
+# The mechanism thresholds in force on a card that overrides none (mechanism/ never reads the schema).
+MECHANISM_DEFAULTS = threshold_defaults()["mechanism"]
+
+
+def signature(undefended, defended, reference=None, thresholds=None) -> dict:
+    """weight_signature under the standard's thresholds, ``thresholds`` overriding some as a card does."""
+    return weight_signature(undefended, defended, reference, {**MECHANISM_DEFAULTS, **(thresholds or {})})
 
 
 def dense_updates(folder: Path, scaling: float = SCALING) -> dict[str, np.ndarray]:
@@ -73,7 +77,7 @@ def stored(matrix: np.ndarray) -> np.ndarray:
 
 def signature_of(world, defended: Path, reference: Path | None = None, **kwargs) -> dict:
     undefended, defended_updates = read_update_pair(world.undefended, defended)
-    result = weight_signature(
+    result = signature(
         undefended, defended_updates, read_reference(reference) if reference else None, **kwargs
     )
     json.dumps(result, allow_nan=False)  # JSON-ready: no numpy scalars, no nan/inf
@@ -509,7 +513,7 @@ def test_exact_zero_t_in_is_reported_as_null_with_a_note():
     B, A = rng.standard_normal((4, 2)), rng.standard_normal((2, 3))
     kept = B.copy()
     kept[0] = 0.0
-    result = weight_signature(
+    result = signature(
         {"m": LowRank(B, A, 1.0)},
         {"m": LowRank(kept, A, 1.0)},
         ReferenceSubspace("U", {"m": basis}),
@@ -519,7 +523,7 @@ def test_exact_zero_t_in_is_reported_as_null_with_a_note():
     assert any("infinite" in note for note in result["notes"])
     assert result["observed"] == "complement-projection"
     # ΔU with no component in the subspace: t_in undefined
-    outside = weight_signature(
+    outside = signature(
         {"m": LowRank(kept, A, 1.0)},
         {"m": LowRank(0.5 * kept, A, 1.0)},
         ReferenceSubspace("U", {"m": basis}),
@@ -540,7 +544,9 @@ def test_thresholds_are_overridable(world, tmp_path):
         thresholds={"unchanged_max": 0.001, "shrinkage_max_alpha_t": 0.999, "justification": "x"},
     )
     assert result["observed"] == "shrinkage" and result["thresholds"]["unchanged_max"] == 0.001
-    assert set(result["thresholds"]) == set(default_thresholds())
+    assert list(result["thresholds"]) == list(THRESHOLD_NAMES)
+    # the codebook's thresholds are the schema's mechanism thresholds (but z, the behavioral control's)
+    assert set(THRESHOLD_NAMES) == set(MECHANISM_DEFAULTS) - {"z"}
 
 
 # --- Full weights -----------------------------------------------------------------------------
@@ -564,12 +570,12 @@ def test_full_weights_give_the_adapter_signature(world, tmp_path):
     assert sorted(dense_u) == world.modules and all(isinstance(x, Dense) for x in dense_u.values())
 
     ref = read_reference(reference)
-    adapter_form = weight_signature(*read_update_pair(world.undefended, defended), ref)
+    adapter_form = signature(*read_update_pair(world.undefended, defended), ref)
     for pair in (
         read_update_pair(full_u, full_d, world.base),
         read_update_pair(world.undefended, full_d, world.base),  # mixed forms
     ):
-        full_form = weight_signature(*pair, ref)
+        full_form = signature(*pair, ref)
         assert full_form["observed"] == adapter_form["observed"] == "projection"
         assert (
             full_form["estimates"]["changed_modules"]
@@ -590,7 +596,7 @@ def test_full_weights_give_the_adapter_signature(world, tmp_path):
             ), key
 
     # a defense that restores the base weights: full weights equal to base are an ablation
-    restored = weight_signature(*read_update_pair(full_u, world.base, world.base))
+    restored = signature(*read_update_pair(full_u, world.base, world.base))
     assert restored["observed"] == "ablation"
 
 
@@ -656,7 +662,7 @@ def test_reference_missing_a_module(world, tmp_path):
     reference = read_reference(write_reference(tmp_path / "u.safetensors", "U", bases))
     error = raises_code(
         "weights.missing-reference-module",
-        weight_signature,
+        signature,
         read_adapter(world.undefended),
         read_adapter(world.undefended),
         reference,
@@ -671,7 +677,7 @@ def test_adapters_naming_different_modules(world, tmp_path):
     )
     error = raises_code(
         "weights.module-mismatch",
-        weight_signature,
+        signature,
         read_adapter(world.undefended),
         read_adapter(defended),
     )
@@ -693,7 +699,7 @@ def test_shape_mismatches(world, tmp_path):
     reference = read_reference(write_reference(tmp_path / "v.safetensors", "V", wrong))
     raises_code(
         "weights.shape-mismatch",
-        weight_signature,
+        signature,
         read_adapter(world.undefended),
         read_adapter(world.undefended),
         reference,
@@ -714,7 +720,7 @@ def test_shape_mismatches(world, tmp_path):
     )
     raises_code(
         "weights.shape-mismatch",
-        weight_signature,
+        signature,
         read_adapter(world.undefended),
         read_adapter(wider),
     )
@@ -764,7 +770,7 @@ def test_other_bad_inputs(world, tmp_path):
         world.undefended, tmp_path / "zero", lambda m, f, x: 0 * x if f == "B" else x
     )
     raises_code(
-        "weights.zero-update", weight_signature, read_adapter(zero), read_adapter(world.undefended)
+        "weights.zero-update", signature, read_adapter(zero), read_adapter(world.undefended)
     )
     raises_code(
         "weights.zero-update", control_scales, read_adapter(zero), read_adapter(world.undefended)
@@ -772,18 +778,21 @@ def test_other_bad_inputs(world, tmp_path):
     undefended = read_adapter(world.undefended)
     raises_code(
         "weights.bad-threshold",
-        weight_signature,
+        signature,
         undefended,
         undefended,
         thresholds={"unchangd": 0.1},
     )
     raises_code(
         "weights.bad-threshold",
-        weight_signature,
+        signature,
         undefended,
         undefended,
         thresholds={"unchanged_max": "low"},
     )
+    # the caller passes every threshold in force: mechanism/ has no defaults of its own
+    error = raises_code("weights.bad-threshold", weight_signature, undefended, undefended, None, {"unchanged_max": 0.1})
+    assert "`subspace_energy`" in str(error)
     raises_code(
         "weights.not-an-adapter",
         write_control_shrinkage,
@@ -813,6 +822,8 @@ def test_damaged_checkpoints(world, tmp_path):
     tensors = load_file(world.undefended / "adapter_model.safetensors")
     save_file({k: v.astype(np.int8) for k, v in tensors.items()}, quantized / "adapter_model.safetensors")
     raises_code("weights.unsupported-dtype", read_adapter, quantized)
+    # the rules generation shares read the config and the header only, never a tensor
+    assert sorted(check_adapter(quantized, world.base).modules) == world.modules
 
     sharded = tmp_path / "sharded"
     shutil.copytree(world.base, sharded)

@@ -4,35 +4,35 @@
 - ``undefended`` / ``defended``: the base model with the cell's PEFT adapter folder; a folder of
   full weights (config.json + safetensors) is also accepted, and then is the condition's model.
 - ``control:shrinkage``: the undefended adapter with each module's B scaled to the defended
-  module's norm (:func:`acards.evidence.checkpoints.write_control_shrinkage`), written once into a
+  module's norm (:func:`acards.evidence.adapters.write_control_shrinkage`), written once into a
   content-addressed folder ``cache_dir()/controls/<digest of (recipe, U digest, D digest)>``.
 
 Fine-tuned conditions exist only for the training seed ``checkpoints.seed`` (default 0).
-Everything here reads files and headers only; no model is loaded.
+Everything here reads files and headers only; no model is loaded.  What an adapter, a checkpoint
+and a pinned digest must be is acards.evidence's to say (the rules verification applies too); this
+module adds only what loading needs: which folders make each condition's model, and that a model
+folder has a config.json.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from acards.errors import AcardsError, Location
+from acards.errors import AcardsError, Location, codes
+from acards.evidence.adapters import ADAPTER_WEIGHTS, check_adapter, is_adapter, write_control_shrinkage
+from acards.evidence.safetensors_io import refuse_pickles
 from acards.generate.cache import digest
 from acards.vocabulary import BUILDABLE_CONDITIONS, CONTROL_SHRINKAGE
 
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json", "vocab.txt", "merges.txt",
                    "chat_template.jinja", "chat_template.json")
 CONTROL_RECIPE = "control:shrinkage/1"
-_LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+?)\.lora_(?P<factor>[AB])(?:\.[^.]+)?\.weight$")
 
 
 @dataclass(frozen=True)
@@ -79,79 +79,12 @@ def check_model_folder(folder: Path, what: str, location: Location | None = None
         raise _model_error("model.no-config", f"{what} ({folder}) has no config.json",
                            "point at the folder written by save_pretrained", folder, location)
     if not _safetensors_files(folder):
-        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLES)
-        if pickles:
-            raise _model_error("model.not-safetensors",
-                               f"{what} ({folder}) holds only pickle-based weights ({', '.join(pickles[:4])}); acards never unpickles",
-                               "convert the checkpoint to safetensors: save_pretrained(..., safe_serialization=True)", folder, location)
+        refuse_pickles(folder, location)
         raise _model_error("model.no-weights", f"{what} ({folder}) holds no *.safetensors weights",
                            "copy the model's safetensors files into the folder", folder, location)
 
 
-def check_adapter_folder(folder: Path, what: str, location: Location | None = None) -> None:
-    if not (folder / ADAPTER_WEIGHTS).is_file():
-        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLES)
-        if pickles:
-            raise _model_error("model.not-safetensors",
-                               f"{what} ({folder}) holds only pickle-based adapter weights ({', '.join(pickles[:4])}); acards never unpickles",
-                               "re-save the adapter with PEFT's save_pretrained (safetensors is its default)", folder, location)
-        raise _model_error("model.no-weights", f"{what} ({folder}) has no {ADAPTER_WEIGHTS}",
-                           "re-save the adapter with PEFT's save_pretrained", folder, location)
-    try:
-        config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _model_error("model.bad-adapter", f"{what}: {ADAPTER_CONFIG} is not readable JSON ({error})",
-                           "re-save the adapter with PEFT's save_pretrained", folder, location) from None
-    if not isinstance(config, dict) or not config.get("peft_type"):
-        raise _model_error("model.bad-adapter", f"{what}: {ADAPTER_CONFIG} names no peft_type",
-                           "re-save the adapter with PEFT's save_pretrained", folder, location)
-
-
-def _shapes(files: list[Path], what: str) -> dict[str, tuple[int, ...]]:
-    from safetensors import SafetensorError, safe_open
-
-    shapes: dict[str, tuple[int, ...]] = {}
-    for file in files:
-        try:
-            with safe_open(str(file), framework="numpy") as handle:
-                for key in handle.keys():
-                    shapes[key] = tuple(handle.get_slice(key).get_shape())
-        except (SafetensorError, OSError) as error:
-            raise _model_error("model.bad-safetensors", f"{what}: {file.name} is not a readable safetensors file ({error})",
-                               "re-save or re-download the file", file) from None
-    return shapes
-
-
-def check_adapter_fits(adapter: Path, base_weights: Path, what: str, location: Location | None = None) -> None:
-    """Every LoRA factor of the adapter must sit on a weight of the base model, with matching shapes
-    (read from safetensors headers only).  Catches an adapter trained for another base model."""
-    adapter_shapes = _shapes([adapter / ADAPTER_WEIGHTS], what)
-    base_shapes = _shapes(_safetensors_files(base_weights), "the base model")
-    try:
-        fan_in_fan_out = bool(json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("fan_in_fan_out"))
-    except (OSError, ValueError, AttributeError):
-        fan_in_fan_out = False
-    hint = "the adapter must have been trained on this base model: check the cell's checkpoints.base"
-    for key, shape in adapter_shapes.items():
-        match = _LORA_KEY.match(key)
-        if not match:
-            continue
-        module = match["module"]
-        weight = base_shapes.get(module + ".weight")
-        if weight is None:
-            raise _model_error("model.adapter-mismatch", f"{what} adapts `{module}`, which the base model does not have", hint, adapter, location)
-        if len(weight) != 2:
-            raise _model_error("model.adapter-mismatch", f"{what} adapts `{module}`, whose base weight is not a matrix {weight}", hint, adapter, location)
-        d_out, d_in = (weight[1], weight[0]) if fan_in_fan_out else (weight[0], weight[1])
-        expected_dim = d_in if match["factor"] == "A" else d_out
-        actual_dim = shape[1] if match["factor"] == "A" else shape[0]
-        if len(shape) != 2 or actual_dim != expected_dim:
-            raise _model_error("model.adapter-mismatch",
-                               f"{what}: lora_{match['factor']} of `{module}` has shape {shape}, which does not fit the base weight {weight}",
-                               hint, adapter, location)
-
-
-def tokenizer_digest(folder: Path) -> str:
+def tokenizer_digest(folder: Path, digests=None) -> str:
     """sha256 of the manifest (as for a folder pointer) of the tokenizer files in ``folder``."""
     import hashlib
 
@@ -162,7 +95,7 @@ def tokenizer_digest(folder: Path) -> str:
         manifest_bytes,
     )
 
-    cache = DigestCache(DigestCache.default_path())
+    cache = DigestCache.or_default(digests)
     try:
         entries = []
         for name in TOKENIZER_FILES:
@@ -197,14 +130,14 @@ def eos_token_ids(folder: Path) -> list[int]:
 class ModelResolver:
     """Resolves (cell, condition, seed) to a :class:`ModelSpec`, checking folders and digests once."""
 
-    def __init__(self, card):
+    def __init__(self, card, digests=None, cache_dir: Path | None = None):
         from acards.evidence.digests import DigestCache
 
         self.card = card
-        self._digests = DigestCache(DigestCache.default_path())
+        self._digests, self._cache_dir = DigestCache.or_default(digests), cache_dir
         self._paths: dict[tuple[str, str], tuple[Path, str]] = {}
         self._specs: dict[tuple[str, str, int], ModelSpec] = {}
-        self._fitted: set[tuple[str, str]] = set()
+        self._checked: set[tuple[Path, Path]] = set()  # (adapter, base) pairs that passed the evidence rules
 
     def close(self) -> None:
         self._digests.close()
@@ -217,7 +150,7 @@ class ModelResolver:
                            "add the cell to the card, or fix the records' cell field", location=Location(file=str(self.card.path)))
 
     def _pointer(self, cell_id: str, name: str, condition: str) -> tuple[Path, str, Location]:
-        from acards.evidence.digests import digest_path
+        from acards.evidence.digests import check_digest
         from acards.evidence.paths import resolve_inside
 
         index, cell = self._cell(cell_id)
@@ -233,16 +166,11 @@ class ModelResolver:
             try:
                 path = resolve_inside(self.card.folder, pointer["path"], where)
             except AcardsError as error:
-                if error.code == "evidence.missing":
+                if error.code == codes.EVIDENCE_MISSING:
                     raise _model_error("model.not-found", f"the {name} checkpoint of cell {cell_id} is missing: {error.problems[0].message}",
                                        "put the checkpoint where the card says, or fix checkpoints." + name + ".path", location=where) from None
                 raise
-            actual = digest_path(path, self._digests, pointer["path"])
-            if actual != pointer["sha256"]:
-                raise AcardsError("evidence.digest-mismatch",
-                                  f"{pointer['path']}: the digest is {actual}, the card says {pointer['sha256']}",
-                                  "outputs are only regenerated from the exact weights the card names: restore the checkpoint, "
-                                  f"or run `acards hash {pointer['path']}` and update the card", where)
+            actual = check_digest(path, pointer["path"], pointer["sha256"], self._digests, where)
             self._paths[key] = (path, actual)
         path, value = self._paths[key]
         return path, value, where
@@ -281,40 +209,41 @@ class ModelResolver:
         if not path.is_dir():
             raise _model_error("model.not-a-folder", f"{what} ({path}) is a file",
                                "point at a PEFT adapter folder or a folder of full weights", path, where)
-        if (path / ADAPTER_CONFIG).is_file():
-            check_adapter_folder(path, what, where)
-            if (cell_id, condition) not in self._fitted:
-                check_adapter_fits(path, base, what, where)
-                self._fitted.add((cell_id, condition))
+        if is_adapter(path):
+            self._check_adapter(path, base)
             return ModelSpec(base, base_digest, adapter=path, adapter_digest=value)
         check_model_folder(path, what, where)
         return ModelSpec(base, base_digest, full=path, full_digest=value)
 
+    def _check_adapter(self, adapter: Path, base: Path) -> None:
+        """The adapter rules verification applies (plain LoRA, safetensors, fits the base), once per folder."""
+        if (adapter, base) not in self._checked:
+            check_adapter(adapter, base)
+            self._checked.add((adapter, base))
+
     def _control(self, cell_id: str, base: Path, base_digest: str) -> ModelSpec:
-        from acards.cachedir import cache_dir
         from acards.evidence.digests import digest_path
+        from acards.settings import cache_dir
 
         parts = {}
         for name in ("undefended", "defended"):
             path, value, where = self._pointer(cell_id, name, CONTROL_SHRINKAGE)
-            if not (path.is_dir() and (path / ADAPTER_CONFIG).is_file()):
+            if not is_adapter(path):
                 raise _model_error("model.control-needs-adapters",
                                    f"control:shrinkage of cell {cell_id} needs PEFT LoRA adapters, but the {name} checkpoint is not one",
                                    "supply control:shrinkage records, or give the cell adapter checkpoints", path, where)
-            check_adapter_folder(path, f"the {name} adapter of cell {cell_id}", where)
+            self._check_adapter(path, base)
             parts[name] = (path, value)
         name = digest({"recipe": CONTROL_RECIPE, "undefended": parts["undefended"][1], "defended": parts["defended"][1]})
-        folder = cache_dir() / "controls" / name
+        folder = (self._cache_dir or cache_dir()) / "controls" / name
         if not (folder / ADAPTER_WEIGHTS).is_file():
             _write_control(parts["undefended"][0], parts["defended"][0], folder, cell_id)
-        check_adapter_fits(folder, base, f"the control:shrinkage adapter of cell {cell_id}")
+        self._check_adapter(folder, base)
         return ModelSpec(base, base_digest, adapter=folder, adapter_digest=digest_path(folder, self._digests, "control"))
 
 
 def _write_control(undefended: Path, defended: Path, folder: Path, cell_id: str) -> None:
     """Write the control adapter beside ``folder`` and rename it into place (several processes may race)."""
-    from acards.evidence.checkpoints import write_control_shrinkage
-
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:

@@ -151,8 +151,8 @@ def _need_references(references, kind: str) -> None:
 def classifier_scores(outputs: list[str | None], folder: Path, label: str, batch_size: int = 32,
                       device: str | None = None, progress: bool | None = None) -> tuple[list[float], dict]:
     """Softmax probability of ``label`` under the sequence classifier saved in ``folder``."""
+    from acards.evidence.safetensors_io import refuse_pickles
     from acards.generate.backends.base import select_device
-    from acards.generate.models import PICKLES
     from acards.generate.progress import bar
     from acards.generate.prompting import _quiet_transformers, load_tokenizer
 
@@ -161,10 +161,9 @@ def classifier_scores(outputs: list[str | None], folder: Path, label: str, batch
         raise AcardsError("model.no-config", f"the classifier {folder} is not a model folder with config.json",
                           "point scorer.model at the folder written by save_pretrained", where)
     if not list(folder.glob("*.safetensors")):
-        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLES)
-        code, why = ("model.not-safetensors", f"holds only pickle-based weights ({', '.join(pickles[:4])}); acards never unpickles") if pickles \
-            else ("model.no-weights", "holds no *.safetensors weights")
-        raise AcardsError(code, f"the classifier {folder} {why}", "save the classifier with safe_serialization=True", where)
+        refuse_pickles(folder, where)
+        raise AcardsError("model.no-weights", f"the classifier {folder} holds no *.safetensors weights",
+                          "save the classifier with safe_serialization=True", where)
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -205,11 +204,12 @@ def classifier_scores(outputs: list[str | None], folder: Path, label: str, batch
 
 def score(scorer_settings: dict, outputs: list[str | None], references: list[str | None] | None = None,
           card_folder: str | Path | None = None, *, device: str | None = None,
-          progress: bool | None = None) -> tuple[list[float], dict[str, Any]]:
+          progress: bool | None = None, digests: Any = None) -> tuple[list[float], dict[str, Any]]:
     """Score ``outputs`` with the card's scorer (``card.section("scorer")``).
 
     ``references`` is aligned with ``outputs`` (needed by exact and choice); ``card_folder``
-    resolves the classifier's path.  Returns ``(scores, provenance)``.
+    resolves the classifier's path; ``digests`` is the caller's DigestCache (default: one for this
+    call).  Returns ``(scores, provenance)``.
     """
     settings = dict(scorer_settings or {})
     kind = settings.get("kind")
@@ -235,20 +235,19 @@ def score(scorer_settings: dict, outputs: list[str | None], references: list[str
         provenance["choices"] = choices
         scores = choice_scores(outputs, references, choices)
     elif kind == "classifier":
-        from acards.evidence.digests import DigestCache, digest_path
+        from acards.evidence.digests import DigestCache, digest_mismatch, digest_path
         from acards.evidence.paths import resolve_inside
 
         pointer = settings["model"]
         where = Location(pointer="/scorer/model/path")
         folder = resolve_inside(Path(card_folder) if card_folder is not None else Path("."), pointer["path"], where)
-        cache = DigestCache(DigestCache.default_path())
+        cache = DigestCache.or_default(digests)
         try:
             actual = digest_path(folder, cache, pointer["path"])
         finally:
             cache.close()
         if pointer.get("sha256") and actual != pointer["sha256"]:
-            raise AcardsError("evidence.digest-mismatch", f"{pointer['path']}: the digest is {actual}, the card says {pointer['sha256']}",
-                              f"restore the classifier, or run `acards hash {pointer['path']}` and update the card", where)
+            raise AcardsError.collect([digest_mismatch(pointer["path"], pointer["sha256"], actual, folder.is_dir(), where)])
         scores, details = classifier_scores(outputs, folder, settings["label"], device=device, progress=progress)
         provenance.update(model={"path": pointer["path"], "sha256": actual}, label=settings["label"], **details)
     else:
@@ -259,7 +258,8 @@ def score(scorer_settings: dict, outputs: list[str | None], references: list[str
 
 
 def score_for_card(card, splits: list[str], outputs: list[str | None], references: list[str | None], *,
-                   device: str | None = None, progress: bool | None = None) -> tuple[list[float], dict[str, Any] | None]:
+                   device: str | None = None, progress: bool | None = None,
+                   digests: Any = None) -> tuple[list[float], dict[str, Any] | None]:
     """Score outputs with the card's scorers: ``capability_scorer`` on the capability split when
     the card gives one, ``scorer`` everywhere else.  Without a scorer every score is NaN (the
     affected diagnostics stay insufficient).  Provenance is the scorer's, or one per kind of split
@@ -272,7 +272,7 @@ def score_for_card(card, splits: list[str], outputs: list[str | None], reference
         positions = [i for i, split in enumerate(splits) if (split == "capability") == (name == "capability")]
         if positions and settings:
             got, provenance[name] = score(settings, [outputs[i] for i in positions], [references[i] for i in positions],
-                                          card.folder, device=device, progress=progress)
+                                          card.folder, device=device, progress=progress, digests=digests)
             for i, value in zip(positions, got):
                 scores[i] = value
     if capability is behavior:

@@ -1,5 +1,10 @@
-"""The mechanism codebook (SPEC §4 D3): the declarable classes, the default thresholds, and the ordered
-rules that turn a weight signature into a class."""
+"""The mechanism codebook (SPEC §4 D3): the declarable classes, the thresholds its rules read, and
+the ordered rules that turn a weight signature into a class.
+
+Pure: the thresholds' default values are the standard's (the card schema); the caller reads them and
+passes the thresholds in force (defaults with the card's and claim's overrides, as
+``Card.thresholds("mechanism")`` gives them).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,6 @@ import math
 from typing import Mapping
 
 from acards.errors import AcardsError
-
-
-def default_thresholds() -> dict[str, float]:
-    """The codebook defaults, read from the card schema (the one place they are written down)."""
-    from acards.card.validate import threshold_defaults
-
-    return {k: float(v) for k, v in threshold_defaults()["mechanism"].items() if k != "z"}
-
 
 MECHANISM_CLASSES = (
     "unchanged",
@@ -26,20 +23,37 @@ MECHANISM_CLASSES = (
     "other",
 )
 
+# The thresholds of the codebook and of the signature (the schema's mechanism thresholds but `z`,
+# which belongs to the behavioral control).
+THRESHOLD_NAMES = (
+    "unchanged_max",
+    "ablation_max_norm_ratio",
+    "shrinkage_max_alpha_t",
+    "shrinkage_max_off_direction",
+    "spectral_max_residual",
+    "projection_max_selectivity",
+    "projection_min_t_in",
+    "complement_min_t_out",
+    "complement_max_ratio",
+    "changed_module_min",
+    "subspace_energy",
+)
 
-def effective_thresholds(overrides: Mapping[str, object] | None = None) -> dict[str, float]:
-    """The default thresholds with a card's overrides applied; unknown keys and non-numbers are errors.
+
+def effective_thresholds(thresholds: Mapping[str, object]) -> dict[str, float]:
+    """The codebook's thresholds out of the mechanism thresholds in force, as floats; an unknown,
+    missing or non-numeric threshold is an error.
 
     ``z`` belongs to the behavioral control, not to the codebook, and is ignored here."""
-    thresholds = default_thresholds()
-    for key, value in (overrides or {}).items():
+    checked: dict[str, float] = {}
+    for key, value in thresholds.items():
         if key in ("justification", "z"):  # shown on the card / used by the behavioral control
             continue
-        if key not in thresholds:
+        if key not in THRESHOLD_NAMES:
             raise AcardsError(
                 "weights.bad-threshold",
                 f"unknown mechanism threshold `{key}`",
-                f"use one of: {', '.join(sorted(thresholds))}",
+                f"use one of: {', '.join(sorted(THRESHOLD_NAMES))}",
             )
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise AcardsError(
@@ -47,8 +61,15 @@ def effective_thresholds(overrides: Mapping[str, object] | None = None) -> dict[
                 f"mechanism threshold `{key}` must be a finite number, got {value!r}",
                 "write the threshold as a plain number",
             )
-        thresholds[key] = float(value)
-    return thresholds
+        checked[key] = float(value)
+    missing = [key for key in THRESHOLD_NAMES if key not in checked]
+    if missing:
+        raise AcardsError(
+            "weights.bad-threshold",
+            f"mechanism threshold(s) {', '.join(f'`{key}`' for key in missing)} not given",
+            "pass every mechanism threshold in force: the standard's defaults with the card's overrides",
+        )
+    return {key: checked[key] for key in THRESHOLD_NAMES}
 
 
 def _classify(x: Mapping[str, float], reference_kind: str | None, th: Mapping[str, float]) -> tuple[str, str]:

@@ -55,6 +55,7 @@ def inner(x: Delta, y: Delta) -> float:
     if isinstance(x, Dense) and isinstance(y, Dense):
         return float(np.vdot(x.matrix, y.matrix))
     dense, low = (x, y) if isinstance(x, Dense) else (y, x)
+    assert isinstance(dense, Dense) and isinstance(low, LowRank)  # one of each, by the two cases above
     # ⟨D, BA⟩ = Σ (BᵀD) ⊙ A: an r×d_in product.
     return low.scaling * float(np.sum((low.B.T @ dense.matrix) * low.A))
 

@@ -170,11 +170,14 @@ def _subspace_statistics(
 def weight_signature(
     undefended: Mapping[str, Delta],
     defended: Mapping[str, Delta],
-    reference: ReferenceSubspace | None = None,
-    thresholds: Mapping[str, object] | None = None,
+    reference: ReferenceSubspace | None,
+    thresholds: Mapping[str, object],
 ) -> dict:
     """SPEC §4 D3: per-module and card-level α_T, α_A, κ, r, the subspace statistics, and the
-    observed mechanism class with the rule that fired.  Returns plain JSON-ready data."""
+    observed mechanism class with the rule that fired.  Returns plain JSON-ready data.
+
+    ``thresholds`` are the mechanism thresholds in force (the standard's defaults with the card's
+    overrides, e.g. ``Card.thresholds("mechanism")``); see codebook.effective_thresholds."""
     th = effective_thresholds(thresholds)
     modules = _same_modules(undefended, defended)
     if reference is not None:
