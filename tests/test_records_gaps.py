@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jsonschema import Draft202012Validator
 
 from acards.diagnostics.values import GroupIndex, split_values
 from acards.errors import AcardsError, Location
-from acards.evidence.records import read_records, records_summary, schema_struct
-from acards.resources import load_schema
+from acards.evidence.records import read_records, records_summary
+from acards.schemas import load_schema, schema_struct, validator
 
 BASE = {"cell": "c", "condition": "undefended", "split": "heldout", "task": "t", "subject": "s1",
         "item": "i1", "framing": "audit", "seed": 0}
@@ -70,7 +69,7 @@ def test_every_bad_line_is_reported_with_its_line_and_field(tmp_path):
 def test_the_generated_struct_accepts_exactly_what_the_schema_accepts(record):
     import msgspec
 
-    schema_ok = Draft202012Validator(load_schema("record-1.0")).is_valid(record)
+    schema_ok = validator("record-1.0").is_valid(record)
     try:
         msgspec.json.decode(json.dumps(record).encode(), type=schema_struct("record-1.0"))
         struct_ok = True
@@ -126,6 +125,27 @@ def test_chunked_reading_with_blank_lines_keeps_exact_line_numbers(tmp_path):
     assert len(table) == 300
     assert table.line[-1] == len(lines) - 1
     assert table.vocab["item"][table.columns["item"][-1]] == "i299"
+
+
+def test_a_bad_value_in_a_chunk_with_blank_lines_is_reported_not_dropped(tmp_path):
+    # The blank line sends the chunk down the line-by-line path, which once dropped a record whose
+    # condition broke the pattern without saying so.
+    found = problems(tmp_path, [{**BASE, "score": 1.0}, "", {**BASE, "item": "i2", "condition": "attacker", "score": 1.0}])
+    assert found == [("records.invalid", 3, "/condition")]
+
+
+def test_training_data_lines_are_read_with_file_line_problems(tmp_path):
+    from acards.evidence.records import read_objects
+
+    write(tmp_path, [{"subject": "s", "text": "a", "other": 1}, "", {"subject": "t", "text": "b"}], "train.jsonl")
+    rows = read_objects(tmp_path, "train.jsonl", Location(), "training-1.0")
+    assert [(r.subject, r.text) for r in rows] == [("s", "a"), ("t", "b")]
+    write(tmp_path, [{"subject": "s"}, "{", {"subject": "t", "text": 3}], "train.jsonl")
+    with pytest.raises(AcardsError) as caught:
+        read_objects(tmp_path, "train.jsonl", Location(), "training-1.0")
+    assert [(p.code, p.location.file, p.location.line, p.location.pointer) for p in caught.value.problems] == [
+        ("records.invalid", "train.jsonl", 1, None), ("records.bad-json", "train.jsonl", 2, None),
+        ("records.invalid", "train.jsonl", 3, "/text")]
 
 
 def test_integer_items_share_the_string_id_space_and_outputs_are_kept_for_scoring(tmp_path):

@@ -24,8 +24,9 @@ from acards.canonical import canonical_bytes
 from acards.card.model import load_card
 from acards.cli import main
 from acards.errors import AcardsError
+from acards.numbers import format_number, interval_text
 from acards.pipeline.verify import verify
-from acards.present.forest import forest_svg, format_number, interval_text
+from acards.present.forest import forest_svg
 from acards.present.render import md_escape, read_report, render_card
 
 REPO = Path(__file__).resolve().parents[1]

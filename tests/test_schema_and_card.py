@@ -14,7 +14,8 @@ from acards.card.validate import threshold_defaults
 from acards.cli import main
 from acards.errors import AcardsError
 from acards.present.render import card_template
-from acards.resources import data_dir, load_schema
+from acards.resources import data_dir
+from acards.schemas import load_schema
 
 SCHEMAS = sorted(p.name.removesuffix(".schema.json") for p in data_dir("schema").glob("*.schema.json"))
 VALID = Path(__file__).parent / "cases" / "valid"

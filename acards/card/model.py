@@ -21,7 +21,7 @@ from acards.card.validate import (
 )
 from acards.card.yaml import SourceMap, parse_yaml, read_text
 from acards.errors import AcardsError, Location, Problem
-from acards.resources import load_schema
+from acards.schemas import load_schema
 
 
 @dataclass

@@ -9,12 +9,10 @@ import json
 import re
 from typing import Any, Iterator
 
-from jsonschema import Draft202012Validator
-
-from acards.card.yaml import SourceMap, child, pointer_of
+from acards.card.yaml import SourceMap, child
 from acards.errors import AcardsError, Location, Problem
 from acards.evidence.paths import check_relative_path
-from acards.resources import load_schema
+from acards.schemas import keyword_code, load_schema, node_at, resolve, validate
 from acards.vocabulary import DIAGNOSTICS
 
 SCHEMA_NAME = "acard-1.0"
@@ -22,39 +20,13 @@ SCHEMA_NAME = "acard-1.0"
 PLACEHOLDER = re.compile(r"\bTODO\b")
 
 
-def _kebab(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
-
-
-def _resolve(schema: dict, node: dict) -> dict:
-    while "$ref" in node and node["$ref"].startswith("#/"):
-        target = schema
-        for part in node["$ref"][2:].split("/"):
-            target = target[part]
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    return node
-
-
 def schema_at(pointer: str) -> dict:
     """The card schema's node describing the value at a card JSON pointer ({} if none does)."""
-    schema = load_schema(SCHEMA_NAME)
-    node = schema
-    for part in pointer.split("/")[1:]:
-        node = _resolve(schema, node)
-        key = part.replace("~1", "/").replace("~0", "~")
-        if "items" in node and part.isdigit():
-            node = node["items"]
-        elif key in node.get("properties", {}):
-            node = node["properties"][key]
-        elif isinstance(node.get("additionalProperties"), dict):
-            node = node["additionalProperties"]
-        else:
-            return {}
-    return _resolve(schema, node)
+    return node_at(SCHEMA_NAME, pointer)
 
 
 def _field_hint(schema: dict, node: dict) -> str:
-    node = _resolve(schema, node)
+    node = resolve(schema, node)
     parts = []
     if node.get("description"):
         parts.append(node["description"].rstrip("."))
@@ -73,13 +45,7 @@ def _compact(value) -> str:
 def schema_problems(data: Any, source: SourceMap, skip: set[str]) -> list[Problem]:
     """Every schema violation as a problem; values under a pointer in ``skip`` are not re-reported."""
     schema = load_schema(SCHEMA_NAME)
-    validator = Draft202012Validator(schema)
-    problems = []
-    for error in validator.iter_errors(data):
-        pointer = pointer_of(error.absolute_path)
-        if any(pointer == s or pointer.startswith(s + "/") for s in skip):
-            continue
-        problems.extend(_describe(schema, error, pointer, source))
+    problems = validate(data, SCHEMA_NAME, skip=skip, describe=lambda error, pointer: _describe(schema, error, pointer, source))
     return sorted(problems, key=lambda p: (p.location.line or 0, p.location.column or 0, p.code))
 
 
@@ -94,12 +60,12 @@ def _describe(schema: dict, error, pointer: str, source: SourceMap) -> Iterator[
                           "add `justification:` saying why the default does not fit; it is shown on the rendered card",
                           source.locate(pointer, at_key=True))
             return
-        properties = _resolve(schema, subschema).get("properties", {})
+        properties = resolve(schema, subschema).get("properties", {})
         yield Problem("schema.required", f"missing required field '{missing}'",
                       _field_hint(schema, properties.get(missing, {})), source.locate(pointer, at_key=True))
         return
     if kind == "additionalProperties" and isinstance(error.instance, dict):
-        known = set(_resolve(schema, subschema).get("properties", {}))
+        known = set(resolve(schema, subschema).get("properties", {}))
         for extra in sorted(set(error.instance) - known):
             suggestion = _closest(extra, known)
             hint = f"did you mean '{suggestion}'?" if suggestion else "known fields: " + ", ".join(sorted(known))
@@ -109,7 +75,7 @@ def _describe(schema: dict, error, pointer: str, source: SourceMap) -> Iterator[
     if kind == "const" and pointer == "/acard":
         message = f"acard must be the string \"1.0\", not {_compact(error.instance)}"
         hint = 'quote the version: acard: "1.0"'
-    yield Problem(f"schema.{_kebab(kind)}", message, hint, source.locate(pointer))
+    yield Problem(keyword_code(kind), message, hint, source.locate(pointer))
 
 
 def _closest(word: str, candidates: set[str]) -> str | None:
@@ -131,19 +97,19 @@ def _placeholders(data: Any, pointer: str = "") -> Iterator[str]:
 def threshold_defaults() -> dict[str, dict[str, Any]]:
     """The standard's default thresholds per diagnostic, read from the schema (one source)."""
     schema = load_schema(SCHEMA_NAME)
-    groups = _resolve(schema, schema["$defs"]["thresholdSet"])["properties"]
+    groups = resolve(schema, schema["$defs"]["thresholdSet"])["properties"]
     defaults = {}
     for group, ref in groups.items():
-        properties = _resolve(schema, ref)["properties"]
-        defaults[group] = {name: _resolve(schema, spec)["default"] for name, spec in properties.items() if "default" in _resolve(schema, spec)}
+        properties = resolve(schema, ref)["properties"]
+        defaults[group] = {name: resolve(schema, spec)["default"] for name, spec in properties.items() if "default" in resolve(schema, spec)}
     return defaults
 
 
 def section_defaults(name: str) -> dict[str, Any]:
     """Defaults of a top-level settings object of the card, e.g. "generation" or "scorer"."""
     schema = load_schema(SCHEMA_NAME)
-    properties = _resolve(schema, schema["properties"][name]).get("properties", {})
-    return {key: _resolve(schema, spec)["default"] for key, spec in properties.items() if "default" in _resolve(schema, spec)}
+    properties = resolve(schema, schema["properties"][name]).get("properties", {})
+    return {key: resolve(schema, spec)["default"] for key, spec in properties.items() if "default" in resolve(schema, spec)}
 
 
 def semantic_problems(data: dict, source: SourceMap) -> list[Problem]:

@@ -25,13 +25,6 @@ def child(pointer: str, key: str | int) -> str:
     return f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}"
 
 
-def pointer_of(path) -> str:
-    pointer = ""
-    for part in path:
-        pointer = child(pointer, part)
-    return pointer
-
-
 @dataclass
 class SourceMap:
     """Where each value (and each mapping key) of a YAML document starts."""

@@ -1,11 +1,11 @@
 """Read records JSONL (SPEC §5.1) into integer-coded numpy columns.
 
-Decoding and validation are done by msgspec against a Struct that is *generated* from
-schema/record-1.0.schema.json at first use, so the schema stays the one description of a record;
-a schema keyword the generator does not understand is an error, never silently ignored.  Files
-are read in bounded chunks, and only compact arrays are kept (about 60 bytes per record), so a
-million records load comfortably.  Outputs and prompts are kept only where a later step needs
-them (an unscored output, a fresh prompt for the n-gram check).
+Files are read through the one bounded JSONL reader (acards.jsonl); decoding and validation are
+done by msgspec, a whole chunk at a time, against the Struct acards.schemas generates from
+schema/record-1.0.schema.json, so the schema stays the one description of a record.  Only compact
+arrays are kept (about 60 bytes per record), so a million records load comfortably.  Outputs and
+prompts are kept only where a later step needs them (an unscored output, a fresh prompt for the
+n-gram check).
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any
 
 import msgspec
 import numpy as np
 
+from acards import jsonl, schemas
 from acards.errors import AcardsError, Location, Problem
 from acards.evidence.paths import open_inside
-from acards.resources import load_schema
 
-# Small chunks keep each decoded batch of records in CPU cache while columns are pulled out.
-CHUNK_BYTES = 256 * 1024
-MAX_PROBLEMS_PER_FILE = 20
+RECORD = "record-1.0"
+CHUNK_BYTES = jsonl.CHUNK_BYTES
+MAX_PROBLEMS_PER_FILE = jsonl.MAX_PROBLEMS
 CODED = ("cell", "condition", "split", "task", "subject", "item", "framing")
 # A record is identified by these; two records with the same values are duplicates.
 IDENTITY = ("cell", "condition", "split", "task", "item", "framing", "seed", "sample")
@@ -33,58 +33,24 @@ IDENTITY = ("cell", "condition", "split", "task", "item", "framing", "seed", "sa
 
 # --- the Struct, generated from the schema ------------------------------------------------------
 
-_SUPPORTED = {"description", "examples", "type", "enum", "pattern", "minimum", "maximum", "minLength", "default"}
-_TYPES = {"string": str, "integer": int, "number": float}
-
-
-def _field_type(name: str, spec: dict):
-    unknown = set(spec) - _SUPPORTED
-    if unknown:
-        raise RuntimeError(f"schema keyword(s) {sorted(unknown)} on '{name}' are not understood by acards.evidence.records")
-    if "enum" in spec:
-        return Literal[tuple(spec["enum"])]
-    kinds = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
-    meta = {}
-    if "pattern" in spec:
-        meta["pattern"] = spec["pattern"]
-    if "minimum" in spec:
-        meta["ge"] = spec["minimum"]
-    if "maximum" in spec:
-        meta["le"] = spec["maximum"]
-    if "minLength" in spec:
-        meta["min_length"] = spec["minLength"]
-    types = [Annotated[_TYPES[k], msgspec.Meta(**meta)] if meta else _TYPES[k] for k in kinds]
-    return types[0] if len(types) == 1 else Union[tuple(types)]
-
-
 @lru_cache(maxsize=None)
-def schema_struct(name: str, coded_patterns: bool = True) -> type:
-    """A msgspec Struct for the flat JSON object a schema in schema/ describes (e.g. "prompt-1.0").
-
-    With ``coded_patterns=False`` the struct skips the regular expressions of the integer-coded
+def _decoder(schema: str = RECORD, coded_patterns: bool = True) -> msgspec.json.Decoder:
+    """A decoder of one line (or, with decode_lines, a chunk) into the schema's Struct.  With
+    ``coded_patterns=False`` the record Struct skips the regular expressions of the integer-coded
     columns: :func:`read_records` checks those once per distinct value instead of once per record
     (a regex per record was half the decoding time)."""
-    schema = load_schema(name)
-    if schema.get("additionalProperties", True) not in (True, False):
-        raise RuntimeError(f"the {name} schema's additionalProperties must be true or false")
-    required = set(schema["required"])
-    fields = []
-    for key, spec in schema["properties"].items():
-        if not coded_patterns and key in CODED:
-            spec = {k: v for k, v in spec.items() if k != "pattern"}
-        kind = _field_type(key, spec)
-        if key in required:
-            fields.append((key, kind))
-        else:
-            fields.append((key, Union[kind, msgspec.UnsetType], msgspec.UNSET))
-    fields.sort(key=lambda f: len(f) == 3)  # msgspec wants required fields first
-    strict = schema.get("additionalProperties") is False
-    return msgspec.defstruct(name.split("-")[0].title(), fields, forbid_unknown_fields=strict, gc=False)
+    unchecked = frozenset() if coded_patterns or schema != RECORD else frozenset(CODED)
+    return msgspec.json.Decoder(schemas.schema_struct(schema, unchecked))
 
 
-@lru_cache(maxsize=None)
-def _decoder(schema: str = "record-1.0", coded_patterns: bool = True) -> msgspec.json.Decoder:
-    return msgspec.json.Decoder(schema_struct(schema, coded_patterns))
+def _describer(file: str, schema: str = RECORD) -> jsonl.Describe:
+    """How a bad line of a records (or training data) file is worded."""
+    def describe(error: msgspec.DecodeError, number: int) -> Problem:
+        if isinstance(error, msgspec.ValidationError):
+            return schemas.struct_problem(error, schema, "records.invalid", file, number)
+        return Problem("records.bad-json", f"line {number} is not valid JSON ({error})",
+                       "each line of a records file is one JSON object", Location(file, number))
+    return describe
 
 
 # --- the table ------------------------------------------------------------------------------------
@@ -170,59 +136,6 @@ class _Builder:
                            self.outputs, self.prompts)
 
 
-def _chunks(handle, size: int):
-    """(first line number, bytes) pieces of a file, each ending at a newline."""
-    carry = b""
-    line = 1
-    while True:
-        block = handle.read(size)
-        if not block:
-            if carry:
-                yield line, carry
-            return
-        block = carry + block
-        cut = block.rfind(b"\n") + 1
-        if cut == 0:
-            carry = block
-            continue
-        piece, carry = block[:cut], block[cut:]
-        yield line, piece
-        line += piece.count(b"\n")
-
-
-def _line_problems(piece: bytes, first_line: int, file: str, limit: int, schema: str = "record-1.0") -> tuple[list, np.ndarray, list[Problem]]:
-    """Decode a piece line by line: the good objects, their line numbers, and every bad line."""
-    decoder = _decoder(schema)
-    records, lines, problems = [], [], []
-    for offset, raw in enumerate(piece.split(b"\n")):
-        if not raw.strip():
-            continue
-        number = first_line + offset
-        try:
-            records.append(decoder.decode(raw))
-            lines.append(number)
-        except msgspec.ValidationError as error:  # a subclass of DecodeError: catch it first
-            if len(problems) < limit:
-                problems.append(_validation_problem(str(error), file, number, schema))
-        except msgspec.DecodeError as error:
-            if len(problems) < limit:
-                problems.append(Problem("records.bad-json", f"line {number} is not valid JSON ({error})",
-                                        "each line of a records file is one JSON object", Location(file, number)))
-    return records, np.asarray(lines, np.int64), problems
-
-
-def _validation_problem(message: str, file: str, number: int, schema: str = "record-1.0") -> Problem:
-    match = re.search(r" - at `\$((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)`$", message)
-    pointer = ""
-    if match:
-        pointer = "".join("/" + part for part in re.findall(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]", match.group(1)) for part in part if part)
-        message = message[: match.start()]
-    name = pointer.split("/")[1] if pointer else None
-    spec = load_schema(schema)["properties"].get(name or "", {})
-    hint = spec.get("description") or f"see schema/{schema}.schema.json: " + ", ".join(load_schema(schema)["required"]) + " are required"
-    return Problem("records.invalid", message, hint, Location(file, number, None, pointer or None))
-
-
 def read_records(root: Path, paths: list[tuple[str, Location]], chunk_bytes: int = CHUNK_BYTES) -> RecordTable:
     """Read every records file (paths relative to the card's folder) into one table.
 
@@ -233,18 +146,18 @@ def read_records(root: Path, paths: list[tuple[str, Location]], chunk_bytes: int
     files = [relative for relative, _ in paths]
     decoder = _decoder(coded_patterns=False)
     for file_index, (relative, location) in enumerate(paths):
-        file_problems: list[Problem] = []
+        file_problems = jsonl.Problems()
+        describe = _describer(relative)
         with open_inside(root, relative, location) as handle:
-            for first_line, piece in _chunks(handle, chunk_bytes):
+            for first_line, piece in jsonl.chunks(handle, relative, file_problems, size=chunk_bytes):
                 try:
                     records = decoder.decode_lines(piece)
                     if len(records) == piece.count(b"\n") + (not piece.endswith(b"\n")):
                         lines = np.arange(first_line, first_line + len(records), dtype=np.int64)
                     else:  # blank lines: recover exact line numbers the slow way
-                        records, lines, _ = _line_problems(piece, first_line, relative, 0)
+                        lines, records = _unzip(jsonl.decode(piece, first_line, _decoder(), describe, file_problems))
                 except msgspec.DecodeError:  # includes ValidationError
-                    records, lines, found = _line_problems(piece, first_line, relative, MAX_PROBLEMS_PER_FILE - len(file_problems))
-                    file_problems.extend(found)
+                    lines, records = _unzip(jsonl.decode(piece, first_line, _decoder(), describe, file_problems))
                 if records and not file_problems:
                     builder.add(records, file_index, lines)
         problems.extend(file_problems)
@@ -257,11 +170,20 @@ def read_records(root: Path, paths: list[tuple[str, Location]], chunk_bytes: int
     return table
 
 
+def _unzip(numbered) -> tuple[np.ndarray, list]:
+    numbers, objects = [], []
+    for number, value in numbered:
+        numbers.append(number)
+        objects.append(value)
+    return np.asarray(numbers, np.int64), objects
+
+
 def _check_coded_patterns(table: RecordTable) -> None:
-    """The schema's patterns on coded columns, checked once per distinct value (see schema_struct)."""
+    """The schema's patterns on coded columns, checked once per distinct value (see _decoder)."""
     problems = []
     for name in CODED:
-        pattern = load_schema("record-1.0")["properties"][name].get("pattern")
+        spec = schemas.load_schema(RECORD)["properties"][name]
+        pattern = spec.get("pattern")
         if not pattern:
             continue
         for code, value in enumerate(table.vocab[name]):
@@ -269,7 +191,7 @@ def _check_coded_patterns(table: RecordTable) -> None:
                 row = int(np.flatnonzero(table.columns[name] == code)[0])
                 where = table.where(row)
                 problems.append(Problem("records.invalid", f"{name} {value!r} does not match {pattern}",
-                                        load_schema("record-1.0")["properties"][name]["description"],
+                                        spec["description"],
                                         Location(where.file, where.line, None, f"/{name}")))
     if problems:
         raise AcardsError.collect(problems)
@@ -333,10 +255,10 @@ def _refuse_inconsistent_subjects(table: RecordTable) -> None:
 
 
 def read_objects(root: Path, relative: str, location: Location, schema: str) -> list:
-    """Every line of a small JSONL evidence file (prompts, training data) as a schema Struct."""
+    """Every line of a JSONL evidence file (training data) as a Struct of ``schema``."""
+    problems = jsonl.Problems()
     with open_inside(root, relative, location) as handle:
-        data = handle.read()
-    objects, _lines, problems = _line_problems(data, 1, relative, MAX_PROBLEMS_PER_FILE, schema)
+        objects = [value for _number, value in jsonl.objects(handle, relative, _decoder(schema), _describer(relative, schema), problems)]
     if problems:
         raise AcardsError.collect(problems)
     return objects
@@ -347,7 +269,7 @@ def append_records(table: RecordTable, records: list[dict], source: str) -> Reco
     rows; ``source`` names where they came from in error messages.  Duplicates are refused."""
     if not records:
         return table
-    struct = schema_struct("record-1.0")
+    struct = schemas.schema_struct(RECORD)
     builder = _Builder(table)
     builder.add([msgspec.convert(record, struct) for record in records], len(table.files),
                 np.arange(1, len(records) + 1, dtype=np.int64))

@@ -14,11 +14,10 @@ import math
 import re
 
 from acards.errors import AcardsError
+from acards.numbers import format_number, interval_text
 from acards.vocabulary import GAP_SPLITS
 
-# split, the diagnostic holding its estimates, the label shown
 OUTCOME_COLORS = {"pass": "#1a7f37", "fail": "#cf222e", "insufficient": "#9a6700"}
-SIGNIFICANT = 3
 
 # layout, in SVG user units
 WIDTH = 800
@@ -29,37 +28,6 @@ TOP, ROW_H, BOTTOM = 56, 22, 46
 MAX_LABEL = 22
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
-
-
-def format_number(value, digits: int = SIGNIFICANT) -> str:
-    """A number as text with at most ``digits`` significant digits; ``—`` for none.
-
-    Integral values print as integers whatever their type, so that 2 and 2.0 (which RFC 8785
-    canonical JSON does not distinguish) render the same.
-    """
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "—"
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        text = f"{value:.{digits}g}"
-        return "0" if float(text) == 0 else text
-    raise TypeError(f"not a number: {value!r}")
-
-
-def interval_text(estimate, se, z) -> str:
-    """``estimate [estimate − z·se, estimate + z·se]``; the estimate alone when se is unknown."""
-    if estimate is None:
-        return "—"
-    if se is None:
-        return format_number(estimate)
-    return f"{format_number(estimate)} [{format_number(estimate - z * se)}, {format_number(estimate + z * se)}]"
 
 
 def xml_text(value) -> str:

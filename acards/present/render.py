@@ -14,10 +14,12 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
-from acards.card.validate import SCHEMA_NAME, _resolve
-from acards.errors import AcardsError
-from acards.present.forest import forest_svg, format_number, interval_text
-from acards.resources import data_dir, load_schema
+from acards.card.validate import SCHEMA_NAME
+from acards.errors import AcardsError, Location
+from acards.numbers import format_number, interval_text
+from acards.present.forest import forest_svg
+from acards.resources import data_dir
+from acards.schemas import load_schema, resolve, validate
 from acards.vocabulary import DIAGNOSTICS, GAP_SPLITS
 
 
@@ -40,10 +42,10 @@ def schema_node(path: str) -> dict:
     node = schema
     for step in path.split("."):
         is_array = step.endswith("[]")
-        node = _resolve(schema, _resolve(schema, node)["properties"][step.removesuffix("[]")])
+        node = resolve(schema, resolve(schema, node)["properties"][step.removesuffix("[]")])
         if is_array:
-            node = _resolve(schema, node["items"])
-    return _resolve(schema, node)
+            node = resolve(schema, node["items"])
+    return resolve(schema, node)
 
 
 def schema_comment(path: str, indent: int = 0) -> str:
@@ -223,10 +225,6 @@ def read_report(path: Path, card=None) -> dict:
     report-1.0 and, given the loaded Card, against that card's id, version and file digest."""
     import json
 
-    from jsonschema import Draft202012Validator
-
-    from acards.errors import Location
-
     hint = "pass the JSON file `acards verify CARD --report REPORT.json` wrote for this card"
     try:
         text = Path(path).read_bytes().decode("utf-8")
@@ -243,12 +241,10 @@ def read_report(path: Path, card=None) -> dict:
         raise AcardsError("usage.bad-report", f"the report is not valid JSON: {error}", hint, Location(str(path))) from None
     if not isinstance(report, dict):
         raise AcardsError("usage.bad-report", "the report is not a JSON object", hint, Location(str(path), pointer=""))
-    error = next(iter(sorted(Draft202012Validator(load_schema("report-1.0")).iter_errors(report),
-                             key=lambda e: list(map(str, e.absolute_path)))), None)
-    if error is not None:
-        pointer = "".join(f"/{step}" for step in error.absolute_path)
-        raise AcardsError("usage.bad-report", f"the report does not match report-1.0: {error.message}", hint,
-                          Location(str(path), pointer=pointer))
+    problems = validate(report, "report-1.0", code="usage.bad-report", hint=hint, file=str(path),
+                        message="the report does not match report-1.0: {message}")
+    if problems:
+        raise AcardsError.collect(problems)
     if card is not None and (report["card"]["id"], report["card"]["version"], report["card"]["sha256"]) != \
             (card.data["id"], card.data["version"], card.sha256):
         raise AcardsError("usage.report-mismatch",

@@ -8,6 +8,7 @@ from typing import Iterable
 import click
 
 from acards.errors import Problem
+from acards.numbers import fixed
 from acards.vocabulary import DIAGNOSTICS
 
 
@@ -100,7 +101,7 @@ def _audit_footer(summary: dict) -> list[str]:
     lines = [f"cells: {summary['cells']}; passes: " + ", ".join(f"{k} {v}" for k, v in summary["passes"].items()),
              f"full card: {summary['full_card']['strict']} strict, {summary['full_card']['permissive']} permissive"]
     for rank, near in enumerate(summary["near_misses"][:10], 1):
-        shortfall = "categorical" if near["shortfall"] is None else f"{near['shortfall']:.4f}"
+        shortfall = "categorical" if near["shortfall"] is None else fixed(near['shortfall'], 4)
         lines.append(f"near miss {rank}: {near['cell']} passed {near['passed']}/4, failed {', '.join(near['failed'])}, shortfall {shortfall}")
     return lines
 
