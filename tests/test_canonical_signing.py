@@ -320,8 +320,8 @@ def _signed(keys, *names, payload: bytes | None = None) -> bytes:
     if payload is None:
         payload = canonical_bytes(_card_statement())
     envelope = dsse.sign_envelope(dsse.PAYLOAD_TYPE, payload, keys[names[0]][0])
-    for name in names[1:]:
-        envelope = dsse.add_signature(envelope, keys[name][0])
+    for i, name in enumerate(names[1:], 1):
+        envelope = dsse.add_signature(envelope, keys[name][0], _trusted(keys, *names[:i]))
     return canonical_bytes(envelope)
 
 
@@ -508,8 +508,24 @@ def test_duplicate_signatures_count_once(keys):
         dsse.verify_envelope(data, _trusted(keys, "alice"), threshold=2)
     assert _code(excinfo) == "envelope.too-few-signatures"
     with pytest.raises(AcardsError) as excinfo:
-        dsse.add_signature(envelope, keys["alice"][0])
+        dsse.add_signature(envelope, keys["alice"][0], _trusted(keys, "alice"))
     assert _code(excinfo) == "envelope.duplicate-signature"
+
+
+def test_co_signing_verifies_the_existing_signatures_first(keys):
+    envelope = dsse.sign_envelope(dsse.PAYLOAD_TYPE, canonical_bytes(_card_statement()), keys["alice"][0])
+    for trusted, code in (({}, "envelope.unknown-keyid"), (_trusted(keys, "carol"), "envelope.unknown-keyid")):
+        with pytest.raises(AcardsError) as excinfo:
+            dsse.add_signature(envelope, keys["bob"][0], trusted)
+        assert _code(excinfo) == code
+    signature = bytearray(base64.b64decode(envelope["signatures"][0]["sig"]))
+    signature[0] ^= 1
+    forged = dict(envelope, signatures=[dict(envelope["signatures"][0], sig=base64.b64encode(bytes(signature)).decode())])
+    with pytest.raises(AcardsError) as excinfo:
+        dsse.add_signature(forged, keys["bob"][0], _trusted(keys, "alice"))
+    assert _code(excinfo) == "envelope.bad-signature"
+    both = dsse.add_signature(envelope, keys["bob"][0], _trusted(keys, "alice"))
+    assert dsse.verify_envelope(canonical_bytes(both), _trusted(keys, "alice", "bob"), threshold=2).keyids
 
 
 def test_one_bad_signature_among_good_ones(keys):
@@ -718,7 +734,7 @@ def test_sign_envelope_refuses_bad_input(keys):
         dsse.sign_envelope(dsse.PAYLOAD_TYPE, b"{}", keys["alice"][0].public_key())
     assert _code(excinfo) == "key.unsupported"
     with pytest.raises(AcardsError) as excinfo:
-        dsse.add_signature({"payload": "e30="}, keys["alice"][0])
+        dsse.add_signature({"payload": "e30="}, keys["alice"][0], {})
     assert _code(excinfo) == "envelope.malformed"
 
 

@@ -1,7 +1,7 @@
 """The user documentation stays in step with the code.
 
-- every error code the source can raise is in docs/errors.md, with its exit code, and every code
-  documented there exists (the schema.<keyword> family is checked against the card schema);
+- (error codes: every code, its exit status and its section of docs/errors.md are checked against
+  the catalogue acards/errors/codes.py in tests/unit/test_error_catalogue.py);
 - every threshold of the card schema is in docs/diagnostics.md with the schema's default;
 - every `reasons` code a diagnostic emits is explained in docs/diagnostics.md, and no other;
 - every top-level field and estimate of the report schema is explained in docs/report.md;
@@ -20,122 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from acards.errors import EXIT_BY_AREA
-
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "acards"
 DOCS = REPO / "docs"
-ERRORS_MD = DOCS / "errors.md"
 DIAGNOSTICS_MD = DOCS / "diagnostics.md"
 REPORT_MD = DOCS / "report.md"
 CARD_FORMAT_MD = DOCS / "card-format.md"
 
-# A quoted string such as "evidence.digest-mismatch" whose first part is an error area.  File names
-# such as "card.yaml" or "registry.json" have the same shape; their second part is a file suffix.
-CODE = re.compile(r"""["'](?P<code>(?:%s)\.[a-z0-9]+(?:-[a-z0-9]+)*)["']""" % "|".join(map(re.escape, EXIT_BY_AREA)))
-FILE_SUFFIXES = {"json", "jsonl", "yaml", "yml", "html", "htm", "md", "txt", "j2", "svg", "csv", "pub", "pem",
-                 "sqlite", "safetensors", "py", "toml", "lock", "log", "sig", "tmp", "bin", "pt"}
 # A row of a Markdown table whose first cell is a code in backticks.
 ROW = re.compile(r"^\|\s*`(?P<first>[^`]+)`\s*\|(?P<rest>.*)$", re.MULTILINE)
-
-# JSON Schema keywords that never fail by themselves (annotations, structure, applicators whose
-# failures are reported by the keyword inside them).
-NON_FAILING = {"$schema", "$id", "$ref", "$defs", "title", "description", "examples", "default", "properties",
-               "items", "allOf", "anyOf", "oneOf", "if", "then", "else", "propertyNames"}
-# Keywords whose values are data, not subschemas: their keys are not keywords.
-ANNOTATION_VALUES = {"examples", "default", "enum", "const", "description", "title", "required", "$ref", "$schema", "$id"}
-
-
-def source_codes() -> dict[str, list[str]]:
-    """Every error code written in the acards source, with where it occurs."""
-    found: dict[str, list[str]] = {}
-    for path in sorted(SOURCE.rglob("*.py")):
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            for match in CODE.finditer(line):
-                code = match["code"]
-                if code.split(".", 1)[1] in FILE_SUFFIXES:
-                    continue
-                found.setdefault(code, []).append(f"{path.relative_to(SOURCE.parent)}:{number}")
-    return found
-
-
-def documented_codes() -> dict[str, str]:
-    """Code -> the rest of its table row, for every table row of docs/errors.md that starts with a code."""
-    rows = {}
-    for match in ROW.finditer(ERRORS_MD.read_text(encoding="utf-8")):
-        first = match["first"]
-        if first.split(".", 1)[0] in EXIT_BY_AREA and "." in first:
-            assert first not in rows, f"docs/errors.md lists {first} twice"
-            rows[first] = match["rest"]
-    return rows
-
-
-def kebab(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
-
-
-def schema_keyword_codes() -> set[str]:
-    """The schema.<keyword> codes validation can produce for the card schema (see acards/card/validate.py)."""
-    schema = json.loads((REPO / "schema" / "acard-1.0.schema.json").read_text(encoding="utf-8"))
-    keywords: set[str] = set()
-
-    def walk(node):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("properties", "$defs"):
-                    for child in value.values():
-                        walk(child)
-                    continue
-                keywords.add(key)
-                if key not in ANNOTATION_VALUES:
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(schema)
-    codes = {"schema." + kebab(k) for k in keywords - NON_FAILING if k != "additionalProperties"}
-    return codes | {"schema.unknown-field", "schema.type"}
-
-
-def test_source_codes_are_found():
-    """The scan itself works: it finds codes of several areas, and skips file names."""
-    codes = source_codes()
-    assert {"yaml.tab", "evidence.digest-mismatch", "path.escape", "records.duplicate", "internal.error"} <= set(codes)
-    assert "card.yaml" not in codes
-
-
-def test_every_source_code_is_documented():
-    documented = documented_codes()
-    missing = {code: where[0] for code, where in source_codes().items() if code not in documented}
-    assert not missing, "error codes used in the source but missing from docs/errors.md:\n" + "\n".join(
-        f"  {code} (first used at {where})" for code, where in sorted(missing.items()))
-
-
-def test_every_documented_code_exists():
-    source = set(source_codes())
-    schema_family = schema_keyword_codes()
-    stale = [code for code in documented_codes() if code not in source and code not in schema_family]
-    assert not stale, f"docs/errors.md documents codes the source never uses: {stale}"
-
-
-def test_schema_keyword_family_is_documented():
-    documented = documented_codes()
-    missing = sorted(schema_keyword_codes() - set(documented))
-    assert not missing, f"docs/errors.md lacks these schema.<keyword> codes of the card schema: {missing}"
-
-
-def test_documented_exit_codes_match_the_areas():
-    wrong = []
-    for code, rest in documented_codes().items():
-        cells = [cell.strip() for cell in rest.split("|")]
-        expected = EXIT_BY_AREA[code.split(".", 1)[0]]
-        if not cells or cells[0] != str(expected):
-            wrong.append(f"{code}: documented exit {cells[0] if cells else None!r}, acards exits {expected}")
-    assert not wrong, "\n".join(wrong)
-    text = ERRORS_MD.read_text(encoding="utf-8")
-    for area, exit_code in EXIT_BY_AREA.items():
-        assert re.search(rf"^\|\s*`{area}`\s*\|\s*{exit_code}\s*\|", text, re.MULTILINE), f"area {area} (exit {exit_code}) is not in the area table"
 
 
 # --- thresholds --------------------------------------------------------------------------------

@@ -51,13 +51,18 @@ def test_signed_and_co_signed_card_verifies_with_both_keys(signed, tmp_path):
     folder = tmp_path / "card"
     shutil.copytree(signed / "card", folder)
     envelope = folder / "card.envelope.json"
-    assert invoke("sign", folder / "card.yaml", "--key", signed / "co.key", "--co-sign", env={"ACARDS_KEY_PASSPHRASE": "correct horse"}).exit_code == 0
+    co_sign = ("sign", folder / "card.yaml", "--key", signed / "co.key", "--co-sign")
+    # The co-signer checks the author's signature first: without the author's key it refuses.
+    untrusted = invoke(*co_sign, env={"ACARDS_KEY_PASSPHRASE": "correct horse"})
+    assert untrusted.exit_code == 3 and "envelope.unknown-keyid" in untrusted.output
+    assert len(json.loads(envelope.read_text())["signatures"]) == 1
+    assert invoke(*co_sign, "--trusted-key", signed / "author.key.pub", env={"ACARDS_KEY_PASSPHRASE": "correct horse"}).exit_code == 0
     assert len(json.loads(envelope.read_text())["signatures"]) == 2
     result = invoke("verify", folder / "card.yaml", "--bootstrap", 500, "--envelope", envelope,
                     "--trusted-key", signed / "author.key.pub", "--trusted-key", signed / "co.key.pub", "--format", "json")
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)["envelope"]["signers"]) == 2
-    wrong = invoke("sign", folder / "card.yaml", "--key", signed / "co.key", "--co-sign", env={"ACARDS_KEY_PASSPHRASE": "wrong"})
+    wrong = invoke(*co_sign, "--trusted-key", signed / "author.key.pub", env={"ACARDS_KEY_PASSPHRASE": "wrong"})
     assert wrong.exit_code != 0 and "key.bad-passphrase" in wrong.output
 
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from acards.attest.keys import keyid
-from acards.canonical import parse_strict_json
+from acards.canonical import canonical_bytes, parse_strict_json
 from acards.errors import AcardsError, Location
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -145,20 +145,24 @@ def sign_envelope(payload_type: str, payload: bytes, private_key: Ed25519Private
     }
 
 
-def add_signature(envelope: dict, private_key: Ed25519PrivateKey) -> dict:
+def add_signature(envelope: dict, private_key: Ed25519PrivateKey, trusted_keys: Mapping[str, Ed25519PublicKey]) -> dict:
     """A copy of ``envelope`` with a co-signature by ``private_key`` appended.
 
-    Only signs; check the payload (verify_envelope + open_statement) before co-signing it.
+    Every signature already on the envelope must verify under ``trusted_keys`` first: a co-signer
+    vouches for what the others signed, so a forged or unknown signature is never countersigned.
+    Check the payload itself (open_statement) before co-signing it.
     """
     _require_private_key(private_key)
     parsed = _parse_envelope(envelope)
     new_keyid = keyid(private_key.public_key())
-    if any(existing == new_keyid for existing, _ in parsed.signatures):
+    existing = {signer for signer, _ in parsed.signatures}
+    if new_keyid in existing:
         raise AcardsError(
             "envelope.duplicate-signature",
             f"key {new_keyid} has already signed this envelope",
             "co-sign with a different key",
         )
+    verify_envelope(canonical_bytes(envelope), trusted_keys, threshold=len(existing))
     signature = _signature_entry(private_key, parsed.payload_type, parsed.payload)
     return {
         "payload": envelope["payload"],

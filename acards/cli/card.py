@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from acards.cli.main import FORMAT, handled, main
+from acards.cli.main import FORMAT, handled, main, settings
 from acards.errors import AcardsError
 
 
@@ -53,8 +53,7 @@ def check(card: Path, fmt: str, write_digests: bool, no_cache: bool) -> None:
     from acards.evidence.digests import DigestCache, check_pointers
     from acards.present.text import count, dumps, pointer_table
 
-    cache = DigestCache(None if no_cache else DigestCache.default_path())
-    try:
+    with DigestCache(None if no_cache else settings().digests_path) as cache:
         if write_digests:
             from acards.card.edit import write_digests as write
 
@@ -63,8 +62,6 @@ def check(card: Path, fmt: str, write_digests: bool, no_cache: bool) -> None:
                 click.echo(f"{card}: updated {count(changed, 'digest')}")
         loaded = load_card(card)
         results, problems = check_pointers(loaded.folder, loaded.pointers(), cache)
-    finally:
-        cache.close()
     if problems:
         raise AcardsError.collect(problems)
     if fmt == "json":
@@ -87,12 +84,9 @@ def hash_command(paths: tuple[Path, ...], manifest: bool) -> None:
         manifest_bytes,
     )
 
-    cache = DigestCache(DigestCache.default_path())
-    try:
+    with DigestCache(settings().digests_path) as cache:
         for path in paths:
             if manifest and path.is_dir():
                 click.echo(manifest_bytes(folder_manifest(path, cache, str(path))).decode("utf-8"))
             else:
                 click.echo(f"{digest_top_level(path, cache)}  {path}")
-    finally:
-        cache.close()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from acards.cli.main import handled, main, read_file, read_passphrase
-from acards.errors import AcardsError
+from acards.cli.main import handled, main, read_file, read_passphrase, settings, trusted_keys
+from acards.errors import AcardsError, codes
 
 
 @main.group()
@@ -25,7 +25,7 @@ def key_new(path: Path, no_passphrase: bool) -> None:
 
     passphrase = None if no_passphrase else read_passphrase(confirm=True)
     if passphrase is None and not no_passphrase:
-        raise AcardsError("key.no-passphrase", "no passphrase for the new key",
+        raise AcardsError(codes.KEY_NO_PASSPHRASE, "no passphrase for the new key",
                           "set ACARDS_KEY_PASSPHRASE, run on a terminal to be asked, or pass --no-passphrase for a throwaway key")
     click.echo(f"keyid {new_key(path, passphrase)}\nwrote {path} and {path}.pub")
 
@@ -38,8 +38,8 @@ def load_signing_key(path: Path):
     try:
         return load_private_key(path, passphrase)
     except AcardsError as error:
-        if passphrase is None and error.code == "key.bad-passphrase":
-            raise AcardsError("key.no-passphrase", f"{path} is encrypted and no passphrase was given",
+        if passphrase is None and error.code == codes.KEY_BAD_PASSPHRASE:
+            raise AcardsError(codes.KEY_NO_PASSPHRASE, f"{path} is encrypted and no passphrase was given",
                               "set ACARDS_KEY_PASSPHRASE or run on a terminal to be asked") from None
         raise
 
@@ -51,8 +51,12 @@ def load_signing_key(path: Path):
               help="The author-run report (from `acards verify --report`); run now when omitted.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Envelope file (default: CARD's name + .envelope.json).")
 @click.option("--co-sign", is_flag=True, help="Add your signature to the existing envelope at --out.")
+@click.option("--trusted-key", "trusted_key_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="With --co-sign: the public key of a signer already on the envelope (repeatable); every existing "
+                   "signature must verify before you add yours.")
 @handled
-def sign(card: Path, key_path: Path, report_path: Path | None, out: Path | None, co_sign: bool) -> None:
+def sign(card: Path, key_path: Path, report_path: Path | None, out: Path | None, co_sign: bool,
+         trusted_key_paths: tuple[Path, ...]) -> None:
     """Sign CARD: a DSSE envelope over an in-toto Statement of the card, its evidence and report."""
     import json
 
@@ -81,14 +85,17 @@ def sign(card: Path, key_path: Path, report_path: Path | None, out: Path | None,
         except (KeyError, TypeError, ValueError):
             raise AcardsError("envelope.malformed", f"{out} is not a DSSE envelope", "co-sign an envelope made by `acards sign`") from None
         check_card_against_statement(loaded, statement)
-        envelope = add_signature(envelope, private_key)
+        envelope = add_signature(envelope, private_key, trusted_keys(trusted_key_paths))
     else:
         if report_path:
             report = parse_strict_json(read_file(report_path), str(report_path))
         else:
+            from acards.evidence.digests import DigestCache
             from acards.pipeline.verify import verify as run
 
-            report = run(card)
+            config = settings()
+            with DigestCache(config.digests_path) as digests:
+                report = run(card, device=config.device, digests=digests, cache_dir=config.cache_dir)
         if not report.get("reproduced"):
             raise AcardsError("reproduce.not-reproduced", "the card's reported results are not reproduced by its evidence",
                               "run `acards verify` and fix the card before signing it")
@@ -101,9 +108,6 @@ def sign(card: Path, key_path: Path, report_path: Path | None, out: Path | None,
     click.echo(f"{'co-signed' if co_sign else 'signed'} {card} as {signer[:16]}…: {out}")
 
 
-# --- regeneration (acards.generate) -------------------------------------------------------------
-
-
 def with_key_passphrase(path: Path, action):
     """Run action(passphrase) with the passphrase of the private key at PATH (ACARDS_KEY_PASSPHRASE or a
     prompt), turning a missing passphrase for an encrypted key into key.no-passphrase."""
@@ -111,7 +115,7 @@ def with_key_passphrase(path: Path, action):
     try:
         return action(passphrase)
     except AcardsError as error:
-        if passphrase is None and error.code == "key.bad-passphrase":
-            raise AcardsError("key.no-passphrase", f"{path} is encrypted and no passphrase was given",
+        if passphrase is None and error.code == codes.KEY_BAD_PASSPHRASE:
+            raise AcardsError(codes.KEY_NO_PASSPHRASE, f"{path} is encrypted and no passphrase was given",
                               "set ACARDS_KEY_PASSPHRASE or run on a terminal to be asked") from None
         raise

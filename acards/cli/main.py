@@ -1,4 +1,5 @@
-"""The root command group and what every command shares: coded errors in, exit codes out."""
+"""The root command group and what every command shares: coded errors in, exit codes out, and the
+settings the environment gives, read once here (``Settings`` on the click context) and passed down."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import click
 
 from acards import __version__
-from acards.errors import AcardsError, Problem
+from acards.errors import AcardsError, Problem, codes
+from acards.settings import Settings
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
                       help="text for people, json for programs")
@@ -36,7 +38,7 @@ def handled(command):
         except Exception as error:  # noqa: BLE001 — the one place unexpected errors are caught
             if debug:
                 raise
-            problem = Problem("internal.error", f"{type(error).__name__}: {error}",
+            problem = Problem(codes.INTERNAL_ERROR, f"{type(error).__name__}: {error}",
                               "this is a bug in acards: rerun with --debug and report the traceback")
             _fail([problem], fmt, problem.exit_code)
 
@@ -57,11 +59,17 @@ def trusted_keys(paths) -> dict:
     return {keyid(key): key for key in keys}
 
 
+def settings() -> Settings:
+    """The settings the root group read from the environment for this command."""
+    root = click.get_current_context().find_root()
+    if not isinstance(root.obj, Settings):  # a command invoked without the root group
+        root.obj = Settings.from_environ()
+    return root.obj
+
+
 def read_passphrase(path: Path | None = None, confirm: bool = False) -> bytes | None:
     """ACARDS_KEY_PASSPHRASE if set, else a prompt on a terminal; None when there is neither."""
-    import os
-
-    value = os.environ.get("ACARDS_KEY_PASSPHRASE")
+    value = settings().key_passphrase
     if value is not None:
         return value.encode("utf-8")
     if sys.stdin.isatty():
@@ -84,8 +92,10 @@ def _fail(problems: list[Problem], fmt: str, code: int) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="acards")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks instead of coded errors.")
-def main(debug: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:  # noqa: ARG001 — `handled` reads --debug from the context
     """Acceptance Cards: verifiable claims that a safe fine-tuning defense works.
 
     Write a card with `acards init`, check it with `acards validate` and `acards check`.
     """
+    ctx.obj = Settings.from_environ()

@@ -3,9 +3,10 @@
 Every problem acards reports to a user has a stable ``code`` (a dotted, lowercase name such as
 ``yaml.alias`` or ``evidence.digest-mismatch``), a ``location`` (file, line and column, JSON
 pointer — whichever are known) and a ``hint`` that says what to do about it.  Validation collects
-every problem it can find and raises them together; the CLI prints them and exits with the code
-that the first part of the problem code maps to (see ``EXIT_BY_AREA``).  Codes are documented in
-docs/errors.md; a test keeps that page and the codes used in the source in step.
+every problem it can find and raises them together; the CLI prints them and exits with the lowest
+exit status among them.  Every code is declared once, with its exit status and its section of
+docs/errors.md, in :mod:`acards.errors.codes`; a Problem with an undeclared code is a bug and
+refuses to be built.
 """
 
 from __future__ import annotations
@@ -13,28 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-# SPEC §8: 2 = the card (or another input document) is invalid, 3 = evidence is missing or does not
-# match its digest.  Areas not named in the SPEC get 4 ("acards could not finish"), so that they are
-# never mistaken for "reproduced" (0) or "not reproduced" (1).
-EXIT_BY_AREA = {
-    "reproduce": 1,
-    "usage": 2,
-    "yaml": 2,
-    "schema": 2,
-    "card": 2,
-    "path": 2,
-    "evidence": 3,
-    "records": 3,
-    "weights": 3,
-    "model": 3,
-    "envelope": 3,
-    "registry": 3,
-    "key": 4,
-    "generate": 4,
-    "cache": 4,
-    "internal": 4,
-}
-EXIT_INTERNAL = 4
+from acards.errors import codes
 
 
 @dataclass(frozen=True)
@@ -70,9 +50,13 @@ class Problem:
     hint: str
     location: Location = field(default_factory=Location)
 
+    def __post_init__(self) -> None:
+        codes.lookup(self.code)  # an undeclared code is a bug: fail where it is made, not when it is reported
+
     @property
     def exit_code(self) -> int:
-        return EXIT_BY_AREA.get(self.code.split(".", 1)[0], EXIT_INTERNAL)
+        """SPEC §8 exit status of this problem, as the catalogue declares it for the code."""
+        return codes.lookup(self.code).exit_status
 
     def __str__(self) -> str:
         return f"{str(self.location) or 'acards'}: {self.code}: {self.message}\n  hint: {self.hint}"

@@ -71,10 +71,16 @@ class DigestCache:
     Re-checking unchanged multi-GB checkpoints then costs one stat per file.  ctime is part of the
     key because, unlike mtime, it cannot be set back by a user.  The cache is advisory: if it
     cannot be opened, digests are simply computed.
+
+    A command opens one (``DigestCache(settings.digests_path)``, or ``DigestCache(None)`` for none)
+    at the edge, passes it down as ``digests=``, and closes it when it ends (it is a context
+    manager).  A library function that takes ``digests=`` uses :meth:`or_default`: the cache it was
+    given, which stays open for its owner, or else the default one, for that call only.
     """
 
     def __init__(self, path: Path | None):
         self._db = None
+        self._owned = True  # False for a view of a cache another caller opened (see borrow)
         if path is None:
             return
         try:
@@ -89,10 +95,31 @@ class DigestCache:
             self._db = None
 
     @staticmethod
-    def default_path() -> Path:
-        from acards.cachedir import cache_dir
+    def default_path(cache_dir: Path | None = None) -> Path:
+        """The digest cache file in ``cache_dir`` (default: the settings' cache folder)."""
+        from acards.settings import DIGESTS_FILE, current
 
-        return cache_dir() / "digests.sqlite"
+        return (cache_dir if cache_dir is not None else current().cache_dir) / DIGESTS_FILE
+
+    @classmethod
+    def or_default(cls, given: "DigestCache | None" = None, use_cache: bool = True) -> "DigestCache":
+        """``given`` (closing the result leaves it open for whoever opened it), or, when None, the
+        default cache (no cache with ``use_cache=False``), which closing the result closes."""
+        if given is not None:
+            return given.borrow()
+        return cls(cls.default_path() if use_cache else None)
+
+    def borrow(self) -> "DigestCache":
+        """The same cache, for a callee to use and close without closing it for its owner."""
+        view = DigestCache(None)
+        view._db, view._owned = self._db, False
+        return view
+
+    def __enter__(self) -> "DigestCache":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def _key(self, path: Path, info: os.stat_result) -> tuple:
         return (str(path.resolve()), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
@@ -119,9 +146,9 @@ class DigestCache:
             pass
 
     def close(self) -> None:
-        if self._db is not None:
+        if self._db is not None and self._owned:
             self._db.close()
-            self._db = None
+        self._db = None
 
 
 def digest_file(path: Path, cache: DigestCache | None = None, label: str = "") -> tuple[int, str]:
@@ -204,16 +231,30 @@ def check_pointers(root: Path, pointers, cache: DigestCache | None = None) -> tu
         result = PointerResult(json_pointer, relative, expected, actual, kind)
         results.append(result)
         if not result.ok:
-            what = "folder manifest" if kind == "folder" else "file"
-            problems.append(Problem(
-                "evidence.digest-mismatch",
-                f"{relative}: the {what} digest is {actual}, the card says {expected}",
-                "the evidence changed since the card was written: restore it, or if the change is"
-                " intended run `acards hash " + relative + "` and update the card"
-                + (" (a folder's digest covers every file in it: look for an extra or missing file)" if kind == "folder" else ""),
-                location,
-            ))
+            problems.append(digest_mismatch(relative, expected, actual, kind == "folder", location))
     return results, problems
+
+
+def digest_mismatch(relative: str, expected: str, actual: str, folder: bool, location: Location | None) -> Problem:
+    """The one evidence.digest-mismatch problem: a pinned file or folder changed since the card was written."""
+    what = "folder manifest" if folder else "file"
+    return Problem(
+        "evidence.digest-mismatch",
+        f"{relative}: the {what} digest is {actual}, the card says {expected}",
+        "the evidence changed since the card was written: restore it, or if the change is"
+        " intended run `acards hash " + relative + "` and update the card"
+        + (" (a folder's digest covers every file in it: look for an extra or missing file)" if folder else ""),
+        location or Location(),
+    )
+
+
+def check_digest(path: Path, relative: str, expected: str, cache: DigestCache | None = None,
+                 location: Location | None = None) -> str:
+    """The digest of ``path`` (see :func:`digest_path`), refused unless it is ``expected``."""
+    actual = digest_path(path, cache, relative)
+    if actual != expected:
+        raise AcardsError.collect([digest_mismatch(relative, expected, actual, path.is_dir(), location)])
+    return actual
 
 
 def digest_top_level(path: Path, cache: DigestCache | None = None) -> str:

@@ -1,0 +1,170 @@
+"""Every error code acards can raise, declared once, with its exit status and its docs anchor.
+
+The exit status is a property of the code, never of its prefix: moving a check from one module to
+another must not change what a script sees.  SPEC §8:
+
+- 1 (NOT_REPRODUCED): something a card reports is not reproduced;
+- 2 (INVALID): the card, another input document, or the command line is wrong;
+- 3 (EVIDENCE): evidence is missing, unsafe, or does not match its digest or signature;
+- 4 (NOT_FINISHED): acards could not finish (the machine, the disk, a lock, a missing package, a bug).
+
+Each code is documented in docs/errors.md, in the table under the heading ``anchor`` names
+(``## `weights``` has the anchor ``weights``); tests/unit/test_error_catalogue.py keeps the source,
+this catalogue and that page in step.  Code that must react to one particular code compares with a
+constant of this module (``error.code == codes.KEY_BAD_PASSPHRASE``), never with a string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+
+NOT_REPRODUCED = 1
+INVALID = 2
+EVIDENCE = 3
+NOT_FINISHED = 4
+EXIT_STATUSES = (NOT_REPRODUCED, INVALID, EVIDENCE, NOT_FINISHED)
+
+DOCS_PAGE = "docs/errors.md"
+
+
+@dataclass(frozen=True)
+class Code:
+    """One error code: its name, the exit status it gives, and its section of docs/errors.md."""
+
+    name: str
+    exit_status: int
+    anchor: str
+
+    @property
+    def docs(self) -> str:
+        return f"{DOCS_PAGE}#{self.anchor}"
+
+
+_CATALOGUE: dict[str, Code] = {}
+
+
+def _declare(anchor: str, exit_status: int, names: str) -> None:
+    for name in names.split():
+        if name in _CATALOGUE:
+            raise RuntimeError(f"error code {name} is declared twice in acards/errors/codes.py")
+        if exit_status not in EXIT_STATUSES:
+            raise RuntimeError(f"error code {name} has exit status {exit_status}, not one of {EXIT_STATUSES}")
+        _CATALOGUE[name] = Code(name, exit_status, anchor)
+
+
+_declare("reproduce", NOT_REPRODUCED, "reproduce.not-reproduced")
+
+_declare("usage", INVALID, """
+    usage.exists usage.unreadable usage.no-trusted-key usage.report-mismatch usage.bad-report usage.bad-format
+    usage.bad-signers usage.bad-backend usage.bad-device usage.bad-executor usage.bad-shard usage.conflict
+""")
+
+_declare("yaml", INVALID, """
+    yaml.too-large yaml.encoding yaml.tab yaml.syntax yaml.empty yaml.multiple-documents yaml.anchor yaml.alias
+    yaml.tag yaml.key-type yaml.duplicate-key yaml.non-finite yaml.too-deep
+""")
+
+# The schema.<keyword> family (acards/card/validate.py builds the name from the failing JSON Schema
+# keyword): every keyword the card schema can fail on, plus unknown-field (additionalProperties).
+_declare("schema", INVALID, """
+    schema.required schema.unknown-field schema.type schema.const schema.enum schema.pattern schema.min-length
+    schema.max-length schema.minimum schema.maximum schema.exclusive-minimum schema.exclusive-maximum
+    schema.min-items schema.unique-items
+""")
+
+_declare("card", INVALID, """
+    card.not-found card.unreadable card.unknown-version card.placeholder card.unjustified-override
+    card.duplicate-id card.unknown-cell card.unknown-estimate card.ambiguous-report card.conflicting-digests
+    card.bad-pattern card.unknown-scorer
+""")
+
+_declare("path", INVALID, "path.empty path.control-character path.backslash path.absolute path.escape path.not-normal")
+
+_declare("evidence", EVIDENCE, """
+    evidence.missing evidence.unreadable evidence.symlink evidence.special-file evidence.not-a-file
+    evidence.digest-mismatch evidence.prompts-missing evidence.prompt-not-found
+""")
+
+_declare("records", EVIDENCE, """
+    records.bad-json records.invalid records.duplicate records.subject-mismatch records.invalid-prompt
+    records.duplicate-prompt records.line-too-long
+""")
+
+_declare("weights", EVIDENCE, """
+    weights.not-found weights.not-safetensors weights.bad-safetensors weights.bad-index weights.not-an-adapter
+    weights.bad-adapter-config weights.unsupported-adapter weights.bad-adapter weights.shape-mismatch
+    weights.module-mismatch weights.missing-base weights.unsupported-dtype weights.non-finite weights.zero-update
+    weights.bad-reference weights.missing-reference-module weights.not-orthonormal
+""")
+_declare("weights", INVALID, "weights.bad-threshold")  # the card's mechanism thresholds
+_declare("weights", NOT_FINISHED, "weights.write-failed")  # the control adapter cannot be written
+
+_declare("model", EVIDENCE, """
+    model.unknown-cell model.unknown-condition model.missing-checkpoint model.not-found model.no-checkpoint-for-seed
+    model.not-a-folder model.no-config model.no-weights model.bad-adapter model.load-failed model.bad-tokenizer
+    model.control-needs-adapters model.control-failed model.unknown-label
+""")
+
+_declare("envelope", EVIDENCE, """
+    envelope.bad-json envelope.bad-number envelope.duplicate-key envelope.lone-surrogate
+    envelope.not-canonicalizable envelope.malformed envelope.unknown-payload-type envelope.non-canonical
+    envelope.bad-statement envelope.unknown-statement-type envelope.unknown-predicate-type envelope.bad-signature
+    envelope.unknown-keyid envelope.too-few-signatures envelope.duplicate-signature envelope.card-mismatch
+    envelope.evidence-mismatch
+""")
+_declare("envelope", INVALID, "envelope.bad-threshold")  # the number of signatures asked for
+
+_declare("registry", EVIDENCE, """
+    registry.bad-key registry.bad-card registry.bad-envelope registry.bad-render registry.bad-revoke
+    registry.duplicate-digest registry.version-not-increasing registry.bad-supersedes registry.bad-line
+    registry.bad-index registry.foreign-origin registry.entry-mismatch registry.digest-mismatch
+    registry.signer-mismatch registry.manifest-mismatch registry.missing-file registry.render-mismatch
+    registry.missing-checkpoint registry.bad-checkpoint registry.root-mismatch registry.log-truncated
+    registry.inconsistent-checkpoint registry.bad-proof registry.torn-tail registry.unsigned-head
+    registry.orphan-card
+""")
+# What the command line names: the folder, its origin, the key, a digest, a proof's range.
+_declare("registry", INVALID, """
+    registry.not-a-registry registry.exists registry.bad-origin registry.wrong-key registry.unknown-digest
+    registry.bad-proof-request
+""")
+_declare("registry", NOT_FINISHED, "registry.locked registry.io-error")
+
+# Key files named on the command line, and their passphrases, are inputs: a problem with them is 2.
+_declare("key", INVALID, """
+    key.exists key.unreadable key.malformed key.unsupported key.no-passphrase key.bad-passphrase
+    key.keyid-mismatch
+""")
+_declare("key", NOT_FINISHED, "key.unwritable")
+
+_declare("generate", NOT_FINISHED, "generate.no-device generate.backend-unavailable generate.executor-unavailable "
+                                   "generate.chat-template")
+_declare("generate", EVIDENCE, "generate.no-reference")  # the prompts file lacks reference answers
+
+_declare("cache", NOT_FINISHED, "cache.unusable cache.version cache.readonly")
+_declare("cache", INVALID, "cache.not-found")  # a shard file named on the command line
+
+_declare("internal", NOT_FINISHED, "internal.error internal.report-invalid")
+
+CATALOGUE: MappingProxyType[str, Code] = MappingProxyType(_CATALOGUE)
+
+
+def lookup(name: str) -> Code:
+    """The catalogue entry of ``name``; a ValueError for a code nobody declared (a bug in acards)."""
+    try:
+        return _CATALOGUE[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown error code {name!r}: declare it in acards/errors/codes.py "
+                         f"and document it in {DOCS_PAGE}") from None
+
+
+def _named(name: str) -> str:
+    return lookup(name).name
+
+
+# Codes that callers react to (compare with these, never with a string).
+EVIDENCE_MISSING = _named("evidence.missing")
+KEY_BAD_PASSPHRASE = _named("key.bad-passphrase")
+KEY_NO_PASSPHRASE = _named("key.no-passphrase")
+INTERNAL_ERROR = _named("internal.error")

@@ -1,0 +1,69 @@
+"""Settings from the environment, read once, at the edge, and passed down.
+
+The command line builds one :class:`Settings` in its root group (``Settings.from_environ()``) and
+keeps it on the click context; commands pass its values on as explicit parameters (the cache
+folder, the device, the key passphrase).  Library functions take those parameters too; a library
+caller who leaves one out gets :func:`current` here, which reads the environment at that call, so
+setting ``ACARDS_CACHE_DIR`` or ``ACARDS_DEVICE`` before calling keeps working.
+
+This module is the one place that reads these variables:
+
+- ``ACARDS_CACHE_DIR``: the folder for the digest cache, regenerated outputs and control adapters
+  (default: the platform's user cache folder for acards);
+- ``ACARDS_DEVICE``: where to regenerate outputs when no device is given (default: the best present);
+- ``ACARDS_KEY_PASSPHRASE``: the passphrase of private keys (default: ask on a terminal).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+CACHE_DIR = "ACARDS_CACHE_DIR"
+DEVICE = "ACARDS_DEVICE"
+KEY_PASSPHRASE = "ACARDS_KEY_PASSPHRASE"
+
+DIGESTS_FILE = "digests.sqlite"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the environment says, read once; nothing below the edge reads the environment itself."""
+
+    cache_dir: Path
+    device: str | None = None
+    key_passphrase: str | None = field(default=None, repr=False)  # never printed
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        override = env.get(CACHE_DIR)
+        return cls(
+            cache_dir=Path(override) if override else platform_cache_dir(),
+            device=env.get(DEVICE) or None,
+            key_passphrase=env.get(KEY_PASSPHRASE),
+        )
+
+    @property
+    def digests_path(self) -> Path:
+        """The digest cache's SQLite file (see acards.evidence.digests.DigestCache)."""
+        return self.cache_dir / DIGESTS_FILE
+
+
+def platform_cache_dir() -> Path:
+    """The platform's user cache folder for acards (what ``ACARDS_CACHE_DIR`` overrides)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("acards", appauthor=False))
+
+
+def current() -> Settings:
+    """The settings as the environment gives them now: the default of library callers."""
+    return Settings.from_environ()
+
+
+def cache_dir() -> Path:
+    """``$ACARDS_CACHE_DIR`` if set, else the platform's user cache folder for acards (library default)."""
+    return current().cache_dir
