@@ -77,11 +77,12 @@ def build(root: Path, hidden: int, layers: int, prompts: int, max_new: int, dtyp
 
 def bench_generation(card_path: Path, device: str | None, batch: int, root: Path) -> dict:
     from acards.generate import run
-    from acards.generate.commands import load_evidence
     from acards.generate.plan import missing_requests
+    from acards.pipeline.load import load
 
-    card, table, prompts = load_evidence(card_path)
-    requests = missing_requests(card, table, prompts)
+    loaded = load(card_path)
+    card, table, prompts = loaded.card, loaded.table, loaded.prompts
+    requests = missing_requests(table, prompts)
     results = {}
     for label, size in (("per-prompt loop (batch_size 1)", 1), (f"batched (batch_size {batch})", batch)):
         os.environ["ACARDS_CACHE_DIR"] = str(root / f"cache-{size}")

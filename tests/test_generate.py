@@ -27,11 +27,12 @@ from acards.card.model import load_card  # noqa: E402
 from acards.cli import main  # noqa: E402
 from acards.errors import AcardsError  # noqa: E402
 from acards.evidence.digests import digest_path  # noqa: E402
+from acards.evidence.prompts import read_prompts  # noqa: E402
 from acards.generate import Request, run, spot_check  # noqa: E402
 from acards.generate import cache as output_cache  # noqa: E402
 from acards.generate.backends.hf import TransformersBackend  # noqa: E402
-from acards.generate.commands import load_evidence  # noqa: E402
-from acards.generate.plan import control_requests, missing_requests, read_prompts  # noqa: E402
+from acards.generate.plan import control_requests, missing_requests  # noqa: E402
+from acards.pipeline.load import load  # noqa: E402
 
 CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
                  "{% if add_generation_prompt %}<assistant>{% endif %}")
@@ -172,7 +173,8 @@ def main_card(world, tmp_path_factory) -> Path:
 
 
 def load_all(card_path: Path):
-    return load_evidence(card_path)
+    loaded = load(card_path)
+    return loaded.card, loaded.table, loaded.prompts
 
 
 # --- a direct transformers call, the reference every regenerated output must equal -----------------
@@ -205,7 +207,7 @@ def direct_generate(card_folder: Path, requests: list[Request]) -> list[str]:
 
 def test_missing_requests_cover_records_without_output_or_score(main_card):
     card, table, prompts = load_all(main_card)
-    requests = missing_requests(card, table, prompts)
+    requests = missing_requests(table, prompts)
     assert len(requests) == 3 * len(ITEMS) * 2
     assert requests == sorted(requests, key=Request.identity)
     first = next(r for r in requests if r.item == "i0" and r.framing == "audit")
@@ -218,7 +220,7 @@ def test_records_with_an_output_or_a_score_are_not_requested(world, tmp_path):
     rows[0]["output"] = "supplied"
     rows[1]["score"] = 1.0
     card, table, prompts = load_all(make_card(tmp_path, world, records=rows))
-    assert len(missing_requests(card, table, prompts)) == len(rows) - 2
+    assert len(missing_requests(table, prompts)) == len(rows) - 2
 
 
 def test_control_requests_are_every_heldout_item_and_framing(main_card):
@@ -237,7 +239,7 @@ def test_no_control_requests_when_control_records_exist(world, tmp_path):
 def test_missing_prompt_is_a_coded_error(world, tmp_path):
     card, table, prompts = load_all(make_card(tmp_path, world, prompts=prompts_for(items=ITEMS[:2])))
     with pytest.raises(AcardsError) as raised:
-        missing_requests(card, table, prompts)
+        missing_requests(table, prompts)
     assert raised.value.code == "evidence.prompt-not-found" and raised.value.exit_code == 3
 
 
@@ -245,7 +247,7 @@ def test_no_prompts_file_is_a_coded_error(world, tmp_path):
     card, table, prompts = load_all(make_card(tmp_path, world, prompts=False))
     assert len(prompts) == 0
     with pytest.raises(AcardsError) as raised:
-        missing_requests(card, table, prompts)
+        missing_requests(table, prompts)
     assert raised.value.code == "evidence.prompts-missing"
 
 
@@ -263,7 +265,7 @@ def test_bad_prompt_lines_are_collected(world, tmp_path):
 
 def test_regenerated_outputs_equal_a_direct_generate_call(main_card):
     card, table, prompts = load_all(main_card)
-    requests = missing_requests(card, table, prompts)
+    requests = missing_requests(table, prompts)
     result = run(card, requests, device="cpu")
     assert result.counts["generated"] == len(requests) and result.counts["cache_hits"] == 0
     assert result.outputs == direct_generate(main_card.parent, requests)
@@ -278,7 +280,7 @@ def test_regenerated_outputs_equal_a_direct_generate_call(main_card):
 
 def test_second_run_makes_zero_model_calls(main_card):
     card, table, prompts = load_all(main_card)
-    requests = missing_requests(card, table, prompts)
+    requests = missing_requests(table, prompts)
     backend = TransformersBackend(device="cpu")
     first = run(card, requests, backend=backend)
     calls = backend.model_calls
@@ -294,7 +296,7 @@ def test_second_run_makes_zero_model_calls(main_card):
 
 def test_batch_size_does_not_change_greedy_outputs(main_card, tmp_path, monkeypatch):
     card, table, prompts = load_all(main_card)
-    requests = [r for r in missing_requests(card, table, prompts) if r.condition != "defended"]
+    requests = [r for r in missing_requests(table, prompts) if r.condition != "defended"]
     outputs = []
     for size in (1, 8):
         monkeypatch.setenv("ACARDS_CACHE_DIR", str(tmp_path / f"cache-{size}"))
@@ -307,7 +309,7 @@ def test_batch_size_does_not_change_greedy_outputs(main_card, tmp_path, monkeypa
 
 def test_sampling_is_per_request_seeded_and_independent_of_batching(main_card, tmp_path, monkeypatch):
     card, table, prompts = load_all(main_card)
-    base_requests = [r for r in missing_requests(card, table, prompts) if r.condition == "undefended" and r.item < "i4"]
+    base_requests = [r for r in missing_requests(table, prompts) if r.condition == "undefended" and r.item < "i4"]
     requests = base_requests + [replace(r, sample=1) for r in base_requests]
     card.data["generation"].update(do_sample=True, temperature=1.0, top_p=0.9, seed=7, num_samples=2)
     runs = []
@@ -325,7 +327,7 @@ def test_sampling_is_per_request_seeded_and_independent_of_batching(main_card, t
 
 def test_shards_then_merge_equal_a_single_run(main_card, tmp_path, monkeypatch):
     card, table, prompts = load_all(main_card)
-    requests = [r for r in missing_requests(card, table, prompts) if r.condition != "defended"]
+    requests = [r for r in missing_requests(table, prompts) if r.condition != "defended"]
     monkeypatch.setenv("ACARDS_CACHE_DIR", str(tmp_path / "single"))
     single = run(card, requests, device="cpu")
     monkeypatch.setenv("ACARDS_CACHE_DIR", str(tmp_path / "sharded"))
@@ -358,7 +360,7 @@ def test_control_shrinkage_is_built_once_in_the_cache(main_card):
 
 def test_interrupted_run_keeps_finished_batches_and_resumes(main_card):
     card, table, prompts = load_all(main_card)
-    requests = [r for r in missing_requests(card, table, prompts) if r.condition == "base"]
+    requests = [r for r in missing_requests(table, prompts) if r.condition == "base"]
 
     class Interrupting(TransformersBackend):
         def generate(self, *args, **kwargs):
@@ -377,7 +379,7 @@ def test_interrupted_run_keeps_finished_batches_and_resumes(main_card):
 
 def test_spot_check_reports_the_exact_match_rate(world, main_card, tmp_path):
     card, table, prompts = load_all(main_card)
-    requests = missing_requests(card, table, prompts)
+    requests = missing_requests(table, prompts)
     truth = run(card, requests, device="cpu").outputs
     supplied = {(r.condition, r.item, r.framing): o for r, o in zip(requests, truth)}
     wrong = sorted(supplied)[:6]
@@ -401,7 +403,7 @@ def test_spot_check_reports_the_exact_match_rate(world, main_card, tmp_path):
 def _run_expecting(card_path: Path, code: str, exit_code: int = 3):
     card, table, prompts = load_all(card_path)
     with pytest.raises(AcardsError) as raised:
-        run(card, missing_requests(card, table, prompts), device="cpu")
+        run(card, missing_requests(table, prompts), device="cpu")
     assert raised.value.code == code, raised.value
     assert raised.value.exit_code == exit_code
     result = CliRunner().invoke(main, ["generate", str(card_path), "--device", "cpu"])
@@ -417,13 +419,28 @@ def test_pickle_only_base_is_refused(world, tmp_path):
             shutil.copy(world.base / name, pickled / name)
     (pickled / "pytorch_model.bin").write_bytes(b"not really a pickle")
     error = _run_expecting(make_card(tmp_path / "card", world, checkpoints={"base": pickled, "undefended": world.undefended,
-                                                                            "defended": world.defended}), "model.not-safetensors")
-    assert "never unpickles" in str(error)
+                                                                            "defended": world.defended}), "weights.not-safetensors")
+    assert "never unpickles" in str(error)  # the one pickle refusal (acards.evidence), as verification gives it
 
 
 def test_adapter_for_another_base_is_refused(world, tmp_path):
+    # the fits-the-base check verification runs (acards.evidence.adapters), so the same code
     _run_expecting(make_card(tmp_path, world, checkpoints={"base": world.base, "undefended": world.wrong_base_adapter,
-                                                           "defended": world.defended}), "model.adapter-mismatch")
+                                                           "defended": world.defended}), "weights.shape-mismatch")
+
+
+@pytest.mark.parametrize("config", [{"use_dora": True}, {"init_lora_weights": "pissa"}, {"peft_type": "IA3"}],
+                         ids=["dora", "pissa", "not-lora"])
+def test_adapter_verification_refuses_is_not_generated_from(world, tmp_path, config):
+    # Deliberate: generation applies verification's adapter rules (it used to load any peft_type).
+    refused = tmp_path / "refused"
+    shutil.copytree(world.undefended, refused)
+    original = json.loads((refused / "adapter_config.json").read_text())
+    (refused / "adapter_config.json").write_text(json.dumps({**original, **config}))
+    error = _run_expecting(make_card(tmp_path / "card", world, checkpoints={"base": world.base, "undefended": refused,
+                                                                            "defended": world.defended}),
+                           "weights.unsupported-adapter")
+    assert error.problems[0].location.file.endswith("adapter_config.json")
 
 
 def test_missing_adapter_pointer_is_refused(world, tmp_path):
@@ -434,7 +451,7 @@ def test_missing_adapter_pointer_is_refused(world, tmp_path):
 def test_missing_model_folder_is_refused(world, tmp_path):
     card_path = make_card(tmp_path, world)
     card, table, prompts = load_all(card_path)
-    requests = missing_requests(card, table, prompts)
+    requests = missing_requests(table, prompts)
     shutil.rmtree(tmp_path / "ckpt" / "base")
     with pytest.raises(AcardsError) as raised:
         run(card, requests, device="cpu")
@@ -542,7 +559,7 @@ def test_concurrent_writers_and_info_clear(tmp_path):
 
 def test_cache_cli_info_merge_clear(main_card):
     card, table, prompts = load_all(main_card)
-    requests = [r for r in missing_requests(card, table, prompts) if r.condition == "base"]
+    requests = [r for r in missing_requests(table, prompts) if r.condition == "base"]
     run(card, requests, device="cpu", shard="0/2")
     run(card, requests, device="cpu", shard="1/2")
     runner = CliRunner()
@@ -593,7 +610,7 @@ def test_full_weight_checkpoint_is_the_conditions_model(world, tmp_path):
     card_path = make_card(tmp_path / "card", world, checkpoints={"base": world.base, "undefended": merged},
                           records=records_for(conditions=("undefended",)))
     card, table, prompts = load_all(card_path)
-    requests = missing_requests(card, table, prompts)
+    requests = missing_requests(table, prompts)
     result = run(card, requests, device="cpu")
     assert result.provenance["models"][0]["weights"]["full"] == digest_path(tmp_path / "card" / "ckpt" / "undefended")
     tokenizer = transformers.AutoTokenizer.from_pretrained(world.base)

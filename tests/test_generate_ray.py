@@ -30,7 +30,7 @@ def local_ray():
 @pytest.mark.slow
 def test_ray_shards_equal_a_single_run(main_card, local_ray, tmp_path, monkeypatch):  # noqa: F811
     card, table, prompts = load_all(main_card)
-    requests = [r for r in missing_requests(card, table, prompts) if r.condition != "defended"]
+    requests = [r for r in missing_requests(table, prompts) if r.condition != "defended"]
     monkeypatch.setenv("ACARDS_CACHE_DIR", str(tmp_path / "single"))
     single = run(card, requests, device="cpu")
     monkeypatch.setenv("ACARDS_CACHE_DIR", str(tmp_path / "ray"))
@@ -50,7 +50,7 @@ def test_vllm_backend_is_refused_cleanly_when_absent(main_card):  # noqa: F811
     from acards.errors import AcardsError
 
     card, table, prompts = load_all(main_card)
-    requests = missing_requests(card, table, prompts)[:2]
+    requests = missing_requests(table, prompts)[:2]
     with pytest.raises(AcardsError) as raised:
         run(card, requests, backend="vllm")
     assert raised.value.code == "generate.backend-unavailable"

@@ -1,25 +1,33 @@
 """`acards verify` end to end on simulated cards with planted confounds, each caught by its diagnostic.
 
-Records are simulated with known truth (tests/simulate.py); checkpoints are real PEFT adapters.
+Records are simulated with known truth (tests/simulate.py).  The tests whose checkpoints are real
+PEFT adapters (tests/builders.py) need the `generate` extra and are marked ``requires_torch``; the
+rest run on a base install.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from jsonschema import Draft202012Validator
 from simulate import CellSpec, build_card, redigest
 
 from acards.cli import main
+from acards.errors import Location
+from acards.evidence.records import read_records
+from acards.generate import Request
+from acards.generate.plan import to_records
+from acards.pipeline.complete import place_regenerated
 from acards.pipeline.verify import verify
-from acards.resources import load_schema
+from acards.schemas import validator
 
-pytest.importorskip("peft")
-from builders import edit_adapter, make_adapter, orthonormal, write_reference  # noqa: E402
+requires_torch = pytest.mark.skipif(
+    any(importlib.util.find_spec(name) is None for name in ("torch", "transformers", "peft")),
+    reason="builds real PEFT adapters (tests/builders.py): needs the generate extra (torch, transformers, peft)")
 
 B = 2000  # bootstrap replicates: enough for these tests, and fast
 
@@ -27,6 +35,8 @@ B = 2000  # bootstrap replicates: enough for these tests, and fast
 @pytest.fixture(scope="module")
 def adapters(tmp_path_factory):
     """An undefended adapter, a projection defense with its reference basis, and a shrinkage."""
+    from builders import edit_adapter, make_adapter, orthonormal, write_reference
+
     root = tmp_path_factory.mktemp("adapters")
     undefended = make_adapter(root / "undefended", seed=3)
     rng = np.random.default_rng(0)
@@ -58,7 +68,7 @@ def with_checkpoints(folder, adapters, defended="projection", reference=True) ->
 
 def run(card, **kwargs):
     report = verify(card, bootstrap=B, **kwargs)
-    Draft202012Validator(load_schema("report-1.0")).validate(report)
+    validator("report-1.0").validate(report)
     json.dumps(report, allow_nan=False)
     return report
 
@@ -67,6 +77,7 @@ def outcomes(report, cell=0):
     return {name: d["outcome"] for name, d in report["cells"][cell]["diagnostics"].items()}
 
 
+@requires_torch
 def test_a_genuine_defense_passes_all_four(tmp_path, adapters):
     card = build_card(tmp_path, [CellSpec("genuine", checkpoints=with_checkpoints(tmp_path, adapters))])
     report = run(card)
@@ -97,6 +108,7 @@ def test_subject_artifact_passes_heldout_and_fails_fresh(tmp_path):
     assert result["reliability"] == "pass" and result["fresh"] == "fail"
 
 
+@requires_torch
 def test_pure_shrinkage_declared_as_projection_fails_strict_and_passes_permissive(tmp_path, adapters):
     spec = CellSpec("shrunk", checkpoints=with_checkpoints(tmp_path, adapters, defended="shrinkage"))
     report = run(build_card(tmp_path, [spec]))
@@ -115,6 +127,7 @@ def test_pure_shrinkage_declared_as_projection_fails_strict_and_passes_permissiv
     assert report["cells"][0]["full_card"]["headline"] is True
 
 
+@requires_torch
 def test_the_shrinkage_control_overrules_the_weights(tmp_path, adapters):
     # Projection weights, but scaling U down to D's norms removes the gap just as well.
     spec = CellSpec("control", checkpoints=with_checkpoints(tmp_path, adapters),
@@ -125,6 +138,7 @@ def test_the_shrinkage_control_overrules_the_weights(tmp_path, adapters):
     assert mechanism["estimates"]["control_margin_lower"] <= 0
 
 
+@requires_torch
 def test_a_defense_that_beats_the_control_keeps_its_weight_class(tmp_path, adapters):
     spec = CellSpec("beats", checkpoints=with_checkpoints(tmp_path, adapters),
                     extra_conditions={"control:shrinkage": {"heldout": 0.4}})
@@ -284,6 +298,7 @@ def test_boilerplate_shared_by_most_fresh_prompts_is_not_leakage():
     assert freshness(set(), set(), prompts, leaked, 8).prompts_sharing == 1
 
 
+@requires_torch
 def test_multi_cell_claims_check_the_observed_class_in_every_cell(tmp_path, adapters):
     ckpt = with_checkpoints(tmp_path, adapters)
     cells = [CellSpec("one", checkpoints=ckpt), CellSpec("two", checkpoints=ckpt)]
@@ -291,3 +306,46 @@ def test_multi_cell_claims_check_the_observed_class_in_every_cell(tmp_path, adap
                "reported": {"mechanism": {"outcome": "pass", "observed": "shrinkage"}}}]
     claim = run(build_card(tmp_path, cells, claims))["claims"][0]
     assert [(d["cell"], d["field"]) for d in claim["discrepancies"]] == [("one", "observed"), ("two", "observed")]
+
+
+# --- regenerated outputs go back to their own requests -------------------------------------------
+
+def _request(condition: str, item: str) -> Request:
+    return Request(cell="c", condition=condition, split="heldout", task="t", item=item, framing="audit", seed=0, sample=0,
+                   prompt=f"prompt of {item}", subject="s")
+
+
+def _scores(table) -> dict[tuple[str, str], float | None]:
+    """(condition, item) -> score of every row; None where unscored."""
+    found = {}
+    for row in range(len(table)):
+        score = float(table.columns["score"][row])
+        key = tuple(table.vocab[name][table.columns[name][row]] for name in ("condition", "item"))
+        found[key] = None if score != score else score
+    return found
+
+
+def test_a_dropped_request_never_shifts_regenerated_outputs_onto_other_rows(tmp_path):
+    # Three records lack an output; two control records are to be made.  The first missing request
+    # gets no output (outside the shard run): with positional slicing, the first control's record
+    # would be taken for a missing row and lost, and the count would be off by one.
+    missing = [_request("undefended", "i1"), _request("undefended", "i2"), _request("defended", "i3")]
+    controls = [_request("control:shrinkage", "i1"), _request("control:shrinkage", "i2")]
+    rows = [{**r.identity_dict(), "subject": "s"} for r in missing]
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    table = read_records(tmp_path, [("records.jsonl", Location("card.yaml"))])
+    requests = missing + controls
+    made = to_records(requests, [None, "out 2", "out 3", "control 1", "control 2"], [0.9, 0.2, 0.3, 0.4, 0.5])
+    assert list(made) == [r.identity() for r in requests[1:]]  # keyed by identity, the dropped one absent
+    assert made[controls[0].identity()]["output"] == "control 1"
+
+    completed, scored = place_regenerated(table, missing, controls, made)
+    assert scored == 4
+    assert _scores(completed) == {("undefended", "i1"): None, ("undefended", "i2"): 0.2, ("defended", "i3"): 0.3,
+                                  ("control:shrinkage", "i1"): 0.4, ("control:shrinkage", "i2"): 0.5}
+
+
+def test_to_records_refuses_two_requests_with_one_identity():
+    request = _request("undefended", "i1")
+    with pytest.raises(ValueError, match="share the record identity"):
+        to_records([request, request], ["a", "b"])

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from acards.cli.main import FORMAT, handled, main
+from acards.cli.main import FORMAT, handled, main, settings
+from acards.numbers import fixed
 
 
 @main.command("generate")
@@ -23,11 +24,15 @@ from acards.cli.main import FORMAT, handled, main
 @handled
 def generate_command(card: Path, shard, executor, shards, device, backend, controls, out, fmt: str) -> None:
     """Regenerate CARD's missing outputs (and missing controls) into the output cache."""
-    from acards.generate.commands import generate_card
+    from acards.evidence.digests import DigestCache
+    from acards.pipeline.generate import generate_card
     from acards.present.text import dumps
 
-    summary = generate_card(card, shard=shard, executor=None if executor == "local" else executor, shards=shards,
-                            device=device, backend=backend, controls=controls, out=out)
+    config = settings()
+    with DigestCache(config.digests_path) as digests:
+        summary = generate_card(card, shard=shard, executor=None if executor == "local" else executor, shards=shards,
+                                device=device or config.device, backend=backend, controls=controls, out=out,
+                                digests=digests, cache_dir=config.cache_dir)
     if fmt == "json":
         click.echo(dumps({"ok": True, **summary}))
         return
@@ -49,10 +54,14 @@ def generate_command(card: Path, shard, executor, shards, device, backend, contr
 @handled
 def spot_check_command(card: Path, n: int, seed: int, device, backend, fmt: str) -> None:
     """Regenerate a random subset of CARD's supplied outputs and report the exact-match rate."""
-    from acards.generate.commands import spot_check_card
+    from acards.evidence.digests import DigestCache
+    from acards.pipeline.generate import spot_check_card
     from acards.present.text import dumps
 
-    result = spot_check_card(card, n=n, seed=seed, device=device, backend=backend)
+    config = settings()
+    with DigestCache(config.digests_path) as digests:
+        result = spot_check_card(card, n=n, seed=seed, device=device or config.device, backend=backend, digests=digests,
+                                 cache_dir=config.cache_dir)
     if fmt == "json":
         click.echo(dumps({"ok": True, **result}))
         return
@@ -60,7 +69,7 @@ def spot_check_command(card: Path, n: int, seed: int, device, backend, fmt: str)
         click.echo(f"{card}: {result['note']}")
         return
     click.echo(f"{card}: {result['matches']}/{result['checked']} regenerated outputs equal the supplied ones "
-               f"(exact-match rate {result['exact_match_rate']:.2f}; seed {seed})")
+               f"(exact-match rate {fixed(result['exact_match_rate'], 2)}; seed {seed})")
     for item in result["mismatches"]:
         click.echo(f"  differs: {item['location']} {item['cell']} {item['condition']} {item['item']} {item['framing']}")
     if result.get("note"):
@@ -80,7 +89,7 @@ def cache_info_command(fmt: str) -> None:
     from acards.generate.cache import info
     from acards.present.text import dumps
 
-    found = info()
+    found = info(settings().cache_dir)
     if fmt == "json":
         click.echo(dumps({"ok": True, **found}))
         return
@@ -101,7 +110,7 @@ def cache_clear_command(keep_controls: bool, fmt: str) -> None:
     from acards.generate.cache import clear
     from acards.present.text import dumps
 
-    removed = clear(include_controls=not keep_controls)
+    removed = clear(include_controls=not keep_controls, cache_dir=settings().cache_dir)
     if fmt == "json":
         click.echo(dumps({"ok": True, **removed}))
     else:
@@ -119,7 +128,7 @@ def cache_merge_command(sources, into, remove: bool, fmt: str) -> None:
     from acards.generate.cache import merge
     from acards.present.text import dumps
 
-    merged = merge(list(sources) or None, into, remove)
+    merged = merge(list(sources) or None, into, remove, cache_dir=settings().cache_dir)
     if fmt == "json":
         click.echo(dumps({"ok": True, **merged}))
     else:

@@ -35,6 +35,3 @@ def render_command(card: Path, report_path: Path, fmt: str | None, output: Path 
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(output, text.encode("utf-8"))
     click.echo(f"wrote {output}")
-
-
-# --- the registry (acards.registry) and its static site (acards.site) -----------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from acards.cli.main import FORMAT, handled, main, read_file, trusted_keys
+from acards.cli.main import FORMAT, handled, main, read_file, settings, trusted_keys
 from acards.errors import AcardsError
 
 
@@ -32,6 +32,7 @@ def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed:
 
     Exits 0 when everything the card reports is reproduced, 1 when something is not.
     """
+    from acards.evidence.digests import DigestCache
     from acards.files import atomic_write
     from acards.pipeline.verify import verify as run
     from acards.present.text import dumps, verify_text
@@ -42,8 +43,11 @@ def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed:
             raise AcardsError("usage.no-trusted-key", "--envelope needs at least one --trusted-key",
                               "pass the public key (PATH.pub) of each signer you trust")
         envelope_bytes, keys = read_file(envelope), trusted_keys(trusted)
-    report = run(card, bootstrap=bootstrap, seed=seed, use_cache=not no_cache, envelope=envelope_bytes, trusted_keys=keys,
-                 generate=not no_generate, device=device, spot_check=spot_check)
+    config = settings()
+    with DigestCache(None if no_cache else config.digests_path) as digests:
+        report = run(card, bootstrap=bootstrap, seed=seed, use_cache=not no_cache, envelope=envelope_bytes, trusted_keys=keys,
+                     generate=not no_generate, device=device or config.device, spot_check=spot_check, digests=digests,
+                     cache_dir=config.cache_dir)
     if report_path:
         atomic_write(report_path, (dumps(report) + "\n").encode("utf-8"))
     click.echo(dumps(report) if fmt == "json" else verify_text(report))
@@ -58,9 +62,13 @@ def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed:
 @handled
 def audit(cards: tuple[Path, ...], fmt: str, bootstrap: int, seed: int) -> None:
     """The audit table over every cell of CARDS: diagnostics, full-card verdicts, near misses."""
-    from acards.pipeline.verify import audit as run
+    from acards.evidence.digests import DigestCache
+    from acards.pipeline.audit import audit as run
     from acards.present.text import audit_csv, audit_markdown, audit_text, dumps
 
-    result = run(list(cards), bootstrap=bootstrap, seed=seed)
+    config = settings()
+    with DigestCache(config.digests_path) as digests:
+        result = run(list(cards), bootstrap=bootstrap, seed=seed, device=config.device, digests=digests,
+                     cache_dir=config.cache_dir)
     render = {"text": audit_text, "md": audit_markdown, "csv": audit_csv, "json": dumps}[fmt]
     click.echo(render(result), nl=fmt != "csv")

@@ -4,7 +4,7 @@ generate through a backend, cache every output under a key naming the exact weig
 The public surface:
 
 - :class:`Request` — one output to produce (which cell, condition, item, framing, seed, sample).
-- :mod:`acards.generate.plan` — ``read_prompts``, ``missing_requests``, ``control_requests``.
+- :mod:`acards.generate.plan` — ``missing_requests``, ``control_requests`` (prompts: :mod:`acards.evidence.prompts`).
 - :func:`run` — generate (or fetch from the cache) the outputs of a list of requests.
 - :mod:`acards.generate.scorers` — ``score`` outputs with the card's scorer.
 - :func:`spot_check` — regenerate a seeded subset of supplied outputs and report the match rate.
@@ -16,74 +16,23 @@ functions that need a model, so ``acards --help`` and ``acards validate`` stay f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from acards.vocabulary import BUILDABLE_CONDITIONS
+from acards.errors import AcardsError
+from acards.generate.requests import GenerationResult, Request
 
 if TYPE_CHECKING:  # pragma: no cover
     from acards.card.model import Card
+    from acards.evidence.prompts import Prompts
     from acards.evidence.records import RecordTable
-    from acards.generate.plan import Prompts
 
 __all__ = ["Request", "GenerationResult", "run", "spot_check"]
 
-CONDITIONS_WE_BUILD = BUILDABLE_CONDITIONS
-
-
-@dataclass(frozen=True, order=False)
-class Request:
-    """One output to produce: a record's identity and the prompt it is generated from.
-
-    ``item`` is always a string (records may write integer ids; the table keeps one id space).
-    ``seed`` is the training seed the output is filed under (the cell's ``checkpoints.seed`` for
-    fine-tuned conditions); ``sample`` the sample index (0 when greedy).  ``subject`` is carried
-    along so that regenerated records can be written; it is not part of the identity.
-    """
-
-    cell: str
-    condition: str
-    split: str
-    task: str
-    item: str
-    framing: str
-    seed: int
-    sample: int
-    prompt: str
-    system: str | None = None
-    reference: str | None = None
-    subject: str | None = field(default=None, compare=False)
-
-    def identity(self) -> tuple:
-        """The record identity (SPEC §5.1): the sort key and what shards hash."""
-        return (self.cell, self.condition, self.split, self.task, self.item, self.framing, self.seed, self.sample)
-
-    def identity_dict(self) -> dict[str, Any]:
-        return {"cell": self.cell, "condition": self.condition, "split": self.split, "task": self.task,
-                "item": self.item, "framing": self.framing, "seed": self.seed, "sample": self.sample}
-
-
-@dataclass
-class GenerationResult:
-    """What :func:`run` returns.
-
-    ``outputs[i]`` is the output of ``requests[i]``; it is ``None`` only for a request outside the
-    shard that was run (``--shard i/N``).  ``counts`` holds
-    requested / in_shard / cache_hits / cache_misses / generated / model_calls / skipped;
-    ``provenance`` is the dict the report's ``generation.provenance`` carries.
-    """
-
-    outputs: list[str | None]
-    counts: dict[str, int]
-    provenance: dict[str, Any]
-    keys: list[str | None] = field(default_factory=list)  # cache key (hex) per request, None outside the shard
-    contexts: list[str | None] = field(default_factory=list)  # context digest per request (see acards.generate.cache)
-    descriptions: dict[str, dict] = field(default_factory=dict)  # context digest -> what it names
 
 
 def run(card: "Card", requests: list[Request], *, device: str | None = None, shard: tuple[int, int] | str | None = None,
         executor: str | None = None, progress: bool | None = None, backend: Any = None,
-        shards: int | None = None) -> GenerationResult:
+        shards: int | None = None, digests: Any = None, cache_dir: Any = None) -> GenerationResult:
     """Produce the output of every request: from the output cache where present, else generated.
 
     ``device``: "cuda", "cuda:1", "mps", "cpu" or None (auto: cuda, then mps, then cpu; the
@@ -92,18 +41,29 @@ def run(card: "Card", requests: list[Request], *, device: str | None = None, sha
     own (merge with :func:`acards.generate.cache.merge`).  ``executor``: None/"local", or "ray" to
     run ``shards`` shards as Ray tasks (a local Ray instance unless one is already connected).
     ``progress``: None shows tqdm bars on stderr only when it is a terminal.  ``backend``:
-    "transformers" (default), "vllm", or a backend object.
+    "transformers" (default), "vllm", or a backend object.  ``digests``: the caller's
+    :class:`~acards.evidence.digests.DigestCache` (default: one opened for this call); ``cache_dir``:
+    the folder of the output cache and control adapters (default: :mod:`acards.settings`).
     """
-    from acards.generate.runner import run as _run
+    if executor not in (None, "local", "ray"):
+        raise AcardsError("usage.bad-executor", f"unknown executor {executor!r}", "use local (default) or ray")
+    if executor == "ray":
+        from acards.generate.executors import run_ray
 
-    return _run(card, requests, device=device, shard=shard, executor=executor, progress=progress,
-                backend=backend, shards=shards)
+        return run_ray(card, requests, device=device, shards=shards, progress=progress, backend=backend)
+    from acards.generate.cache import parse_shard
+    from acards.generate.runner import run_local
+
+    return run_local(card, requests, device=device, shard=parse_shard(shard), progress=progress, backend=backend,
+                     digests=digests, cache_dir=cache_dir)
 
 
 def spot_check(card: "Card", table: "RecordTable", prompts: "Prompts", n: int = 20, seed: int = 0, *,
-               device: str | None = None, progress: bool | None = None, backend: Any = None) -> dict[str, Any]:
+               device: str | None = None, progress: bool | None = None, backend: Any = None, digests: Any = None,
+               cache_dir: Any = None) -> dict[str, Any]:
     """Regenerate a seeded random subset (``n``) of the outputs the authors supplied and return the
     exact-match rate of regenerated against supplied outputs (see :mod:`acards.generate.spotcheck`)."""
     from acards.generate.spotcheck import spot_check as _spot_check
 
-    return _spot_check(card, table, prompts, n=n, seed=seed, device=device, progress=progress, backend=backend)
+    return _spot_check(card, table, prompts, n=n, seed=seed, device=device, progress=progress, backend=backend,
+                       digests=digests, cache_dir=cache_dir)

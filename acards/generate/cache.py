@@ -36,22 +36,23 @@ BUSY_TIMEOUT_MS = 60_000
 MAIN_NAME = "outputs.sqlite"
 
 
-def outputs_dir() -> Path:
-    from acards.cachedir import cache_dir
+def outputs_dir(cache_dir: Path | None = None) -> Path:
+    """``cache_dir``/outputs; ``cache_dir`` defaults to the settings' cache folder (acards.settings)."""
+    from acards.settings import cache_dir as default_cache_dir
 
-    return cache_dir() / "outputs"
-
-
-def main_path() -> Path:
-    return outputs_dir() / MAIN_NAME
+    return (cache_dir if cache_dir is not None else default_cache_dir()) / "outputs"
 
 
-def shard_path(index: int, count: int) -> Path:
-    return outputs_dir() / "shards" / f"shard-{index:05d}-of-{count:05d}.sqlite"
+def main_path(cache_dir: Path | None = None) -> Path:
+    return outputs_dir(cache_dir) / MAIN_NAME
 
 
-def shard_files() -> list[Path]:
-    folder = outputs_dir() / "shards"
+def shard_path(index: int, count: int, cache_dir: Path | None = None) -> Path:
+    return outputs_dir(cache_dir) / "shards" / f"shard-{index:05d}-of-{count:05d}.sqlite"
+
+
+def shard_files(cache_dir: Path | None = None) -> list[Path]:
+    folder = outputs_dir(cache_dir) / "shards"
     return sorted(folder.glob("shard-*.sqlite")) if folder.is_dir() else []
 
 
@@ -228,48 +229,51 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())
 
 
-def info() -> dict[str, Any]:
+def info(cache_dir: Path | None = None) -> dict[str, Any]:
     """Where the output cache is, how large, how many outputs, and which shard files wait to be merged."""
-    from acards.cachedir import cache_dir
+    from acards.settings import cache_dir as default_cache_dir
 
-    main = main_path()
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+    main = main_path(cache_dir)
     with OutputCache(main, readonly=True) as cache:
         entries, contexts = cache.count(), cache.contexts()
     shards = []
-    for path in shard_files():
+    for path in shard_files(cache_dir):
         with OutputCache(path, readonly=True) as cache:
             shards.append({"path": str(path), "outputs": cache.count(), "bytes": _size(path)})
-    controls = cache_dir() / "controls"
-    return {"folder": str(outputs_dir()), "main": {"path": str(main), "exists": main.exists(), "outputs": entries,
+    controls = cache_dir / "controls"
+    return {"folder": str(outputs_dir(cache_dir)), "main": {"path": str(main), "exists": main.exists(), "outputs": entries,
                                                    "bytes": _size(main) if main.exists() else 0},
             "models": contexts, "shards": shards,
             "controls": sorted(p.name for p in controls.iterdir()) if controls.is_dir() else []}
 
 
-def clear(include_controls: bool = True) -> dict[str, Any]:
+def clear(include_controls: bool = True, cache_dir: Path | None = None) -> dict[str, Any]:
     """Delete the main output cache, every shard file and (by default) the control adapters."""
     import shutil
 
-    from acards.cachedir import cache_dir
+    from acards.settings import cache_dir as default_cache_dir
 
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
     removed = []
-    for path in [main_path(), *shard_files()]:
+    for path in [main_path(cache_dir), *shard_files(cache_dir)]:
         for part in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             if part.exists():
                 part.unlink()
                 removed.append(str(part))
-    controls = cache_dir() / "controls"
+    controls = cache_dir / "controls"
     if include_controls and controls.is_dir():
         shutil.rmtree(controls)
         removed.append(str(controls))
     return {"removed": removed}
 
 
-def merge(sources: list[Path] | None = None, into: Path | None = None, remove: bool = False) -> dict[str, Any]:
+def merge(sources: list[Path] | None = None, into: Path | None = None, remove: bool = False,
+          cache_dir: Path | None = None) -> dict[str, Any]:
     """Copy every output of ``sources`` (default: the shard files) into ``into`` (default: the main
     file); existing keys are kept.  ``remove`` deletes each source after it is merged."""
-    into = Path(into) if into is not None else main_path()
-    sources = [Path(s) for s in (sources if sources is not None else shard_files())]
+    into = Path(into) if into is not None else main_path(cache_dir)
+    sources = [Path(s) for s in (sources if sources is not None else shard_files(cache_dir))]
     merged, added_total = [], 0
     with OutputCache(into) as target:
         db = target._db

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from acards.errors import AcardsError
-from acards.generate import GenerationResult, Request
+from acards.generate.requests import GenerationResult, Request
 
 
 def _ray():

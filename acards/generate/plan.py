@@ -1,119 +1,24 @@
 """Which outputs must be produced: records lacking both output and score, and missing controls.
 
-``read_prompts`` reads the card's ``evidence.prompts`` JSONL (schema/prompt-1.0.schema.json) into
-an index keyed by ``(split, task, item, framing)``; ``missing_requests`` and ``control_requests``
-turn records and the card's cells into :class:`~acards.generate.Request` lists, sorted by record
-identity so that every run sees the same order.
+``missing_requests`` and ``control_requests`` turn records, the card's prompts file (read by
+:func:`acards.evidence.prompts.read_prompts`) and the card's cells into
+:class:`~acards.generate.Request` lists, sorted by record identity so that every run sees the
+same order.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Iterator
 
-import msgspec
 import numpy as np
 
 from acards.errors import AcardsError, Location, Problem
-from acards.generate import Request
+from acards.evidence.prompts import Prompt, Prompts
+from acards.generate.requests import Request
 from acards.vocabulary import CONTROL_SHRINKAGE
 
 MAX_PROBLEMS = 20
 FRAMINGS = ("audit", "deploy")
-
-
-@dataclass
-class Prompt:
-    item: str
-    split: str
-    task: str
-    subject: str
-    framing: str
-    prompt: str
-    system: str | None = None
-    reference: str | None = None
-
-
-@dataclass
-class Prompts:
-    """The prompts file as ``{(split, task, item, framing): Prompt}``; ``file`` is its card path."""
-
-    index: dict[tuple[str, str, str, str], Prompt] = field(default_factory=dict)
-    file: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __contains__(self, key) -> bool:
-        return key in self.index
-
-    def get(self, split: str, task: str, item: str, framing: str) -> Prompt | None:
-        return self.index.get((split, task, str(item), framing))
-
-    def items_of(self, split: str, task: str) -> list[str]:
-        """Item ids of one split and task, in file order, each once."""
-        seen: dict[str, None] = {}
-        for (s, t, item, _framing) in self.index:
-            if s == split and t == task:
-                seen.setdefault(item, None)
-        return list(seen)
-
-
-def _unset(value):
-    return None if value is msgspec.UNSET else value
-
-
-def read_prompts(card) -> Prompts:
-    """The card's prompts file as an index; an empty index when the card points at none.
-
-    Every line is validated against the prompt schema; up to 20 problems are collected before
-    raising, and a repeated ``(split, task, item, framing)`` is refused.
-    """
-    from acards.evidence.paths import open_inside
-    from acards.evidence.records import schema_struct
-
-    pointer = (card.data.get("evidence") or {}).get("prompts")
-    if not pointer:
-        return Prompts({}, None)
-    relative = pointer["path"]
-    location = card.source.locate("/evidence/prompts/path")
-    decoder = msgspec.json.Decoder(schema_struct("prompt-1.0"))
-    index: dict[tuple[str, str, str, str], Prompt] = {}
-    problems: list[Problem] = []
-    first_line: dict[tuple, int] = {}
-    with open_inside(card.folder, relative, location) as handle:
-        data = handle.read()
-    for number, raw in enumerate(data.split(b"\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            row = decoder.decode(raw)
-        except msgspec.ValidationError as error:
-            if len(problems) < MAX_PROBLEMS:
-                problems.append(Problem("records.invalid-prompt", f"prompt line {number}: {error}",
-                                        "each line of the prompts file follows schema/prompt-1.0.schema.json "
-                                        "(item, split, task, subject, framing, prompt; optional system, reference)",
-                                        Location(relative, number)))
-            continue
-        except msgspec.DecodeError as error:
-            if len(problems) < MAX_PROBLEMS:
-                problems.append(Problem("records.invalid-prompt", f"prompt line {number} is not valid JSON ({error})",
-                                        "each line of the prompts file is one JSON object", Location(relative, number)))
-            continue
-        prompt = Prompt(str(row.item), row.split, row.task, row.subject, row.framing, row.prompt,
-                        _unset(row.system), _unset(row.reference))
-        key = (prompt.split, prompt.task, prompt.item, prompt.framing)
-        if key in index:
-            if len(problems) < MAX_PROBLEMS:
-                problems.append(Problem("records.duplicate-prompt",
-                                        f"prompt line {number} repeats (split, task, item, framing) of line {first_line[key]}",
-                                        "give each item one prompt per framing", Location(relative, number)))
-            continue
-        index[key] = prompt
-        first_line[key] = number
-    if problems:
-        raise AcardsError.collect(problems)
-    return Prompts(index, relative)
 
 
 def _request(cell: str, condition: str, split: str, task: str, item: str, framing: str, seed: int, sample: int,
@@ -140,7 +45,7 @@ def _rows(table, names: tuple[str, ...], rows: np.ndarray) -> Iterator[tuple[int
         yield row, {name: table.vocab[name][table.columns[name][row]] for name in names}
 
 
-def missing_requests(card, table, prompts: Prompts) -> list[Request]:
+def missing_requests(table, prompts: Prompts) -> list[Request]:
     """One request per record that has neither an output nor a score, in identity order."""
     score, has_output = table.columns["score"], table.columns["has_output"]
     rows = np.flatnonzero(np.isnan(score) & ~has_output)
@@ -207,16 +112,24 @@ def control_requests(card, table, prompts: Prompts) -> list[Request]:
     return sorted(requests, key=Request.identity)
 
 
-def to_records(requests: list[Request], outputs: list[str | None], scores: list[float] | None = None) -> list[dict]:
-    """Records (schema/record-1.0) for generated outputs, ready to be written as JSONL."""
-    records = []
-    for position, (request, output) in enumerate(zip(requests, outputs)):
+def to_records(requests: list[Request], outputs: list[str | None],
+               scores: list[float] | None = None) -> dict[tuple, dict]:
+    """Records (schema/record-1.0) for generated outputs, keyed by their request's identity.
+
+    ``outputs[i]`` and ``scores[i]`` belong to ``requests[i]``; a request without an output (one
+    outside the shard that was run) has no record, so a caller finds each request's record by
+    ``request.identity()`` and never by position.  Insertion order is request order."""
+    records: dict[tuple, dict] = {}
+    for position, (request, output) in enumerate(zip(requests, outputs, strict=True)):
         if output is None:
             continue
+        identity = request.identity()
+        if identity in records:
+            raise ValueError(f"two requests share the record identity {identity}")
         record = {"cell": request.cell, "condition": request.condition, "split": request.split, "task": request.task,
                   "subject": request.subject, "item": request.item, "framing": request.framing, "seed": request.seed,
                   "sample": request.sample, "prompt": request.prompt, "output": output}
         if scores is not None and scores[position] == scores[position]:  # not NaN
             record["score"] = float(scores[position])
-        records.append(record)
+        records[identity] = record
     return records

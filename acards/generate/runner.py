@@ -15,14 +15,11 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from acards.errors import AcardsError
-from acards.generate import GenerationResult, Request
 from acards.generate.backends import Decoding, backend_class
 from acards.generate.cache import (
     OutputCache,
     context_digest,
     main_path,
-    parse_shard,
     request_key,
     sampling_seed,
     shard_files,
@@ -32,6 +29,7 @@ from acards.generate.cache import (
 from acards.generate.models import ModelResolver, eos_token_ids, tokenizer_digest
 from acards.generate.progress import bar
 from acards.generate.prompting import PromptEncoder
+from acards.generate.requests import GenerationResult, Request
 
 ORDERING = ("requests are deduplicated by cache key, grouped by model, and sorted by prompt length (descending), "
             "then cache key; batches of generation.batch_size are cut from that order")
@@ -56,19 +54,10 @@ def _decoding_key(decoding: Decoding, eos_ids: list[int]) -> dict:
     return key
 
 
-def run(card, requests: list[Request], *, device: str | None = None, shard=None, executor: str | None = None,
-        progress: bool | None = None, backend: Any = None, shards: int | None = None) -> GenerationResult:
-    if executor not in (None, "local", "ray"):
-        raise AcardsError("usage.bad-executor", f"unknown executor {executor!r}", "use local (default) or ray")
-    if executor == "ray":
-        from acards.generate.executors import run_ray
-
-        return run_ray(card, requests, device=device, shards=shards, progress=progress, backend=backend)
-    shard = parse_shard(shard)
-    return run_local(card, requests, device=device, shard=shard, progress=progress, backend=backend)
-
-
-def run_local(card, requests: list[Request], *, device=None, shard=None, progress=None, backend=None) -> GenerationResult:
+def run_local(card, requests: list[Request], *, device=None, shard=None, progress=None, backend=None, digests=None,
+              cache_dir=None) -> GenerationResult:
+    """Generate here.  ``digests``: the command's DigestCache (default: open one for this call);
+    ``cache_dir``: the folder of the output cache and control adapters (default: acards.settings)."""
     started = time.time()
     decoding = Decoding.from_card(card)
     use_template = bool(card.section("generation")["chat_template"])
@@ -76,7 +65,7 @@ def run_local(card, requests: list[Request], *, device=None, shard=None, progres
     backend_name, backend_versions, dtype = _backend_info(backend, "transformers", decoding.dtype)
     backend_key = {"name": backend_name, "versions": backend_versions, "dtype": dtype}
 
-    resolver = ModelResolver(card)
+    resolver = ModelResolver(card, digests=digests, cache_dir=cache_dir)
     encoders: dict[tuple, PromptEncoder] = {}
     tokenizer_digests: dict[str, str] = {}
     contexts: dict[str, dict] = {}  # spec ident -> {"digest", "description", "spec", "encoder"}
@@ -98,7 +87,7 @@ def run_local(card, requests: list[Request], *, device=None, shard=None, progres
                         encoders[encoder_key] = PromptEncoder(spec.base, use_template, extra_eos)
                     encoder = encoders[encoder_key]
                     if str(spec.base) not in tokenizer_digests:
-                        tokenizer_digests[str(spec.base)] = tokenizer_digest(spec.base)
+                        tokenizer_digests[str(spec.base)] = tokenizer_digest(spec.base, digests)
                     description = {"weights": spec.weights, "tokenizer": tokenizer_digests[str(spec.base)],
                                    "decoding": _decoding_key(decoding, encoder.eos_ids), "backend": backend_key}
                     contexts[ident] = {"digest": context_digest(description), "description": description,
@@ -114,10 +103,10 @@ def run_local(card, requests: list[Request], *, device=None, shard=None, progres
     finally:
         resolver.close()
 
-    main = main_path()
-    write_path = shard_path(*shard) if shard is not None else main
+    main = main_path(cache_dir)
+    write_path = shard_path(*shard, cache_dir=cache_dir) if shard is not None else main
     # Also read shard files not merged yet, so finished work is never redone.
-    others = [p for p in shard_files() if p != write_path]
+    others = [p for p in shard_files(cache_dir) if p != write_path]
     readers = ([OutputCache(main, readonly=True)] if shard is not None else []) + [OutputCache(p, readonly=True) for p in others]
     writer = OutputCache(write_path)
     found: dict[str, str] = {}

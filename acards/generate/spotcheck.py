@@ -16,8 +16,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from acards.generate import Request
-from acards.generate.plan import Prompts
+from acards.evidence.prompts import Prompts
+from acards.generate.requests import Request
 from acards.vocabulary import CONTROL_SHRINKAGE
 
 MAX_LISTED = 10
@@ -43,8 +43,10 @@ def _eligible_condition(card, cell_id: str, condition: str, seed: int) -> bool:
 
 def _supplied_outputs(card, table, rows: list[int]) -> dict[int, str]:
     """The output field of each chosen record, read back from its file and line."""
+    from acards import jsonl
+    from acards.errors import AcardsError
     from acards.evidence.paths import open_inside
-    from acards.evidence.records import schema_struct
+    from acards.schemas import schema_struct
 
     decoder = msgspec.json.Decoder(schema_struct("record-1.0"))
     wanted: dict[int, dict[int, int]] = {}
@@ -52,16 +54,19 @@ def _supplied_outputs(card, table, rows: list[int]) -> dict[int, str]:
         wanted.setdefault(int(table.file_index[row]), {})[int(table.line[row])] = row
     found: dict[int, str] = {}
     for file_index, lines in wanted.items():
+        problems = jsonl.Problems()
         with open_inside(card.folder, table.files[file_index]) as handle:
-            for number, raw in enumerate(handle.read().split(b"\n"), 1):
+            for number, raw in jsonl.raw_lines(handle, table.files[file_index], problems):
                 if number in lines:
                     found[lines[number]] = decoder.decode(raw).output
+        if problems:  # the file was read once already: it changed since
+            raise AcardsError.collect(problems)
     return found
 
 
 def spot_check(card, table, prompts: Prompts, n: int = 20, seed: int = 0, *, device=None, progress=None,
-               backend=None) -> dict[str, Any]:
-    from acards.generate import run
+               backend=None, digests=None, cache_dir=None) -> dict[str, Any]:
+    from acards.generate.runner import run_local
 
     settings = card.section("generation")
     columns, vocab = table.columns, table.vocab
@@ -88,7 +93,7 @@ def spot_check(card, table, prompts: Prompts, n: int = 20, seed: int = 0, *, dev
                                 split=split, task=task, item=item, framing=framing, seed=int(columns["seed"][row]),
                                 sample=int(columns["sample"][row]), prompt=prompt.prompt, system=prompt.system,
                                 reference=prompt.reference, subject=prompt.subject))
-    result = run(card, requests, device=device, progress=progress, backend=backend)
+    result = run_local(card, requests, device=device, progress=progress, backend=backend, digests=digests, cache_dir=cache_dir)
     matches = stripped = 0
     mismatches = []
     for request, row, regenerated in zip(requests, chosen, result.outputs):

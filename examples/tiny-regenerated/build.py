@@ -489,6 +489,7 @@ def main() -> None:
 
     # Check the weight signatures with acards' own code.
     sys.path.insert(0, str(REPO))
+    from acards.card.validate import threshold_defaults
     from acards.evidence.checkpoints import read_reference, read_update_pair
     from acards.mechanism.controls import control_scales
     from acards.mechanism.signature import weight_signature
@@ -498,7 +499,7 @@ def main() -> None:
     for cell, folder, expected in ((CELL_PASS, "defended-complement", "complement-projection"),
                                    (CELL_SHRINK, "defended-shrinkage", "shrinkage")):
         du, dd = read_update_pair(CKPT / "undefended", CKPT / folder, CKPT / "base")
-        signature = weight_signature(du, dd, ref)
+        signature = weight_signature(du, dd, ref, threshold_defaults()["mechanism"])
         signatures[cell] = {k: signature["estimates"][k] for k in ("alpha_T", "alpha_A", "r", "t_in", "t_out", "S")}
         signatures[cell]["observed"] = signature["observed"]
         print(f"  {cell}: observed {signature['observed']} ({signature['rule']}); "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Protocol
@@ -64,10 +63,12 @@ def package_versions(*names: str) -> dict[str, str]:
 
 
 def select_device(override: str | None = None) -> str:
-    """``override``, else ``$ACARDS_DEVICE``, else the best present: cuda, then mps, then cpu."""
+    """``override``, else ``$ACARDS_DEVICE`` (read by acards.settings), else the best present: cuda, then mps, then cpu."""
     import torch
 
-    choice = override or os.environ.get("ACARDS_DEVICE") or None
+    from acards.settings import current
+
+    choice = override or current().device
     if choice is None:
         if torch.cuda.is_available():
             return "cuda"

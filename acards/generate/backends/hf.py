@@ -37,7 +37,7 @@ class _GumbelPerRow:
     def __init__(self, generators: list[torch.Generator]):
         self.generators = generators
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:  # noqa: ARG002 — the LogitsProcessor signature
         noise = torch.empty(scores.shape, dtype=torch.float32)
         for row, generator in enumerate(self.generators):
             noise[row].exponential_(generator=generator)

@@ -73,7 +73,7 @@ class VLLMBackend:
         return self._llm
 
     def generate(self, spec, prompts: list[list[int]], decoding: Decoding, seeds: list[int] | None,
-                 pad_id: int, eos_ids: list[int]) -> list[list[int]]:
+                 pad_id: int, eos_ids: list[int]) -> list[list[int]]:  # noqa: ARG002 — the backend interface; vLLM pads itself
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.lora.request import LoRARequest

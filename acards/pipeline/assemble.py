@@ -1,0 +1,53 @@
+"""Step 5 of the pipeline: the verification report (SPEC §7), checked against its own schema."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+from acards import __version__
+from acards.diagnostics.verdict import audit_summary
+from acards.errors import AcardsError
+from acards.evidence.records import RecordTable, records_summary
+from acards.generate.backends.base import package_versions
+from acards.pipeline.load import Loaded
+from acards.schemas import validate
+
+PACKAGES = ("numpy", "scipy", "jsonschema", "ruamel.yaml", "msgspec", "safetensors", "torch", "transformers", "peft")
+
+
+def environment(device: str | None) -> dict:
+    """Where the report was made: Python, platform, the versions of the packages that decide numbers."""
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": package_versions(*PACKAGES),
+            "device": device}
+
+
+def assemble(loaded: Loaded, table: RecordTable, cells: list[dict], claims: list[dict], generation: dict, *,
+             bootstrap: int, seed: int) -> dict:
+    """The report of a card: what was checked, every cell and claim, the audit summary, the generation."""
+    card = loaded.card
+    report = {
+        "acards_version": __version__,
+        "reproduced": all(c["reproduced"] for c in claims),
+        "card": {"id": card.data["id"], "version": card.data["version"], "sha256": card.sha256, "title": card.data["title"]},
+        "evidence": [r.as_json() for r in loaded.pointers],
+        "environment": environment(generation["provenance"].get("device_name")),
+        "settings": {"bootstrap": bootstrap, "seed": seed, "coding_mode": card.data.get("coding_mode", "strict"), "confidence": 0.95},
+        "cells": cells,
+        "claims": claims,
+        "audit": audit_summary(cells),
+        "generation": {**generation, "provenance": {**generation["provenance"], "records": records_summary(table)}},
+    }
+    if loaded.signed:
+        report["envelope"] = loaded.signed
+    check_report_shape(report)
+    return report
+
+
+def check_report_shape(report: dict) -> None:
+    """A report that does not match its own schema is a bug: refuse to hand it out."""
+    problems = validate(report, "report-1.0", code="internal.report-invalid",
+                        message="the report does not match report-1.0: {message} at {at}",
+                        hint="this is a bug in acards: rerun with --debug and report it")
+    if problems:
+        raise AcardsError.collect(problems)

@@ -1,0 +1,67 @@
+"""Step 1 of the pipeline: the card, its signed envelope, every evidence digest, the records, the prompts.
+
+Nothing here computes a statistic: a card that loads is a card whose evidence is exactly the
+evidence it names (SPEC §5), read into a :class:`~acards.evidence.records.RecordTable`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from acards.attest.card_statement import check_card_against_statement, open_card_envelope
+from acards.card.model import Card, load_card
+from acards.errors import AcardsError
+from acards.evidence.digests import DigestCache, PointerResult, check_pointers
+from acards.evidence.prompts import Prompts, read_prompts
+from acards.evidence.records import RecordTable, read_objects, read_records
+
+
+@dataclass
+class Loaded:
+    """A card with its evidence checked and read."""
+
+    card: Card
+    pointers: list[PointerResult]  # one digest check per evidence pointer, in the card's order
+    table: RecordTable
+    prompts: Prompts  # the card's prompts file (empty when it names none)
+    signed: dict | None = None  # {"digest", "signers"} of the envelope checked first, if any
+
+
+def check_envelope(card: Card, envelope: bytes, trusted_keys: dict) -> dict:
+    """The envelope's signatures against ``trusted_keys``; the card file and its evidence pointers
+    must be the ones the signed statement names."""
+    statement, digest, signers = open_card_envelope(envelope, trusted_keys)
+    check_card_against_statement(card, statement)
+    return {"digest": digest, "signers": list(signers)}
+
+
+def read_evidence(card: Card, cache: DigestCache) -> tuple[list[PointerResult], RecordTable]:
+    """Check every digest (every problem collected), then read the records."""
+    results, problems = check_pointers(card.folder, card.pointers(), cache)
+    if problems:
+        raise AcardsError.collect(problems)
+    paths = [(p["path"], card.source.locate(f"/evidence/records/{i}/path")) for i, p in enumerate(card.data["evidence"]["records"])]
+    return results, read_records(card.folder, paths)
+
+
+def load(card_path: str | Path, *, use_cache: bool = True, envelope: bytes | None = None,
+         trusted_keys: dict | None = None, digests: DigestCache | None = None) -> Loaded:
+    """Validate the card, check its envelope (when given), check every digest, read records and prompts."""
+    card = load_card(card_path)
+    signed = check_envelope(card, envelope, trusted_keys or {}) if envelope is not None else None
+    cache = DigestCache.or_default(digests, use_cache)  # the command's cache, else one for this call
+    try:
+        pointers, table = read_evidence(card, cache)
+    finally:
+        cache.close()
+    return Loaded(card, pointers, table, read_prompts(card), signed)
+
+
+def read_training(card: Card) -> tuple[set[str], list[str]] | None:
+    """(subjects, texts) of the fine-tuning data the card points at, for the freshness check (D2)."""
+    pointer = card.data["evidence"].get("training_data")
+    if not pointer:
+        return None
+    rows = read_objects(card.folder, pointer["path"], card.source.locate("/evidence/training_data/path"), "training-1.0")
+    return {r.subject for r in rows}, [r.text for r in rows]

@@ -1,0 +1,192 @@
+"""Step 3 of the pipeline: recompute every cell.
+
+First the threshold-free statistics of each cell (:func:`cell_evidence`: the paired comparisons
+with their bootstraps, computed once), then the five diagnostics under one set of thresholds
+(:func:`diagnose`), for the card's thresholds here and for each claim's own in
+:mod:`acards.pipeline.claims`.  Every number comes from the pure modules (acards.stats,
+acards.diagnostics, acards.mechanism); the one read done here is of the checkpoints, for the weight
+signature, cached per set of mechanism thresholds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from acards import stats
+from acards.card.model import Card
+from acards.diagnostics.common import Comparison, availability, compare
+from acards.diagnostics.cost import cost
+from acards.diagnostics.fresh import Freshness, fresh, freshness
+from acards.diagnostics.mechanism import mechanism
+from acards.diagnostics.reliability import reliability
+from acards.diagnostics.transfer import transfer
+from acards.diagnostics.values import GroupIndex, SplitValues, split_values
+from acards.diagnostics.verdict import full_card
+from acards.evidence.checkpoints import read_reference, read_update_pair
+from acards.evidence.paths import resolve_inside
+from acards.evidence.prompts import Prompts
+from acards.evidence.records import RecordTable
+from acards.mechanism.signature import weight_signature
+from acards.vocabulary import CONTROL_SHRINKAGE, DIAGNOSTICS
+
+Training = tuple[set[str], list[str]]  # subjects and texts of the fine-tuning data
+
+
+@dataclass
+class CellEvidence:
+    """Threshold-free statistics of one cell, computed once and reused for every claim."""
+
+    cell: dict
+    comparisons: dict[str, Comparison | None]  # heldout, fresh, transfer, capability, control
+    unavailable: dict[str, list[dict]]  # per comparison: why it cannot be made
+    control_reduction: float | None  # Δ_C = G_U − G_C on the held-out split
+    freshness_inputs: dict
+    signatures: dict = field(default_factory=dict)  # thresholds key -> signature (or None)
+
+
+@dataclass
+class Recomputed:
+    """Every cell's evidence and its diagnostics under the card's thresholds, with what the claims
+    step needs to diagnose a cell again under a claim's own thresholds."""
+
+    evidence: dict[str, CellEvidence]  # by cell id
+    thresholds: dict[str, dict]  # the card's, per diagnostic
+    training: Training | None
+    file_prompts: dict[str, list[str]]  # fresh prompts per task from the prompts file
+    cells: list[dict]  # the report's cells, in the card's order
+
+
+def thresholds_for(card: Card, claim: dict | None = None) -> dict[str, dict]:
+    """The thresholds in force for every diagnostic: the card's, or a claim's."""
+    return {name: card.thresholds(name, claim) for name in DIAGNOSTICS}
+
+
+def _compare_split(values: SplitValues, first: str, second: str, rng, bootstrap: int, split: str) -> tuple[Comparison | None, list[dict]]:
+    missing = availability(split, values.conditions, (first, second))
+    if missing:
+        return None, missing
+    a, b, subjects, _ = values.paired(first, second)
+    return compare(a, b, subjects, values.conditions[first].seeds, values.conditions[second].seeds, rng, bootstrap), []
+
+
+def cell_evidence(cell: dict, index: GroupIndex, master_seed: int, bootstrap: int) -> CellEvidence:
+    """The threshold-free statistics of one cell; each split bootstraps from its own stream."""
+    cell_id = cell["id"]
+    splits = {
+        "heldout": split_values(index, cell_id, "heldout", cell["task"]),
+        "fresh": split_values(index, cell_id, "fresh", cell["task"]),
+        "transfer": split_values(index, cell_id, "transfer", cell["transfer"]["task"]),
+        "capability": split_values(index, cell_id, "capability"),
+    }
+    comparisons, unavailable = {}, {}
+    for split in ("heldout", "fresh", "transfer"):
+        rng = stats.cell_rng(master_seed, cell_id, split)
+        comparisons[split], unavailable[split] = _compare_split(splits[split], "undefended", "defended", rng, bootstrap, split)
+    comparisons["capability"], unavailable["capability"] = _compare_split(splits["capability"], "defended", "undefended", None, 0, "capability")
+    comparisons["control"], unavailable["control"], control_reduction = None, [], None
+    if CONTROL_SHRINKAGE in splits["heldout"].conditions:
+        # The margin Δ_D − Δ_C = G_C − G_D, and the control's own reduction Δ_C = G_U − G_C.
+        comparisons["control"], unavailable["control"] = _compare_split(splits["heldout"], CONTROL_SHRINKAGE, "defended", None, 0, "heldout")
+        control_u, _ = _compare_split(splits["heldout"], "undefended", CONTROL_SHRINKAGE, None, 0, "heldout")
+        control_reduction = control_u.difference if control_u else None
+    table = index.table
+    heldout_subjects = {table.vocab["subject"][s] for s in splits["heldout"].subjects}
+    fresh_subjects = {table.vocab["subject"][s] for s in splits["fresh"].subjects}
+    fresh_rows = index.rows(cell_id, "fresh", cell["task"])
+    fresh_prompts = sorted({table.prompts[int(r)] for r in fresh_rows if int(r) in table.prompts})
+    inputs = {"fresh_subjects": fresh_subjects, "heldout_subjects": heldout_subjects,
+              "fresh_prompts": fresh_prompts or None}
+    return CellEvidence(cell, comparisons, unavailable, control_reduction, inputs)
+
+
+def fresh_prompts_by_task(prompts: Prompts) -> dict[str, list[str]]:
+    """Fresh prompts per task from the prompts file, for cells whose records carry no prompt."""
+    found: dict[str, set[str]] = {}
+    for (split, task, _item, _framing), prompt in prompts.index.items():
+        if split == "fresh":
+            found.setdefault(task, set()).add(prompt.prompt)
+    return {task: sorted(texts) for task, texts in found.items()}
+
+
+def check_freshness(evidence: CellEvidence, training: Training | None, file_prompts: dict[str, list[str]],
+                    max_shared_ngram: int) -> Freshness:
+    """D2's freshness check of one cell: subjects disjoint from held-out and training, no shared n-gram."""
+    inputs = evidence.freshness_inputs
+    others = inputs["heldout_subjects"] | (training[0] if training else set())
+    prompts = inputs["fresh_prompts"] or file_prompts.get(evidence.cell["task"])
+    return freshness(inputs["fresh_subjects"], others, prompts, training[1] if training else None, max_shared_ngram)
+
+
+def signature(card: Card, evidence: CellEvidence, th: dict):
+    """The weight signature under these mechanism thresholds (cached: SVDs are not free)."""
+    checkpoints = evidence.cell.get("checkpoints") or {}
+    if not ("undefended" in checkpoints and "defended" in checkpoints):
+        return None
+    key = tuple(sorted((k, v) for k, v in th.items() if k not in ("z", "justification")))
+    if key not in evidence.signatures:
+        def path(name):
+            pointer = f"/cells/{card.cells.index(evidence.cell)}/checkpoints/{name}/path"
+            return resolve_inside(card.folder, checkpoints[name]["path"], card.source.locate(pointer))
+
+        base = path("base") if "base" in checkpoints else None
+        undefended, defended = read_update_pair(path("undefended"), path("defended"), base)
+        reference = read_reference(path("reference_subspace")) if "reference_subspace" in checkpoints else None
+        evidence.signatures[key] = weight_signature(undefended, defended, reference, th)
+    return evidence.signatures[key]
+
+
+def diagnose(card: Card, evidence: CellEvidence, thresholds: dict[str, dict], freshness_check: Freshness) -> dict:
+    """All five diagnostics of one cell under one set of thresholds."""
+    c, u = evidence.comparisons, evidence.unavailable
+    d1 = reliability(c["heldout"], u["heldout"], thresholds["reliability"])
+    heldout_relative = d1["estimates"].get("relative_reduction")
+    cell = evidence.cell
+    return {
+        "reliability": d1,
+        "fresh": fresh(c["fresh"], u["fresh"], heldout_relative, freshness_check, thresholds["fresh"]),
+        "mechanism": mechanism(signature(card, evidence, thresholds["mechanism"]), c["control"], u["control"],
+                               evidence.control_reduction, cell["declared_mechanism"],
+                               card.coding_mode(cell), thresholds["mechanism"]),
+        "transfer": transfer(c["transfer"], u["transfer"], heldout_relative, thresholds["transfer"],
+                             cell["transfer"]["task"], cell["transfer"]["differs_in"]),
+        "cost": cost(c["capability"], u["capability"], thresholds["cost"]),
+    }
+
+
+def diagnose_cell(card: Card, evidence: CellEvidence, thresholds: dict[str, dict], training: Training | None,
+                  file_prompts: dict[str, list[str]]) -> dict:
+    """:func:`diagnose` with the cell's freshness check under the same thresholds."""
+    check = check_freshness(evidence, training, file_prompts, thresholds["fresh"]["max_shared_ngram"])
+    return diagnose(card, evidence, thresholds, check)
+
+
+def apply_holm(cells: list[dict]) -> None:
+    """Holm-adjust the reliability p-values across the card's cells, in place (``p_holm``)."""
+    estimates = [c["diagnostics"]["reliability"]["estimates"] for c in cells]
+    pvalues = np.array([e.get("p_value") if e.get("p_value") is not None else np.nan for e in estimates], float)
+    adjusted = stats.holm(pvalues) if len(pvalues) else pvalues
+    for e, p in zip(estimates, adjusted):
+        if "p_value" in e:
+            e["p_holm"] = float(p) if np.isfinite(p) else None
+
+
+def recompute(card: Card, table: RecordTable, prompts: Prompts, training: Training | None, *, bootstrap: int,
+              seed: int) -> Recomputed:
+    """Every cell's statistics, and its diagnostics and full-card verdicts under the card's thresholds.
+
+    ``prompts`` is the card's prompts file, ``training`` its fine-tuning data
+    (:func:`acards.pipeline.load.read_training`)."""
+    index = GroupIndex(table)
+    file_prompts = fresh_prompts_by_task(prompts)
+    evidence = {cell["id"]: cell_evidence(cell, index, seed, bootstrap) for cell in card.cells}
+    thresholds = thresholds_for(card)
+    cells = []
+    for cell in card.cells:
+        diagnostics = diagnose_cell(card, evidence[cell["id"]], thresholds, training, file_prompts)
+        verdicts = full_card(diagnostics)
+        verdicts["headline"] = verdicts[card.coding_mode(cell)]
+        cells.append({"id": cell["id"], "coding_mode": card.coding_mode(cell), "diagnostics": diagnostics, "full_card": verdicts})
+    apply_holm(cells)
+    return Recomputed(evidence, thresholds, training, file_prompts, cells)
