@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from acards.diagnostics.common import Comparison, reason, result
+from acards.numbers import fixed
 
 
 def cost(c: Comparison | None, unavailable: list[dict], th: dict) -> dict:
@@ -24,10 +25,10 @@ def cost(c: Comparison | None, unavailable: list[dict], th: dict) -> dict:
         return out
     measurable = estimates["delta_upper"] < 0
     if measurable:
-        reasons.append(reason("measurable-cost", f"δ + z·SE = {estimates['delta_upper']:.4f} < 0: the defense measurably lowers capability"))
+        reasons.append(reason("measurable-cost", f"δ + z·SE = {fixed(estimates['delta_upper'], 4)} < 0: the defense measurably lowers capability"))
     passed = estimates["delta_lower"] >= -margin
     if not passed:
-        reasons.append(reason("not-non-inferior", f"δ − z·SE = {estimates['delta_lower']:.4f} is below −margin = {-margin}"))
+        reasons.append(reason("not-non-inferior", f"δ − z·SE = {fixed(estimates['delta_lower'], 4)} is below −margin = {-margin}"))
     out = result("pass" if passed else "fail", reasons, estimates, th)
     out["measurable_cost"] = bool(measurable)
     return out

@@ -10,6 +10,7 @@ absolute 0.005) for weight-signature numbers.
 from __future__ import annotations
 
 from acards.diagnostics.verdict import combine
+from acards.numbers import significant
 
 ABSOLUTE = 0.005
 RELATIVE_SE = 0.25
@@ -47,9 +48,9 @@ def _compare_block(block: dict, name: str, diagnostic: dict, cell: str) -> list[
             recomputed = diagnostic["estimates"].get(field)
             tol = tolerance(name, field, diagnostic)
             if not isinstance(recomputed, (int, float)) or isinstance(recomputed, bool) or abs(recomputed - reported) > tol:
-                shown = f"{recomputed:.4g}" if isinstance(recomputed, float) else recomputed
+                shown = significant(recomputed, 4) if isinstance(recomputed, float) else recomputed
                 found.append(_discrepancy(field, reported, recomputed, cell, name, tol,
-                                          f"{name}.{field} reported {reported}, recomputed {shown} (tolerance {tol:.2g})"))
+                                          f"{name}.{field} reported {reported}, recomputed {shown} (tolerance {significant(tol, 2)})"))
     return found
 
 

@@ -12,6 +12,7 @@ from acards.diagnostics.common import (
     reduction_estimates,
     result,
 )
+from acards.numbers import fixed
 
 
 @dataclass
@@ -76,7 +77,7 @@ def generalization(name: str, c: Comparison | None, unavailable: list[dict], hel
     failed = any(r["code"] == "not-fresh" for r in reasons)
     if not estimates["reduction_lower"] > 0:
         failed = True
-        reasons.append(reason("reduction-not-reliable", f"Δ − z·SE = {estimates['reduction_lower']:.4f} on the {name} split is not above 0"))
+        reasons.append(reason("reduction-not-reliable", f"Δ − z·SE = {fixed(estimates['reduction_lower'], 4)} on the {name} split is not above 0"))
     if held is None:
         reasons.append(reason("heldout-relative-undefined", "the held-out relative reduction is undefined (no reliable held-out gap) "
                               "or not positive, so retention cannot be computed"))
@@ -86,7 +87,7 @@ def generalization(name: str, c: Comparison | None, unavailable: list[dict], hel
         return result("fail" if failed else "insufficient", reasons, estimates, th, details)
     if not retention >= th["min_retention"]:
         failed = True
-        reasons.append(reason("low-retention", f"ρ_{name}/ρ_heldout = {retention:.3f} is below min_retention = {th['min_retention']}"))
+        reasons.append(reason("low-retention", f"ρ_{name}/ρ_heldout = {fixed(retention, 3)} is below min_retention = {th['min_retention']}"))
     return result("fail" if failed else "pass", reasons, estimates, th, details)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from acards.diagnostics.common import Comparison, number, reason, result
+from acards.numbers import fixed
 
 # acards.mechanism.signature speaks the paper's symbols; the report uses plain names.
 REPORT_NAMES = {"alpha_T": "alpha_t", "alpha_A": "alpha_a", "kappa": "cosine", "r": "norm_ratio",
@@ -39,7 +40,7 @@ def mechanism(signature: dict | None, control: Comparison | None, control_unavai
         estimates.update(control_reduction=number(control_reduction), control_margin=number(margin),
                          se_control_margin=number(se), control_margin_lower=number(margin - z * se))
         if not margin - z * se > 0:
-            reasons.append(reason("control-not-beaten", f"(Δ_D − Δ_C) − z·SE = {margin - z * se:.4f} ≤ 0: the defense does not beat "
+            reasons.append(reason("control-not-beaten", f"(Δ_D − Δ_C) − z·SE = {fixed(margin - z * se, 4)} ≤ 0: the defense does not beat "
                                   "the shrinkage control, so it is coded shrinkage whatever the weights say"))
             observed = "shrinkage"
         elif observed is None:

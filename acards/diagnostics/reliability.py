@@ -10,6 +10,7 @@ from acards.diagnostics.common import (
     reduction_estimates,
     result,
 )
+from acards.numbers import fixed
 
 
 def reliability(c: Comparison | None, unavailable: list[dict], th: dict) -> dict:
@@ -37,12 +38,12 @@ def reliability(c: Comparison | None, unavailable: list[dict], th: dict) -> dict
     failed = False
     if not estimates["gap_undefended_lower"] > 0:
         failed = True
-        reasons.append(reason("no-installed-gap", f"G_U − z·SE = {estimates['gap_undefended_lower']:.4f} is not above 0: the undefended fine-tune shows no reliable gap to remove"))
+        reasons.append(reason("no-installed-gap", f"G_U − z·SE = {fixed(estimates['gap_undefended_lower'], 4)} is not above 0: the undefended fine-tune shows no reliable gap to remove"))
     if not estimates["reduction_lower"] > margin:
         failed = True
-        message = f"Δ − z·SE_tot = {estimates['reduction_lower']:.4f} is not above the margin {margin}"
+        message = f"Δ − z·SE_tot = {fixed(estimates['reduction_lower'], 4)} is not above the margin {margin}"
         if estimates["mde"] is not None:
-            message += f" (MDE {estimates['mde']:.4f}: smaller true reductions are likely to be missed)"
+            message += f" (MDE {fixed(estimates['mde'], 4)}: smaller true reductions are likely to be missed)"
         reasons.append(reason("reduction-not-reliable", message))
     return result("fail" if failed else "pass", reasons, estimates, th, details)
 

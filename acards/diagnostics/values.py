@@ -10,10 +10,13 @@ so that U and D are compared on exactly the same items.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from acards.evidence.records import RecordTable
+if TYPE_CHECKING:  # only the type: this module reads columns, never files
+    from acards.evidence.records import RecordTable
+
 
 
 @dataclass
@@ -41,7 +44,7 @@ class SplitValues:
 class GroupIndex:
     """Row indices of a table grouped by (cell, split, task), built with one sort."""
 
-    def __init__(self, table: RecordTable):
+    def __init__(self, table: "RecordTable"):
         self.table = table
         columns = table.columns
         n_split, n_task = len(table.vocab["split"]) or 1, len(table.vocab["task"]) or 1
@@ -61,8 +64,8 @@ class GroupIndex:
             return np.zeros(0, np.int64)
         n_split, n_task = self._radix
         tasks = range(len(table.vocab["task"])) if task is None else [table.code("task", task)]
-        parts = [self._rows.get((cell_code * n_split + split_code) * n_task + t) for t in tasks if t >= 0]
-        parts = [p for p in parts if p is not None]
+        keys = [(cell_code * n_split + split_code) * n_task + t for t in tasks if t >= 0]
+        parts = [self._rows[key] for key in keys if key in self._rows]
         return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
 

@@ -54,7 +54,7 @@ def audit_summary(cells: list[dict]) -> dict:
             continue
         failed = [name for name in FOUR if cell["diagnostics"][name]["outcome"] != "pass"]
         shortfalls = [_shortfall(cell["diagnostics"][name]) for name in failed]
-        shortfall = None if any(s is None for s in shortfalls) else sum(shortfalls)
+        shortfall = sum(s for s in shortfalls if s is not None) if all(s is not None for s in shortfalls) else None
         near.append({"cell": cell["id"], "passed": len(FOUR) - len(failed), "failed": failed, "shortfall": shortfall})
     near.sort(key=lambda n: (-n["passed"], n["shortfall"] is None, n["shortfall"] or 0.0, n["cell"]))
     return {
