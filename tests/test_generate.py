@@ -643,10 +643,11 @@ def test_device_override_and_unknown_device(monkeypatch):
 
 def test_verify_regenerates_missing_outputs_and_the_control_then_hits_the_cache(world, tmp_path):
     from acards.pipeline.verify import verify
+    from acards.report.model import as_builtins
 
     card = make_card(tmp_path / "card", world, records=records_for(conditions=("undefended", "defended")))
     # The default spot check must look at the authors' outputs only, not at the control acards made.
-    first = verify(card, bootstrap=200)
+    first = as_builtins(verify(card, bootstrap=200))
     generation = first["generation"]
     # 2 conditions × 6 items × 2 framings missing, plus the control on the same 12 prompts.
     assert (generation["requested"], generation["generated"], generation["cache_hits"]) == (36, 36, 0)
@@ -657,16 +658,17 @@ def test_verify_regenerates_missing_outputs_and_the_control_then_hits_the_cache(
     mechanism = first["cells"][0]["diagnostics"]["mechanism"]
     assert mechanism["estimates"].get("control_margin") is not None or "control-too-small" in [r["code"] for r in mechanism["reasons"]]
     assert "spot_check" not in generation["provenance"]  # no output was supplied
-    second = verify(card, bootstrap=200)
+    second = as_builtins(verify(card, bootstrap=200))
     assert (second["generation"]["generated"], second["generation"]["cache_hits"]) == (0, 36)
     assert second["cells"] == first["cells"]
 
 
 def test_verify_without_generation_leaves_missing_outputs_insufficient(world, tmp_path):
     from acards.pipeline.verify import verify
+    from acards.report.model import as_builtins
 
     card = make_card(tmp_path / "card", world, records=records_for(conditions=("undefended", "defended")))
-    report = verify(card, bootstrap=200, generate=False)
+    report = as_builtins(verify(card, bootstrap=200, generate=False))
     reliability = report["cells"][0]["diagnostics"]["reliability"]
     assert reliability["outcome"] == "insufficient"
     assert "unscored-records" in [r["code"] for r in reliability["reasons"]]

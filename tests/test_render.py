@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
+import msgspec
 import pytest
 from click.testing import CliRunner
 
@@ -28,6 +29,8 @@ from acards.numbers import format_number, interval_text
 from acards.pipeline.verify import verify
 from acards.present.forest import forest_svg
 from acards.present.render import md_escape, read_report, render_card
+from acards.report.model import Report, as_builtins, from_builtins
+from acards.report.stored import check_report
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "tiny-defense"
@@ -51,12 +54,19 @@ def _quiet(value):
     return value
 
 
-def _verified(card_path: Path) -> tuple[dict, dict]:
-    return load_card(card_path).data, _quiet(verify(card_path, bootstrap=B, use_cache=False))
+def _verified(card_path: Path) -> tuple[dict, Report]:
+    return load_card(card_path).data, from_builtins(_quiet(as_builtins(verify(card_path, bootstrap=B, use_cache=False))))
+
+
+def _edited(report: Report, edit) -> Report:
+    """``report`` with ``edit`` applied to its JSON data, read back unchecked (hostile or odd values)."""
+    data = as_builtins(report)
+    edit(data)
+    return from_builtins(data)
 
 
 @pytest.fixture(scope="module")
-def example() -> tuple[dict, dict]:
+def example() -> tuple[dict, Report]:
     return _verified(EXAMPLE / "card.yaml")
 
 
@@ -86,14 +96,14 @@ def failing_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def failing(failing_path) -> tuple[dict, dict]:
+def failing(failing_path) -> tuple[dict, Report]:
     return _verified(failing_path)
 
 
 @pytest.fixture(scope="module")
-def xss(example) -> tuple[dict, dict]:
-    """Hostile text in every kind of field, built as dicts (the card schema would refuse some)."""
-    card, report = copy.deepcopy(example)
+def xss(example) -> tuple[dict, Report]:
+    """Hostile text in every kind of field, built as dicts (the card and report schemas would refuse some)."""
+    card, report = copy.deepcopy(example[0]), as_builtins(example[1])
     evil_cell = f"{SCRIPT}/cell"
     card.update(id=IMG, title=SCRIPT, limitations=f"{SCRIPT} {IMG}\n# heading\n- list | pipe",
                 paper={"title": IMG, "url": "javascript:alert(1)"})
@@ -116,7 +126,7 @@ def xss(example) -> tuple[dict, dict]:
     claim["discrepancies"] = [{"cell": evil_cell, "diagnostic": SCRIPT, "field": IMG, "reported": SCRIPT,
                                "recomputed": 0.5, "tolerance": None, "message": IMG}]
     report["evidence"][0]["path"] = f"{SCRIPT}.jsonl"
-    return card, report
+    return card, from_builtins(report)
 
 
 FIXTURES = ("example", "failing", "xss")
@@ -259,7 +269,7 @@ def test_markdown_tables_keep_their_columns(fixture):
 
 def test_intervals_are_estimate_plus_minus_z_se(example):
     card, report = example
-    e = report["cells"][0]["diagnostics"]["reliability"]["estimates"]
+    e = report.cells[0].diagnostics.reliability.estimates
     expected = interval_text(e["reduction"], e["se_total"], 2.0)
     assert expected == "0.317 [0.208, 0.426]"
     for fmt in ("md", "html"):
@@ -269,8 +279,8 @@ def test_intervals_are_estimate_plus_minus_z_se(example):
 
 def test_claims_verdicts_discrepancies_and_overrides_are_shown(failing):
     card, report = failing
-    by_id = {c["id"]: c for c in report["claims"]}
-    assert not by_id["C1"]["reproduced"] and not by_id["C2"]["reproduced"]
+    by_id = {c.id: c for c in report.claims}
+    assert not by_id["C1"].reproduced and not by_id["C2"].reproduced
     html = render_card(card, report, "html", SIGNERS)
     md = render_card(card, report, "md", SIGNERS)
     assert html.count('<tr class="override">') == 2  # card fresh.min_retention, claim C3 reliability.z
@@ -302,8 +312,8 @@ def test_rendering_is_deterministic_and_survives_canonical_json(fixture):
     first = pages(card, report, SIGNERS)
     assert pages(card, report, SIGNERS) == first
     # a registry re-renders from RFC 8785 bytes: keys sorted, 2.0 read back as 2
-    canonical = [json.loads(canonical_bytes(x)) for x in (card, report)]
-    assert pages(*canonical, list(reversed(SIGNERS))) == first
+    canonical = [json.loads(canonical_bytes(x)) for x in (card, as_builtins(report))]
+    assert pages(canonical[0], from_builtins(canonical[1]), list(reversed(SIGNERS))) == first
 
 
 @pytest.mark.parametrize("fixture", FIXTURES, indirect=True)
@@ -313,27 +323,45 @@ def test_svg_is_xml_with_one_row_per_cell_and_split(fixture):
     ns = "{http://www.w3.org/2000/svg}"
     assert root.tag == ns + "svg"
     rows = [g for g in root.iter(ns + "g") if g.get("class") == "row"]
-    assert len(rows) == 3 * len(report["cells"])
+    assert len(rows) == 3 * len(report.cells)
     assert len([e for e in root.iter(ns + "line") if e.get("class") == "zero"]) == 1
 
 
 def test_cells_without_estimates_get_an_empty_row(example):
-    _, report = copy.deepcopy(example)
-    report["cells"][0]["diagnostics"]["fresh"]["estimates"] = {}
+    report = _edited(example[1], lambda data: data["cells"][0]["diagnostics"]["fresh"].update(estimates={}))
     svg = forest_svg(report)
     assert svg.count('<g class="row">') == 6 and "no estimate" in svg
 
 
 # --- errors -----------------------------------------------------------------------------------
 
+def test_a_missing_report_field_is_a_clear_error(example):
+    # A Report always has its required fields: a report without one is refused when it is read.
+    data = as_builtins(example[1])
+    del data["cells"][1]["full_card"]
+    with pytest.raises(AcardsError) as caught:
+        check_report(data)
+    assert caught.value.code == "usage.bad-report"
+    assert "full_card" in str(caught.value) and "/cells/1" in str(caught.value)
+
+
 @pytest.mark.parametrize("fmt", ["md", "html"])
-def test_a_missing_report_field_is_a_clear_error(example, fmt):
-    card, report = copy.deepcopy(example)
-    del report["cells"][1]["full_card"]
+def test_a_missing_field_the_page_needs_is_a_clear_error(example, fmt):
+    # The schema leaves a diagnostic's thresholds open; the cost table needs z (the forest plot does not).
+    card, report = example[0], _edited(example[1], lambda data: data["cells"][1]["diagnostics"]["cost"]["thresholds"].pop("z"))
     with pytest.raises(AcardsError) as caught:
         render_card(card, report, fmt)
     assert caught.value.code == "usage.bad-report"
-    assert "full_card" in str(caught.value) and f"card.{fmt}.j2 line" in str(caught.value)
+    assert "'z'" in str(caught.value) and f"card.{fmt}.j2 line" in str(caught.value)
+
+
+def test_a_field_the_report_leaves_out_reads_as_undefined(example):
+    # An optional field (UNSET) is absent, as a missing key of a dict: `|default` and `is defined` see it.
+    card, report = example
+    first, *others = report.claims
+    bare = msgspec.structs.replace(report, claims=[msgspec.structs.replace(first, requires=msgspec.UNSET, outcomes=msgspec.UNSET), *others])
+    for fmt in ("md", "html"):
+        assert "UNSET" not in render_card(card, bare, fmt)
 
 
 def test_a_missing_card_field_is_a_clear_error(example):
@@ -345,13 +373,12 @@ def test_a_missing_card_field_is_a_clear_error(example):
 
 def test_a_report_for_another_card_is_refused(example, failing):
     with pytest.raises(AcardsError) as caught:
-        render_card(example[0], {**failing[1], "card": {**failing[1]["card"], "version": 2}}, "md")
+        render_card(example[0], msgspec.structs.replace(failing[1], card=msgspec.structs.replace(failing[1].card, version=2)), "md")
     assert caught.value.code == "usage.report-mismatch"
 
 
 def test_forest_svg_names_a_missing_field(example):
-    report = copy.deepcopy(example[1])
-    del report["cells"][0]["diagnostics"]["transfer"]["thresholds"]
+    report = _edited(example[1], lambda data: data["cells"][0]["diagnostics"]["transfer"]["thresholds"].pop("z"))
     with pytest.raises(AcardsError, match="/cells/0/diagnostics/transfer/thresholds"):
         forest_svg(report)
 
@@ -361,7 +388,7 @@ def test_forest_svg_names_a_missing_field(example):
 @pytest.fixture(scope="module")
 def report_file(tmp_path_factory, failing_path) -> Path:
     path = tmp_path_factory.mktemp("report") / "report.json"
-    path.write_text(json.dumps(verify(failing_path, bootstrap=B, use_cache=False)), encoding="utf-8")
+    path.write_text(json.dumps(as_builtins(verify(failing_path, bootstrap=B, use_cache=False))), encoding="utf-8")
     return path
 
 

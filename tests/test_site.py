@@ -149,11 +149,12 @@ def test_the_second_version_supersedes_the_first(world):
 
 def test_the_stored_pages_are_render_card_of_the_signed_predicate(world):
     from acards.present.render import render_card
+    from acards.report.stored import check_report
 
     folder = world.registry / "cards" / world.digests["v2"]
     statement = json.loads((folder / "statement.json").read_bytes())
     signers = [{"keyid": k} for k in entries(world)[1]["signers"]]
-    card, report = statement["predicate"]["card"], statement["predicate"]["report"]
+    card, report = statement["predicate"]["card"], check_report(statement["predicate"]["report"])
     assert (folder / "card.html").read_text(encoding="utf-8") == render_card(card, report, "html", signers)
     assert (folder / "card.md").read_text(encoding="utf-8") == render_card(card, report, "md", signers)
     assert signers[0]["keyid"] in (folder / "card.html").read_text(encoding="utf-8")

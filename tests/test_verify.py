@@ -23,6 +23,7 @@ from acards.generate import Request
 from acards.generate.plan import to_records
 from acards.pipeline.complete import place_regenerated
 from acards.pipeline.verify import verify
+from acards.report.model import as_builtins
 from acards.schemas import validator
 
 requires_torch = pytest.mark.skipif(
@@ -67,7 +68,8 @@ def with_checkpoints(folder, adapters, defended="projection", reference=True) ->
 
 
 def run(card, **kwargs):
-    report = verify(card, bootstrap=B, **kwargs)
+    """The report as its JSON data (what `verify --report` writes), checked against report-1.0."""
+    report = as_builtins(verify(card, bootstrap=B, **kwargs))
     validator("report-1.0").validate(report)
     json.dumps(report, allow_nan=False)
     return report

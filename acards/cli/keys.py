@@ -71,6 +71,7 @@ def sign(card: Path, key_path: Path, report_path: Path | None, out: Path | None,
     from acards.canonical import parse_strict_json
     from acards.card.model import load_card
     from acards.files import atomic_write
+    from acards.report.model import as_builtins
 
     private_key = load_signing_key(key_path)
     loaded = load_card(card)
@@ -88,7 +89,9 @@ def sign(card: Path, key_path: Path, report_path: Path | None, out: Path | None,
         envelope = add_signature(envelope, private_key, trusted_keys(trusted_key_paths))
     else:
         if report_path:
-            report = parse_strict_json(read_file(report_path), str(report_path))
+            from acards.report.stored import check_report
+
+            report = check_report(parse_strict_json(read_file(report_path), str(report_path)), file=str(report_path))
         else:
             from acards.evidence.digests import DigestCache
             from acards.pipeline.verify import verify as run
@@ -96,13 +99,13 @@ def sign(card: Path, key_path: Path, report_path: Path | None, out: Path | None,
             config = settings()
             with DigestCache(config.digests_path) as digests:
                 report = run(card, device=config.device, digests=digests, cache_dir=config.cache_dir)
-        if not report.get("reproduced"):
+        if not report.reproduced:
             raise AcardsError("reproduce.not-reproduced", "the card's reported results are not reproduced by its evidence",
                               "run `acards verify` and fix the card before signing it")
-        if report.get("card", {}).get("sha256") != loaded.sha256:
+        if report.card.sha256 != loaded.sha256:
             raise AcardsError("usage.report-mismatch", f"{report_path} is the report of another card (or an older version of it)",
                               "run `acards verify CARD --report FILE` again")
-        envelope = sign_envelope(PAYLOAD_TYPE, payload_bytes(loaded, report), private_key)
+        envelope = sign_envelope(PAYLOAD_TYPE, payload_bytes(loaded, as_builtins(report)), private_key)
     atomic_write(out, json.dumps(envelope, indent=2).encode("utf-8") + b"\n")
     signer = keyid(private_key.public_key())
     click.echo(f"{'co-signed' if co_sign else 'signed'} {card} as {signer[:16]}…: {out}")

@@ -35,7 +35,7 @@ def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed:
     from acards.evidence.digests import DigestCache
     from acards.files import atomic_write
     from acards.pipeline.verify import verify as run
-    from acards.present.text import dumps, verify_text
+    from acards.present.text import report_json, verify_text
 
     envelope_bytes, keys = None, None
     if envelope:
@@ -49,9 +49,9 @@ def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed:
                      generate=not no_generate, device=device or config.device, spot_check=spot_check, digests=digests,
                      cache_dir=config.cache_dir)
     if report_path:
-        atomic_write(report_path, (dumps(report) + "\n").encode("utf-8"))
-    click.echo(dumps(report) if fmt == "json" else verify_text(report))
-    sys.exit(0 if report["reproduced"] else 1)
+        atomic_write(report_path, (report_json(report) + "\n").encode("utf-8"))
+    click.echo(report_json(report) if fmt == "json" else verify_text(report))
+    sys.exit(0 if report.reproduced else 1)
 
 
 @main.command()
@@ -64,11 +64,11 @@ def audit(cards: tuple[Path, ...], fmt: str, bootstrap: int, seed: int) -> None:
     """The audit table over every cell of CARDS: diagnostics, full-card verdicts, near misses."""
     from acards.evidence.digests import DigestCache
     from acards.pipeline.audit import audit as run
-    from acards.present.text import audit_csv, audit_markdown, audit_text, dumps
+    from acards.present.text import audit_csv, audit_markdown, audit_text, report_json
 
     config = settings()
     with DigestCache(config.digests_path) as digests:
         result = run(list(cards), bootstrap=bootstrap, seed=seed, device=config.device, digests=digests,
                      cache_dir=config.cache_dir)
-    render = {"text": audit_text, "md": audit_markdown, "csv": audit_csv, "json": dumps}[fmt]
+    render = {"text": audit_text, "md": audit_markdown, "csv": audit_csv, "json": report_json}[fmt]
     click.echo(render(result), nl=fmt != "csv")

@@ -1,4 +1,4 @@
-"""Threshold-free statistics of a paired comparison, and the shape of a diagnostic's result."""
+"""Threshold-free statistics of a paired comparison, and the making of a diagnostic's result."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from acards import stats
+from acards.report.model import Diagnostic, Reason
 
 
 def number(value) -> float | None:
@@ -18,18 +19,24 @@ def number(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def reason(code: str, message: str) -> dict:
-    return {"code": code, "message": message}
+def reason(code: str, message: str) -> Reason:
+    return Reason(code=code, message=message)
 
 
-def result(outcome: str, reasons: list[dict], estimates: dict, thresholds: dict, details: dict | None = None) -> dict:
-    return {
-        "outcome": outcome,
-        "reasons": reasons,
-        "estimates": {k: number(v) if isinstance(v, (float, np.floating)) else v for k, v in estimates.items()},
-        "thresholds": {k: v for k, v in thresholds.items() if k != "justification"},
-        "details": details or {},
-    }
+def has_reason(reasons: list[Reason], code: str) -> bool:
+    return any(r.code == code for r in reasons)
+
+
+def result(outcome: str, reasons: list[Reason], estimates: dict, thresholds: dict, details: dict | None = None) -> Diagnostic:
+    """A diagnostic's result: floats made JSON-ready (nan and inf become None), the thresholds
+    without their justification (the card keeps it), details always present."""
+    return Diagnostic(
+        outcome=outcome,
+        reasons=reasons,
+        estimates={k: number(v) if isinstance(v, (float, np.floating)) else v for k, v in estimates.items()},
+        thresholds={k: v for k, v in thresholds.items() if k != "justification"},
+        details=details or {},
+    )
 
 
 @dataclass
@@ -123,7 +130,7 @@ def bootstrap_details(c: Comparison) -> dict:
                           "mc_error_low": number(c.ci.mc_error_low), "mc_error_high": number(c.ci.mc_error_high)}}
 
 
-def availability(split_name: str, conditions: dict, needed: tuple[str, ...]) -> list[dict]:
+def availability(split_name: str, conditions: dict, needed: tuple[str, ...]) -> list[Reason]:
     """Reasons a comparison cannot be made: a missing condition or unscored records."""
     reasons = []
     for condition in needed:

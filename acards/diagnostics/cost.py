@@ -4,31 +4,27 @@ from __future__ import annotations
 
 from acards.diagnostics.common import Comparison, reason, result
 from acards.numbers import fixed
+from acards.report.model import CostDiagnostic, Reason, extend
 
 
-def cost(c: Comparison | None, unavailable: list[dict], th: dict) -> dict:
+def cost(c: Comparison | None, unavailable: list[Reason], th: dict) -> CostDiagnostic:
     """pass iff δ − z·SE ≥ −margin; a *measurable cost* iff δ + z·SE < 0."""
     z, margin = th["z"], th["margin"]
     if c is None or unavailable or c.n_items == 0:
-        out = result("insufficient", unavailable or [reason("no-paired-items", "no capability item answered by both U and D")], {}, th)
-        out["measurable_cost"] = None
-        return out
+        return extend(result("insufficient", unavailable or [reason("no-paired-items", "no capability item answered by both U and D")], {}, th),
+                      CostDiagnostic, measurable_cost=None)
     se = c.se_cluster
     estimates = {"n_items": c.n_items, "n_subjects": c.n_subjects, "accuracy_undefended": c.mean_b,
                  "accuracy_defended": c.mean_a, "delta": c.difference, "se": se,
                  "delta_lower": c.difference - z * se, "delta_upper": c.difference + z * se}
-    reasons = []
+    reasons: list[Reason] = []
     if c.n_subjects < 2:
         reasons.append(reason("too-few-subjects", "a clustered SE needs at least 2 capability subjects"))
-        out = result("insufficient", reasons, estimates, th)
-        out["measurable_cost"] = None
-        return out
+        return extend(result("insufficient", reasons, estimates, th), CostDiagnostic, measurable_cost=None)
     measurable = estimates["delta_upper"] < 0
     if measurable:
         reasons.append(reason("measurable-cost", f"δ + z·SE = {fixed(estimates['delta_upper'], 4)} < 0: the defense measurably lowers capability"))
     passed = estimates["delta_lower"] >= -margin
     if not passed:
         reasons.append(reason("not-non-inferior", f"δ − z·SE = {fixed(estimates['delta_lower'], 4)} is below −margin = {-margin}"))
-    out = result("pass" if passed else "fail", reasons, estimates, th)
-    out["measurable_cost"] = bool(measurable)
-    return out
+    return extend(result("pass" if passed else "fail", reasons, estimates, th), CostDiagnostic, measurable_cost=bool(measurable))

@@ -5,14 +5,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from msgspec.structs import replace
+
 from acards.diagnostics.common import (
     Comparison,
     bootstrap_details,
+    has_reason,
     reason,
     reduction_estimates,
     result,
 )
 from acards.numbers import fixed
+from acards.report.model import Diagnostic, Reason
 
 
 @dataclass
@@ -54,8 +58,8 @@ def freshness(fresh_subjects: set[str], other_subjects: set[str], fresh_prompts:
     return Freshness(shared, True, len(hits), [h[:80] for h in hits[:3]])
 
 
-def generalization(name: str, c: Comparison | None, unavailable: list[dict], heldout_relative: float | None,
-                   th: dict, extra_reasons: list[dict] | None = None, extra_estimates: dict | None = None) -> dict:
+def generalization(name: str, c: Comparison | None, unavailable: list[Reason], heldout_relative: float | None,
+                   th: dict, extra_reasons: list[Reason] | None = None, extra_estimates: dict | None = None) -> Diagnostic:
     """Shared by D2 and D4: pass iff Δ − z·SE > 0 and ρ / ρ_heldout ≥ min_retention."""
     z = th["z"]
     if c is None or unavailable or c.n_items == 0:
@@ -74,7 +78,7 @@ def generalization(name: str, c: Comparison | None, unavailable: list[dict], hel
     if c.n_subjects < 2:
         reasons.append(reason("too-few-subjects", f"{c.n_subjects} {name} subject: a clustered SE needs at least 2"))
         return result("insufficient", reasons, estimates, th, details)
-    failed = any(r["code"] == "not-fresh" for r in reasons)
+    failed = has_reason(reasons, "not-fresh")
     if not estimates["reduction_lower"] > 0:
         failed = True
         reasons.append(reason("reduction-not-reliable", f"Δ − z·SE = {fixed(estimates['reduction_lower'], 4)} on the {name} split is not above 0"))
@@ -91,8 +95,8 @@ def generalization(name: str, c: Comparison | None, unavailable: list[dict], hel
     return result("fail" if failed else "pass", reasons, estimates, th, details)
 
 
-def fresh(c: Comparison | None, unavailable: list[dict], heldout_relative: float | None, check: Freshness, th: dict) -> dict:
-    reasons = []
+def fresh(c: Comparison | None, unavailable: list[Reason], heldout_relative: float | None, check: Freshness, th: dict) -> Diagnostic:
+    reasons: list[Reason] = []
     if check.shared_subjects:
         reasons.append(reason("not-fresh", f"{len(check.shared_subjects)} fresh subjects also occur in the training or held-out data: "
                               + ", ".join(check.shared_subjects[:5])))
@@ -103,7 +107,7 @@ def fresh(c: Comparison | None, unavailable: list[dict], heldout_relative: float
     extra = {"subjects_shared_with_training": len(check.shared_subjects),
              "prompts_sharing_ngram": check.prompts_sharing if check.ngram_checked else None}
     outcome = generalization("fresh", c, unavailable, heldout_relative, th, reasons, extra)
-    if outcome["outcome"] == "insufficient" and any(r["code"] == "not-fresh" for r in reasons):
-        outcome["outcome"] = "fail"  # a failed freshness check is a fail, whatever else is missing
-        outcome["reasons"] = reasons + [r for r in outcome["reasons"] if r not in reasons]
+    if outcome.outcome == "insufficient" and has_reason(reasons, "not-fresh"):
+        # a failed freshness check is a fail, whatever else is missing
+        outcome = replace(outcome, outcome="fail", reasons=reasons + [r for r in outcome.reasons if r not in reasons])
     return outcome

@@ -6,6 +6,7 @@ import math
 
 from acards.diagnostics.common import Comparison, number, reason, result
 from acards.numbers import fixed
+from acards.report.model import MechanismDiagnostic, Reason, Relabel, extend
 
 # acards.mechanism.signature speaks the paper's symbols; the report uses plain names.
 REPORT_NAMES = {"alpha_T": "alpha_t", "alpha_A": "alpha_a", "kappa": "cosine", "r": "norm_ratio",
@@ -13,13 +14,13 @@ REPORT_NAMES = {"alpha_T": "alpha_t", "alpha_A": "alpha_a", "kappa": "cosine", "
                 "e_C": "e_c", "changed_share": "changed_share", "n_modules": "n_modules"}
 
 
-def mechanism(signature: dict | None, control: Comparison | None, control_unavailable: list[dict],
-              control_reduction: float | None, declared: str, coding_mode: str, th: dict) -> dict:
+def mechanism(signature: dict | None, control: Comparison | None, control_unavailable: list[Reason],
+              control_reduction: float | None, declared: str, coding_mode: str, th: dict) -> MechanismDiagnostic:
     """Observe a class from the weight signature, let the shrinkage control overrule it, and code
     the result strictly (observed == declared) and permissively (shrinkage also passes)."""
     estimates: dict = {}
     details: dict = {}
-    reasons: list[dict] = []
+    reasons: list[Reason] = []
     observed = None
     if signature is not None:
         observed = signature["observed"]
@@ -49,17 +50,15 @@ def mechanism(signature: dict | None, control: Comparison | None, control_unavai
         reasons.extend(control_unavailable)
 
     if observed is None:
-        out = result("insufficient", reasons, estimates, th, details)
-        out.update(observed=None, declared=declared, strict="insufficient", permissive="insufficient", relabel=None)
-        return out
+        return extend(result("insufficient", reasons, estimates, th, details), MechanismDiagnostic,
+                      observed=None, declared=declared, strict="insufficient", permissive="insufficient", relabel=None)
     strict = "pass" if observed == declared else "fail"
     relabel = None
     permissive = strict
     if strict == "fail" and observed == "shrinkage":
         permissive = "pass"
-        relabel = {"declared": declared, "observed": "shrinkage"}
+        relabel = Relabel(declared=declared, observed="shrinkage")
     if strict == "fail":
         reasons.append(reason("mechanism-mismatch", f"declared {declared}, observed {observed}"))
-    out = result(strict if coding_mode == "strict" else permissive, reasons, estimates, th, details)
-    out.update(observed=observed, declared=declared, strict=strict, permissive=permissive, relabel=relabel)
-    return out
+    return extend(result(strict if coding_mode == "strict" else permissive, reasons, estimates, th, details), MechanismDiagnostic,
+                  observed=observed, declared=declared, strict=strict, permissive=permissive, relabel=relabel)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from msgspec.structs import replace
+
 from acards import stats
 from acards.diagnostics.common import (
     Comparison,
@@ -11,9 +13,10 @@ from acards.diagnostics.common import (
     result,
 )
 from acards.numbers import fixed
+from acards.report.model import Diagnostic, Reason
 
 
-def reliability(c: Comparison | None, unavailable: list[dict], th: dict) -> dict:
+def reliability(c: Comparison | None, unavailable: list[Reason], th: dict) -> Diagnostic:
     """Pass iff G_U − z·SE(G_U) > 0 and Δ − z·SE_tot > margin, with enough subjects and seeds."""
     z, margin = th["z"], th["margin"]
     if c is None or unavailable or c.n_items == 0:
@@ -25,7 +28,7 @@ def reliability(c: Comparison | None, unavailable: list[dict], th: dict) -> dict
     estimates["seeds_share_sign"] = (len({x > 0 for x in c.per_seed}) == 1) if c.per_seed and len(c.per_seed) > 1 else None
     details = bootstrap_details(c)
     details["seed_variance_included"] = c.seed_term is not None
-    reasons = []
+    reasons: list[Reason] = []
     if c.seed_term is None:
         reasons.append(reason("seed-variance-not-included", "U or D has fewer than 2 seeds: SE_tot is the clustered SE alone"))
     seeds = min(len(c.seeds_a), len(c.seeds_b))
@@ -48,10 +51,10 @@ def reliability(c: Comparison | None, unavailable: list[dict], th: dict) -> dict
     return result("fail" if failed else "pass", reasons, estimates, th, details)
 
 
-def holm_gate(diagnostic: dict, alpha: float) -> dict:
+def holm_gate(diagnostic: Diagnostic, alpha: float) -> Diagnostic:
     """The reliability result a claim with family_correction: holm sees: also needs p_holm ≤ alpha."""
-    p = diagnostic["estimates"].get("p_holm")
-    if diagnostic["outcome"] != "pass" or (p is not None and p <= alpha):
+    p = diagnostic.estimates.get("p_holm")
+    if diagnostic.outcome != "pass" or (p is not None and p <= alpha):
         return diagnostic
-    gated = dict(diagnostic, outcome="fail", reasons=diagnostic["reasons"] + [reason("holm-not-significant", f"Holm-adjusted p = {p} is above alpha = {alpha}")])
-    return gated
+    return replace(diagnostic, outcome="fail",
+                   reasons=[*diagnostic.reasons, reason("holm-not-significant", f"Holm-adjusted p = {p} is above alpha = {alpha}")])

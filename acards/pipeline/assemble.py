@@ -5,12 +5,15 @@ from __future__ import annotations
 import platform
 import sys
 
+from msgspec import UNSET
+
 from acards import __version__
 from acards.diagnostics.verdict import audit_summary
 from acards.errors import AcardsError
 from acards.evidence.records import RecordTable, records_summary
 from acards.generate.backends.base import package_versions
 from acards.pipeline.load import Loaded
+from acards.report.model import CardRef, Cell, Claim, EnvelopeRef, EvidenceCheck, Report, as_builtins
 from acards.schemas import validate
 
 PACKAGES = ("numpy", "scipy", "jsonschema", "ruamel.yaml", "msgspec", "safetensors", "torch", "transformers", "peft")
@@ -22,31 +25,31 @@ def environment(device: str | None) -> dict:
             "device": device}
 
 
-def assemble(loaded: Loaded, table: RecordTable, cells: list[dict], claims: list[dict], generation: dict, *,
-             bootstrap: int, seed: int) -> dict:
+def assemble(loaded: Loaded, table: RecordTable, cells: list[Cell], claims: list[Claim], generation: dict, *,
+             bootstrap: int, seed: int) -> Report:
     """The report of a card: what was checked, every cell and claim, the audit summary, the generation."""
     card = loaded.card
-    report = {
-        "acards_version": __version__,
-        "reproduced": all(c["reproduced"] for c in claims),
-        "card": {"id": card.data["id"], "version": card.data["version"], "sha256": card.sha256, "title": card.data["title"]},
-        "evidence": [r.as_json() for r in loaded.pointers],
-        "environment": environment(generation["provenance"].get("device_name")),
-        "settings": {"bootstrap": bootstrap, "seed": seed, "coding_mode": card.data.get("coding_mode", "strict"), "confidence": 0.95},
-        "cells": cells,
-        "claims": claims,
-        "audit": audit_summary(cells),
-        "generation": {**generation, "provenance": {**generation["provenance"], "records": records_summary(table)}},
-    }
-    if loaded.signed:
-        report["envelope"] = loaded.signed
+    report = Report(
+        acards_version=__version__,
+        reproduced=all(c.reproduced for c in claims),
+        card=CardRef(id=card.data["id"], version=card.data["version"], sha256=card.sha256, title=card.data["title"]),
+        evidence=[EvidenceCheck(**r.as_json()) for r in loaded.pointers],
+        environment=environment(generation["provenance"].get("device_name")),
+        settings={"bootstrap": bootstrap, "seed": seed, "coding_mode": card.data.get("coding_mode", "strict"), "confidence": 0.95},
+        cells=cells,
+        claims=claims,
+        audit=audit_summary(cells),
+        generation={**generation, "provenance": {**generation["provenance"], "records": records_summary(table)}},
+        envelope=EnvelopeRef(**loaded.signed) if loaded.signed else UNSET,
+    )
     check_report_shape(report)
     return report
 
 
-def check_report_shape(report: dict) -> None:
-    """A report that does not match its own schema is a bug: refuse to hand it out."""
-    problems = validate(report, "report-1.0", code="internal.report-invalid",
+def check_report_shape(report: Report) -> None:
+    """A report that does not match its own schema is a bug: refuse to hand it out.  The types
+    hold the shape; the schema also holds the values (enums, patterns, minimums)."""
+    problems = validate(as_builtins(report), "report-1.0", code="internal.report-invalid",
                         message="the report does not match report-1.0: {message} at {at}",
                         hint="this is a bug in acards: rerun with --debug and report it")
     if problems:

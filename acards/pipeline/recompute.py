@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from msgspec.structs import replace
 
 from acards import stats
 from acards.card.model import Card
@@ -29,6 +30,7 @@ from acards.evidence.paths import resolve_inside
 from acards.evidence.prompts import Prompts
 from acards.evidence.records import RecordTable
 from acards.mechanism.signature import weight_signature
+from acards.report.model import Cell, Diagnostic, Diagnostics, Reason
 from acards.vocabulary import CONTROL_SHRINKAGE, DIAGNOSTICS
 
 Training = tuple[set[str], list[str]]  # subjects and texts of the fine-tuning data
@@ -40,7 +42,7 @@ class CellEvidence:
 
     cell: dict
     comparisons: dict[str, Comparison | None]  # heldout, fresh, transfer, capability, control
-    unavailable: dict[str, list[dict]]  # per comparison: why it cannot be made
+    unavailable: dict[str, list[Reason]]  # per comparison: why it cannot be made
     control_reduction: float | None  # Δ_C = G_U − G_C on the held-out split
     freshness_inputs: dict
     signatures: dict = field(default_factory=dict)  # thresholds key -> signature (or None)
@@ -55,7 +57,7 @@ class Recomputed:
     thresholds: dict[str, dict]  # the card's, per diagnostic
     training: Training | None
     file_prompts: dict[str, list[str]]  # fresh prompts per task from the prompts file
-    cells: list[dict]  # the report's cells, in the card's order
+    cells: list[Cell]  # the report's cells, in the card's order
 
 
 def thresholds_for(card: Card, claim: dict | None = None) -> dict[str, dict]:
@@ -63,7 +65,7 @@ def thresholds_for(card: Card, claim: dict | None = None) -> dict[str, dict]:
     return {name: card.thresholds(name, claim) for name in DIAGNOSTICS}
 
 
-def _compare_split(values: SplitValues, first: str, second: str, rng, bootstrap: int, split: str) -> tuple[Comparison | None, list[dict]]:
+def _compare_split(values: SplitValues, first: str, second: str, rng, bootstrap: int, split: str) -> tuple[Comparison | None, list[Reason]]:
     missing = availability(split, values.conditions, (first, second))
     if missing:
         return None, missing
@@ -137,39 +139,43 @@ def signature(card: Card, evidence: CellEvidence, th: dict):
     return evidence.signatures[key]
 
 
-def diagnose(card: Card, evidence: CellEvidence, thresholds: dict[str, dict], freshness_check: Freshness) -> dict:
+def diagnose(card: Card, evidence: CellEvidence, thresholds: dict[str, dict], freshness_check: Freshness) -> Diagnostics:
     """All five diagnostics of one cell under one set of thresholds."""
     c, u = evidence.comparisons, evidence.unavailable
     d1 = reliability(c["heldout"], u["heldout"], thresholds["reliability"])
-    heldout_relative = d1["estimates"].get("relative_reduction")
+    heldout_relative = d1.estimates.get("relative_reduction")
     cell = evidence.cell
-    return {
-        "reliability": d1,
-        "fresh": fresh(c["fresh"], u["fresh"], heldout_relative, freshness_check, thresholds["fresh"]),
-        "mechanism": mechanism(signature(card, evidence, thresholds["mechanism"]), c["control"], u["control"],
-                               evidence.control_reduction, cell["declared_mechanism"],
-                               card.coding_mode(cell), thresholds["mechanism"]),
-        "transfer": transfer(c["transfer"], u["transfer"], heldout_relative, thresholds["transfer"],
-                             cell["transfer"]["task"], cell["transfer"]["differs_in"]),
-        "cost": cost(c["capability"], u["capability"], thresholds["cost"]),
-    }
+    return Diagnostics(
+        reliability=d1,
+        fresh=fresh(c["fresh"], u["fresh"], heldout_relative, freshness_check, thresholds["fresh"]),
+        mechanism=mechanism(signature(card, evidence, thresholds["mechanism"]), c["control"], u["control"],
+                            evidence.control_reduction, cell["declared_mechanism"],
+                            card.coding_mode(cell), thresholds["mechanism"]),
+        transfer=transfer(c["transfer"], u["transfer"], heldout_relative, thresholds["transfer"],
+                          cell["transfer"]["task"], cell["transfer"]["differs_in"]),
+        cost=cost(c["capability"], u["capability"], thresholds["cost"]),
+    )
 
 
 def diagnose_cell(card: Card, evidence: CellEvidence, thresholds: dict[str, dict], training: Training | None,
-                  file_prompts: dict[str, list[str]]) -> dict:
+                  file_prompts: dict[str, list[str]]) -> Diagnostics:
     """:func:`diagnose` with the cell's freshness check under the same thresholds."""
     check = check_freshness(evidence, training, file_prompts, thresholds["fresh"]["max_shared_ngram"])
     return diagnose(card, evidence, thresholds, check)
 
 
-def apply_holm(cells: list[dict]) -> None:
-    """Holm-adjust the reliability p-values across the card's cells, in place (``p_holm``)."""
-    estimates = [c["diagnostics"]["reliability"]["estimates"] for c in cells]
-    pvalues = np.array([e.get("p_value") if e.get("p_value") is not None else np.nan for e in estimates], float)
+def apply_holm(reliabilities: list[Diagnostic]) -> list[Diagnostic]:
+    """The reliability results of the card's cells with their p-values Holm-adjusted across the
+    cells (``p_holm``, where a ``p_value`` is reported); nothing else changes."""
+    pvalues = np.array([d.estimates.get("p_value") if d.estimates.get("p_value") is not None else np.nan for d in reliabilities], float)
     adjusted = stats.holm(pvalues) if len(pvalues) else pvalues
-    for e, p in zip(estimates, adjusted):
-        if "p_value" in e:
-            e["p_holm"] = float(p) if np.isfinite(p) else None
+    return [with_p_holm(d, float(p) if np.isfinite(p) else None) if "p_value" in d.estimates else d
+            for d, p in zip(reliabilities, adjusted)]
+
+
+def with_p_holm(diagnostic: Diagnostic, p_holm: float | None) -> Diagnostic:
+    """A reliability result with ``p_holm`` set (in its place among the estimates, when there)."""
+    return replace(diagnostic, estimates={**diagnostic.estimates, "p_holm": p_holm})
 
 
 def recompute(card: Card, table: RecordTable, prompts: Prompts, training: Training | None, *, bootstrap: int,
@@ -182,11 +188,12 @@ def recompute(card: Card, table: RecordTable, prompts: Prompts, training: Traini
     file_prompts = fresh_prompts_by_task(prompts)
     evidence = {cell["id"]: cell_evidence(cell, index, seed, bootstrap) for cell in card.cells}
     thresholds = thresholds_for(card)
+    per_cell = [diagnose_cell(card, evidence[cell["id"]], thresholds, training, file_prompts) for cell in card.cells]
+    adjusted = apply_holm([diagnostics.reliability for diagnostics in per_cell])
     cells = []
-    for cell in card.cells:
-        diagnostics = diagnose_cell(card, evidence[cell["id"]], thresholds, training, file_prompts)
+    for cell, diagnostics, d1 in zip(card.cells, per_cell, adjusted):
         verdicts = full_card(diagnostics)
-        verdicts["headline"] = verdicts[card.coding_mode(cell)]
-        cells.append({"id": cell["id"], "coding_mode": card.coding_mode(cell), "diagnostics": diagnostics, "full_card": verdicts})
-    apply_holm(cells)
+        mode = card.coding_mode(cell)
+        cells.append(Cell(id=cell["id"], coding_mode=mode, diagnostics=replace(diagnostics, reliability=d1),
+                          full_card=replace(verdicts, headline=verdicts.strict if mode == "strict" else verdicts.permissive)))
     return Recomputed(evidence, thresholds, training, file_prompts, cells)

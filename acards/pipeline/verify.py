@@ -13,6 +13,7 @@ from acards.pipeline.claims import judge_claims
 from acards.pipeline.complete import complete_evidence
 from acards.pipeline.load import load, read_training
 from acards.pipeline.recompute import recompute
+from acards.report.model import Report
 
 DEFAULT_BOOTSTRAP = 10_000
 DEFAULT_SEED = 20260527
@@ -21,7 +22,7 @@ DEFAULT_SEED = 20260527
 def verify(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED,
            use_cache: bool = True, envelope: bytes | None = None, trusted_keys: dict | None = None,
            generate: bool = True, device: str | None = None, spot_check: int = 20, progress: bool | None = None,
-           digests=None, cache_dir: Path | None = None) -> dict:
+           digests=None, cache_dir: Path | None = None) -> Report:
     """The full verification report of a card (SPEC §7).
 
     With ``envelope``, its signatures are checked against ``trusted_keys`` first, and the card

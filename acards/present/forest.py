@@ -12,10 +12,14 @@ from __future__ import annotations
 import html
 import math
 import re
+from typing import TYPE_CHECKING
 
 from acards.errors import AcardsError
 from acards.numbers import format_number, interval_text
 from acards.vocabulary import GAP_SPLITS
+
+if TYPE_CHECKING:
+    from acards.report.model import Report
 
 OUTCOME_COLORS = {"pass": "#1a7f37", "fail": "#cf222e", "insufficient": "#9a6700"}
 
@@ -45,29 +49,26 @@ def _c(value: float) -> str:
     return "0.0" if text == "-0.0" else text
 
 
-def _need(mapping, key, where: str):
+def _need(mapping: dict, key: str, where: str):
     if not isinstance(mapping, dict) or key not in mapping:
         raise AcardsError("usage.bad-report", f"the report has no {where}/{key}",
                           "render a report written by `acards verify CARD --report REPORT.json`")
     return mapping[key]
 
 
-def forest_rows(report: dict) -> list[dict]:
+def forest_rows(report: Report) -> list[dict]:
     """One row per cell × split: the estimate, its z·SE_tot interval, the outcome."""
     rows = []
-    for index, cell in enumerate(_need(report, "cells", "")):
-        cell_id = _need(cell, "id", f"/cells/{index}")
-        diagnostics = _need(cell, "diagnostics", f"/cells/{index}")
+    for index, cell in enumerate(report.cells):
         for split, name, label in GAP_SPLITS:
-            where = f"/cells/{index}/diagnostics/{name}"
-            diagnostic = _need(diagnostics, name, f"/cells/{index}/diagnostics")
-            estimates = _need(diagnostic, "estimates", where)
-            z = _need(_need(diagnostic, "thresholds", where), "z", where + "/thresholds")
+            diagnostic = cell.diagnostics.by_name(name)
+            estimates = diagnostic.estimates
+            z = _need(diagnostic.thresholds, "z", f"/cells/{index}/diagnostics/{name}/thresholds")
             estimate, se = estimates.get("reduction"), estimates.get("se_total")
             low = high = None
             if estimate is not None and se is not None:
                 low, high = estimate - z * se, estimate + z * se
-            rows.append({"cell": cell_id, "split": split, "label": label, "outcome": _need(diagnostic, "outcome", where),
+            rows.append({"cell": cell.id, "split": split, "label": label, "outcome": diagnostic.outcome,
                          "estimate": estimate, "se": se, "z": z, "low": low, "high": high})
     return rows
 
@@ -85,7 +86,7 @@ def _ticks(values: list[float]) -> tuple[float, float, list[float]]:
     return ticks[0], ticks[-1], ticks
 
 
-def forest_svg(report: dict) -> str:
+def forest_svg(report: Report) -> str:
     """The forest plot of a verification report, as standalone SVG text."""
     rows = forest_rows(report)
     bounds = [v for row in rows for v in (row["low"], row["high"], row["estimate"]) if v is not None]

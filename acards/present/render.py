@@ -1,7 +1,9 @@
 """The Jinja environment and the templates acards renders.
 
 One environment for every template: StrictUndefined (a template naming a field that does not exist
-fails loudly instead of printing nothing); autoescaping for HTML.
+fails loudly instead of printing nothing); autoescaping for HTML.  The card pages take the report
+as its types (acards.report.model); a field the report leaves out (``UNSET``) reads as undefined,
+like a missing key, so ``x.field is defined`` and ``x.field|default(...)`` work on it.
 """
 
 from __future__ import annotations
@@ -13,18 +15,33 @@ from pathlib import Path
 
 import jinja2
 import markupsafe
+from msgspec import UNSET
 
 from acards.card.validate import SCHEMA_NAME
 from acards.errors import AcardsError, Location
 from acards.numbers import format_number, interval_text
 from acards.present.forest import forest_svg
+from acards.report.model import Report
+from acards.report.stored import check_report
 from acards.resources import data_dir
-from acards.schemas import load_schema, resolve, validate
+from acards.schemas import load_schema, resolve
 from acards.vocabulary import DIAGNOSTICS, GAP_SPLITS
 
 
+class _Environment(jinja2.Environment):
+    """Reads a field the report leaves out (msgspec's ``UNSET``) as an undefined name."""
+
+    def getattr(self, obj, attribute):
+        value = super().getattr(obj, attribute)
+        return self.undefined(obj=obj, name=attribute) if value is UNSET else value
+
+    def getitem(self, obj, argument):
+        value = super().getitem(obj, argument)
+        return self.undefined(obj=obj, name=argument) if value is UNSET else value
+
+
 def environment() -> jinja2.Environment:
-    env = jinja2.Environment(
+    env = _Environment(
         loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
         undefined=jinja2.StrictUndefined,
         autoescape=jinja2.select_autoescape(["html", "html.j2"]),
@@ -169,9 +186,10 @@ def _bad_report(message: str, error: BaseException | None = None) -> AcardsError
                        "render the card with the report `acards verify CARD --report REPORT.json` wrote for it")
 
 
-def render_card(card_data: dict, report: dict, fmt: str, signers: list[dict] = (), *, forest_file: str | None = None) -> str:
+def render_card(card_data: dict, report: Report, fmt: str, signers: list[dict] = (), *, forest_file: str | None = None) -> str:
     """The card page in ``fmt`` ("md" or "html"): a pure, deterministic function of the card data
-    (``Card.data``), its verification report and the signers ({keyid, name?}; empty: unsigned).
+    (``Card.data``), its verification report (a :class:`Report`: from ``verify``, or read back with
+    :func:`read_report` / acards.report.stored.check_report) and the signers ({keyid, name?}; empty: unsigned).
 
     HTML embeds the forest plot inline. Markdown shows the same numbers as a table and, when
     ``forest_file`` names an SVG file (written beside it from ``forest_svg(report)``), also
@@ -182,12 +200,13 @@ def render_card(card_data: dict, report: dict, fmt: str, signers: list[dict] = (
     if forest_file is not None and not _FOREST_NAME.fullmatch(forest_file):
         raise AcardsError("usage.bad-format", f"{forest_file!r} is not a plain .svg file name",
                           "name the plot file like forest.svg (letters, digits, '.', '_', '-')")
-    meta = report.get("card") if isinstance(report, dict) else None
-    if not isinstance(meta, dict) or "id" not in meta or "version" not in meta:
-        raise _bad_report("the report has no card id and version")
-    if (meta["id"], meta["version"]) != (card_data.get("id"), card_data.get("version")):
+    if not isinstance(report, Report):
+        raise _bad_report(f"the report is a {type(report).__name__}, not a Report: read it with read_report "
+                          "(or acards.report.stored.check_report for JSON data)")
+    meta = report.card
+    if (meta.id, meta.version) != (card_data.get("id"), card_data.get("version")):
         raise AcardsError("usage.report-mismatch",
-                          f"the report is for card {meta['id']} version {meta['version']}, not "
+                          f"the report is for card {meta.id} version {meta.version}, not "
                           f"{card_data.get('id')} version {card_data.get('version')}",
                           "verify this card and render it with that report: `acards verify CARD --report REPORT.json`")
     try:
@@ -204,7 +223,7 @@ def render_card(card_data: dict, report: dict, fmt: str, signers: list[dict] = (
             "diagnostics": DIAGNOSTICS,
             "splits": GAP_SPLITS,
             "card_cells": {cell["id"]: cell for cell in card_data["cells"]},
-            "report_claims": {claim["id"]: claim for claim in report["claims"]},
+            "report_claims": {claim.id: claim for claim in report.claims},
             "overrides": overrides,
             "card_overrides": {(o["diagnostic"], o["name"]): o for o in overrides if o["scope"] == "card"},
             "threshold_order": _threshold_order(),
@@ -220,9 +239,10 @@ def render_card(card_data: dict, report: dict, fmt: str, signers: list[dict] = (
         raise _bad_report(f"a field the card page needs has the wrong type: {error}", error) from error
 
 
-def read_report(path: Path, card=None) -> dict:
+def read_report(path: Path, card=None) -> Report:
     """A verification report file (as `acards verify --report` writes it), checked against
-    report-1.0 and, given the loaded Card, against that card's id, version and file digest."""
+    report-1.0 (acards.report.stored.check_report) and, given the loaded Card, against that card's
+    id, version and file digest."""
     import json
 
     hint = "pass the JSON file `acards verify CARD --report REPORT.json` wrote for this card"
@@ -233,23 +253,20 @@ def read_report(path: Path, card=None) -> dict:
     except UnicodeDecodeError:
         raise AcardsError("usage.bad-report", "the report is not UTF-8 text", hint, Location(str(path))) from None
     try:
-        report = json.loads(text, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(f"{name} is not JSON")))
+        data = json.loads(text, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(f"{name} is not JSON")))
     except json.JSONDecodeError as error:
         raise AcardsError("usage.bad-report", f"the report is not valid JSON: {error.msg}", hint,
                           Location(str(path), error.lineno, error.colno)) from None
     except ValueError as error:
         raise AcardsError("usage.bad-report", f"the report is not valid JSON: {error}", hint, Location(str(path))) from None
-    if not isinstance(report, dict):
+    if not isinstance(data, dict):
         raise AcardsError("usage.bad-report", "the report is not a JSON object", hint, Location(str(path), pointer=""))
-    problems = validate(report, "report-1.0", code="usage.bad-report", hint=hint, file=str(path),
-                        message="the report does not match report-1.0: {message}")
-    if problems:
-        raise AcardsError.collect(problems)
-    if card is not None and (report["card"]["id"], report["card"]["version"], report["card"]["sha256"]) != \
+    report = check_report(data, hint=hint, file=str(path))
+    if card is not None and (report.card.id, report.card.version, report.card.sha256) != \
             (card.data["id"], card.data["version"], card.sha256):
         raise AcardsError("usage.report-mismatch",
-                          f"the report was made for card {report['card']['id']} version {report['card']['version']} "
-                          f"(file sha256 {report['card']['sha256'][:12]}…), not for {card.path} "
+                          f"the report was made for card {report.card.id} version {report.card.version} "
+                          f"(file sha256 {report.card.sha256[:12]}…), not for {card.path} "
                           f"({card.data['id']} version {card.data['version']}, sha256 {card.sha256[:12]}…)",
                           f"verify the card again: `acards verify {card.path} --report REPORT.json`", Location(str(path), pointer="/card"))
     return report

@@ -22,14 +22,18 @@ def render_statement(statement: dict, signers: Sequence[str]) -> dict[str, bytes
     report, the signers being ``signers`` (keyids). Pure and deterministic, so a registry can check
     that the stored pages re-render byte for byte."""
     from acards.present.render import render_card
+    from acards.report.stored import check_report
 
     predicate = statement.get("predicate") if isinstance(statement, dict) else None
     card = predicate.get("card") if isinstance(predicate, dict) else None
-    report = predicate.get("report") if isinstance(predicate, dict) else None
-    if not isinstance(card, dict) or not isinstance(report, dict):
+    data = predicate.get("report") if isinstance(predicate, dict) else None
+    if not isinstance(card, dict) or not isinstance(data, dict):
         raise AcardsError("registry.bad-card", "the signed predicate holds no card and report to render",
                           "sign the card with `acards sign`, which puts both in the predicate",
                           Location(pointer="/predicate"))
+    # The one checked reader: a signed report that is not a report-1.0 report is usage.bad-report.
+    report = check_report(data, hint="sign a card acards loaded and verified (`acards sign --report`)",
+                          message="the signed report does not match report-1.0: {message}")
     people = [{"keyid": keyid} for keyid in sorted(set(signers))]
     try:
         pages = {"card.html": render_card(card, report, "html", people),

@@ -62,7 +62,13 @@ class Version:
 
 
 def summary(statement: dict) -> dict:
-    """Title, claim and full-card counts from a statement's predicate, tolerating odd shapes."""
+    """Title, claim and full-card counts from a statement's predicate, tolerating odd shapes.
+
+    Lenient on purpose, and so not through the typed report reader (acards.report.stored): the
+    index lists every card the registry accepted, whatever its predicate holds (a registry signs
+    and stores payloads of any shape; its tests publish minimal predicates such as
+    ``{"report": {"acards_version": ..., "claims": [...]}}``).  A missing or odd field only gives a
+    smaller summary here; rendering the card page itself (acards.site.renderer) is strict."""
     predicate = statement.get("predicate") if isinstance(statement, dict) else None
     predicate = predicate if isinstance(predicate, dict) else {}
     card = predicate.get("card") if isinstance(predicate.get("card"), dict) else {}
