@@ -17,5 +17,10 @@ FRAMINGS = ("audit", "deploy")
 
 BASE, UNDEFENDED, DEFENDED = "base", "undefended", "defended"
 CONTROL_SHRINKAGE = "control:shrinkage"
+# The confirmation bootstrap's replicates (SPEC §3: B = 10,000 by default) and the master seed every
+# cell's random stream derives from; both are `acards verify` options.
+DEFAULT_BOOTSTRAP = 10_000
+DEFAULT_SEED = 20260527
+
 # The conditions acards can build a model for when it regenerates outputs (SPEC §5.3).
 BUILDABLE_CONDITIONS = (BASE, UNDEFENDED, DEFENDED, CONTROL_SHRINKAGE)

@@ -9,14 +9,15 @@ import click
 
 from acards.cli.main import FORMAT, handled, main, read_file, settings, trusted_keys
 from acards.errors import AcardsError
+from acards.vocabulary import DEFAULT_BOOTSTRAP, DEFAULT_SEED
 
 
 @main.command()
 @click.argument("card", type=click.Path(path_type=Path))
 @FORMAT
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report to this file.")
-@click.option("--bootstrap", type=click.IntRange(min=100), default=10_000, show_default=True, help="Subject-bootstrap replicates B.")
-@click.option("--seed", type=click.IntRange(min=0), default=20260527, show_default=True, help="Master seed; each cell derives its own stream.")
+@click.option("--bootstrap", type=click.IntRange(min=100), default=DEFAULT_BOOTSTRAP, show_default=True, help="Subject-bootstrap replicates B.")
+@click.option("--seed", type=click.IntRange(min=0), default=DEFAULT_SEED, show_default=True, help="Master seed; each cell derives its own stream.")
 @click.option("--no-cache", is_flag=True, help="Hash every evidence file again instead of trusting the digest cache.")
 @click.option("--envelope", type=click.Path(dir_okay=False, path_type=Path), help="A signed envelope of CARD: check its signatures first.")
 @click.option("--trusted-key", "trusted", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -57,8 +58,8 @@ def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed:
 @main.command()
 @click.argument("cards", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "md", "csv"]), default="text", show_default=True)
-@click.option("--bootstrap", type=click.IntRange(min=100), default=10_000, show_default=True, help="Subject-bootstrap replicates B.")
-@click.option("--seed", type=click.IntRange(min=0), default=20260527, show_default=True, help="Master seed.")
+@click.option("--bootstrap", type=click.IntRange(min=100), default=DEFAULT_BOOTSTRAP, show_default=True, help="Subject-bootstrap replicates B.")
+@click.option("--seed", type=click.IntRange(min=0), default=DEFAULT_SEED, show_default=True, help="Master seed.")
 @handled
 def audit(cards: tuple[Path, ...], fmt: str, bootstrap: int, seed: int) -> None:
     """The audit table over every cell of CARDS: diagnostics, full-card verdicts, near misses."""

@@ -72,7 +72,7 @@ def effective_thresholds(thresholds: Mapping[str, object]) -> dict[str, float]:
     return {key: checked[key] for key in THRESHOLD_NAMES}
 
 
-def _classify(x: Mapping[str, float], reference_kind: str | None, th: Mapping[str, float]) -> tuple[str, str]:
+def classify(x: Mapping[str, float], reference_kind: str | None, th: Mapping[str, float]) -> tuple[str, str]:
     """The first codebook rule that holds: (class, the rule as text).  nan never satisfies a rule."""
     rules = [
         ("unchanged", x["unchanged_ratio"] < th["unchanged_max"], f"||dD-dU||/||dU|| < {th['unchanged_max']}"),

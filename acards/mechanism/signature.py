@@ -9,7 +9,7 @@ from typing import Mapping
 import numpy as np
 
 from acards.errors import AcardsError
-from acards.mechanism.codebook import _classify, effective_thresholds
+from acards.mechanism.codebook import classify, effective_thresholds
 from acards.mechanism.deltas import (
     Delta,
     ReferenceSubspace,
@@ -246,7 +246,7 @@ def weight_signature(
     if math.isnan(estimates["kappa"]):
         notes.append("kappa is undefined: the defended update is zero")
 
-    mechanism, rule = _classify(estimates, reference.kind if reference else None, th)
+    mechanism, rule = classify(estimates, reference.kind if reference else None, th)
     changed_uu = sum(per_module[n]["sq_norm_undefended"] for n in changed)
     return {
         "observed": mechanism,

@@ -8,8 +8,9 @@ from msgspec.structs import asdict
 
 from acards import __version__
 from acards.diagnostics.verdict import audit_summary
-from acards.pipeline.verify import DEFAULT_BOOTSTRAP, DEFAULT_SEED, verify
+from acards.pipeline.verify import verify
 from acards.report.model import Audit, AuditCell
+from acards.vocabulary import DEFAULT_BOOTSTRAP, DEFAULT_SEED
 
 
 def audit(card_paths: list[str | Path], *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED,

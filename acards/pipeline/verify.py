@@ -14,9 +14,7 @@ from acards.pipeline.complete import complete_evidence
 from acards.pipeline.load import load, read_training
 from acards.pipeline.recompute import recompute
 from acards.report.model import Report
-
-DEFAULT_BOOTSTRAP = 10_000
-DEFAULT_SEED = 20260527
+from acards.vocabulary import DEFAULT_BOOTSTRAP, DEFAULT_SEED
 
 
 def verify(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED,

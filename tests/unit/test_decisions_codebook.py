@@ -16,7 +16,7 @@ import math
 import pytest
 
 from acards.card.validate import threshold_defaults
-from acards.mechanism.codebook import _classify
+from acards.mechanism.codebook import classify
 
 TH = {"unchanged_max": 0.01, "ablation_max_norm_ratio": 0.01, "shrinkage_max_alpha_t": 0.99,
       "shrinkage_max_off_direction": 0.15, "spectral_max_residual": 0.01, "projection_max_selectivity": 0.1,
@@ -84,7 +84,7 @@ ROWS = [
 
 @pytest.mark.parametrize("row_id, changes, kind, expected", ROWS, ids=[r[0] for r in ROWS])
 def test_codebook(row_id, changes, kind, expected):
-    observed, rule = _classify({**NEUTRAL, **changes}, kind, TH)
+    observed, rule = classify({**NEUTRAL, **changes}, kind, TH)
     assert observed == expected
     assert (rule == "no codebook rule held") is (expected == "other")
 
@@ -96,5 +96,5 @@ def test_thresholds_are_the_standard_defaults():
 
 def test_thresholds_are_read_from_the_argument():
     # α_T = 0.5 is not shrinkage when the card lowers the ceiling to 0.5 (strict <).
-    assert _classify({**NEUTRAL, "alpha_T": 0.5, "alpha_A": 0.0}, None, {**TH, "shrinkage_max_alpha_t": 0.5})[0] == "other"
-    assert _classify({**NEUTRAL, "unchanged_ratio": 0.25}, None, {**TH, "unchanged_max": 0.5})[0] == "unchanged"
+    assert classify({**NEUTRAL, "alpha_T": 0.5, "alpha_A": 0.0}, None, {**TH, "shrinkage_max_alpha_t": 0.5})[0] == "other"
+    assert classify({**NEUTRAL, "unchanged_ratio": 0.25}, None, {**TH, "unchanged_max": 0.5})[0] == "unchanged"
