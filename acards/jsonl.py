@@ -9,18 +9,26 @@ Bounded in every direction:
   collected in a list and joined once, never re-concatenated per chunk);
 - at most ``MAX_PROBLEMS`` problems are kept per file, and reading stops when they are reached.
 
-Every problem names the file and the 1-based line.  Lines end at ``\\n``; blank lines are
-skipped but counted.  Decoding is the caller's (a msgspec decoder, usually of a Struct generated
-from the schema by :func:`acards.schemas.schema_struct`): :func:`objects` decodes line by line
-and asks the caller's ``describe`` to word a line that fails; a caller with a faster path for
-whole pieces (acards.evidence.records) uses :func:`chunks` and falls back to :func:`decode`.
+Every problem names the file and the 1-based line.  Lines end at ``\\n`` (``\\r\\n`` too); blank
+lines (spaces and tabs only) are skipped but counted.  Strictly one JSON value per line: a second
+value on a line is ``records.extra-value``, a carriage return that does not end a line
+(CR-only line ends, a stray CR) is ``records.bad-line-end``, so that every non-blank line is either
+one record or one coded problem.  Decoding is the caller's (a msgspec decoder, usually of a Struct
+generated from the schema by :func:`acards.schemas.schema_struct`): :func:`objects` decodes line by
+line and asks the caller's ``describe`` to word a line that fails; :func:`decode_piece` decodes a
+whole piece at once when it can prove the piece is one value per line (acards.evidence.records).
+
+:class:`Hashed` hashes the bytes as they are read, so a caller can check that the bytes it parsed
+are the bytes a card pins (not a file swapped in after its digest was checked).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, BinaryIO, Callable, Iterator
 
 import msgspec
+import numpy as np
 
 from acards.errors import Location, Problem
 
@@ -45,6 +53,25 @@ class Problems(list):
     @property
     def full(self) -> bool:
         return len(self) >= self.limit
+
+
+class Hashed:
+    """A binary file whose bytes are hashed (sha256) as they are read."""
+
+    def __init__(self, handle: BinaryIO):
+        self.handle = handle
+        self.sha256 = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        block = self.handle.read(size)
+        self.sha256.update(block)
+        return block
+
+    def finish(self) -> str:
+        """Read what is left (so the digest covers the whole file) and return the hex digest."""
+        while self.read(4 * 1024 * 1024):
+            pass
+        return self.sha256.hexdigest()
 
 
 def too_long(file: str, line: int, limit: int) -> Problem:
@@ -103,24 +130,111 @@ def chunks(handle: BinaryIO, file: str, problems: Problems, *, size: int = CHUNK
 
 
 def lines(piece: bytes, first_line: int) -> Iterator[tuple[int, bytes]]:
-    """(line number, bytes) of every non-blank line of a piece."""
+    """(line number, bytes) of every non-blank line of a piece (blank: spaces, tabs, a CRLF's CR)."""
     for offset, raw in enumerate(piece.split(b"\n")):
-        if raw.strip():
+        if (raw[:-1] if raw.endswith(b"\r") else raw).strip(b" \t"):
             yield first_line + offset, raw
 
 
-def decode(piece: bytes, first_line: int, decoder, describe: Describe, problems: Problems) -> Iterator[tuple[int, Any]]:
+def bad_line_end(file: str, line: int) -> Problem:
+    return Problem("records.bad-line-end", f"line {line} holds a carriage return (CR) that does not end a line",
+                   "lines of a JSONL evidence file end with LF or CRLF; a lone CR (old Mac line ends, or a stray "
+                   "CR) is refused so that every reader sees the same lines: convert the file to LF line ends",
+                   Location(file, line))
+
+
+def extra_value(file: str, line: int, error: Exception) -> Problem:
+    return Problem("records.extra-value", f"line {line} holds more than one JSON value ({error})",
+                   "each line of a JSONL evidence file is exactly one JSON object: put each value on its own line",
+                   Location(file, line))
+
+
+def decode_line(raw: bytes, number: int, file: str, decoder, describe: Describe, problems: Problems) -> tuple[bool, Any]:
+    """(True, value) for a line ``decoder`` accepts, else (False, None) with the line's problem added."""
+    body = raw[:-1] if raw.endswith(b"\r") else raw
+    if b"\r" in body:
+        problems.add(bad_line_end(file, number))
+        return False, None
+    try:
+        return True, decoder.decode(body)
+    except msgspec.DecodeError as error:  # ValidationError included
+        if not isinstance(error, msgspec.ValidationError) and "trailing characters" in str(error) and _values(body) > 1:
+            problems.add(extra_value(file, number, error))
+        else:
+            problems.add(describe(error, number))
+    except RecursionError:  # nesting deeper than the interpreter allows, e.g. in a free-form field
+        problems.add(describe(msgspec.DecodeError("JSON is nested too deeply"), number))
+    return False, None
+
+
+def decode(piece: bytes, first_line: int, decoder, describe: Describe, problems: Problems,
+           file: str = "") -> Iterator[tuple[int, Any]]:
     """(line number, object) of every line of a piece that ``decoder`` accepts; each line it
-    refuses becomes ``describe(error, line)`` in ``problems``.  Stops when ``problems`` is full."""
+    refuses becomes a problem (worded by ``describe``, or ``records.extra-value`` /
+    ``records.bad-line-end``).  Stops when ``problems`` is full."""
     for number, raw in lines(piece, first_line):
         if problems.full:
             return
+        ok, value = decode_line(raw, number, file, decoder, describe, problems)
+        if ok:
+            yield number, value
+
+
+def _values(line: bytes) -> int:
+    """How many JSON values a line holds when read as a stream of them; 0 if it is not one."""
+    try:
+        return len(_ANY.decode_lines(line))
+    except (msgspec.DecodeError, RecursionError):
+        return 0
+
+
+_ANY = msgspec.json.Decoder()
+_OPEN, _CLOSE, _CR, _LF = ord("{"), ord("}"), ord("\r"), ord("\n")
+
+
+def one_object_per_line(piece: bytes) -> int:
+    """The number of lines of ``piece`` if it provably holds one JSON object per line once it
+    decodes as a stream of values, else -1.  Proof: every line starts with ``{`` and ends with
+    ``}`` (before an optional CR of a CRLF), and no other CR occurs.  A line break in a valid value
+    is outside strings (JSON strings cannot hold a raw line break), and after a ``}`` that closes a
+    nested value JSON allows only ``,`` ``}`` or ``]``, never ``{``: so every line break separates
+    two top-level values, no value spans lines, and with as many values as lines each line is one."""
+    if not piece:
+        return 0
+    body = np.frombuffer(piece, np.uint8)
+    if body[-1] == _LF:
+        body = body[:-1]
+    if not len(body) or body[0] != _OPEN or body[-1] == _LF:
+        return -1
+    breaks = np.flatnonzero(body == _LF)
+    ends = np.append(breaks, len(body)) - 1  # the last byte of every line
+    crlf = body[ends] == _CR
+    ends = ends - crlf
+    if (ends < 0).any() or (body[ends] != _CLOSE).any() or (body[breaks + 1] != _OPEN).any():
+        return -1
+    if int(np.count_nonzero(body == _CR)) != int(np.count_nonzero(crlf)):
+        return -1
+    return len(breaks) + 1
+
+
+def decode_piece(piece: bytes, first_line: int, fast, decoder, describe: Describe, problems: Problems,
+                 file: str = "") -> tuple[np.ndarray, list]:
+    """(line numbers, objects) of a piece: decoded at once by ``fast`` (``decode_lines``) when the
+    piece is provably one object per line (:func:`one_object_per_line`), else line by line with
+    ``decoder`` (every refused line a problem, as :func:`decode`)."""
+    count = one_object_per_line(piece)
+    if count > 0:
         try:
-            value = decoder.decode(raw)
-        except msgspec.DecodeError as error:  # ValidationError included
-            problems.add(describe(error, number))
-            continue
-        yield number, value
+            values = fast.decode_lines(piece)
+        except (msgspec.DecodeError, RecursionError):  # ValidationError included: find the lines
+            values = None
+        if values is not None and len(values) == count:
+            return np.arange(first_line, first_line + count, dtype=np.int64), values
+    numbers, values = [], []
+    for number, value in decode(piece, first_line, decoder, describe, problems, file):
+        numbers.append(number)
+        values.append(value)
+    return np.asarray(numbers, np.int64), values
 
 
 def raw_lines(handle: BinaryIO, file: str, problems: Problems, **bounds) -> Iterator[tuple[int, bytes]]:
@@ -133,4 +247,4 @@ def objects(handle: BinaryIO, file: str, decoder, describe: Describe, problems: 
     """(line number, object) of every good line of a file, one line at a time (so a caller's own
     checks interleave with the decoding problems in line order)."""
     for first_line, piece in chunks(handle, file, problems, **bounds):
-        yield from decode(piece, first_line, decoder, describe, problems)
+        yield from decode(piece, first_line, decoder, describe, problems, file)

@@ -173,7 +173,37 @@ def semantic_problems(data: dict, source: SourceMap) -> list[Problem]:
             check_relative_path(path, source.locate(json_pointer + "/path"))
         except AcardsError as error:
             problems.extend(error.problems)
+    _check_records_pointers(data, source, problems)
     return problems
+
+
+MAX_RECORDS_FILES = 1000  # each is hashed and parsed: a card cannot make verify read without end
+
+
+def _check_records_pointers(data: dict, source: SourceMap, problems: list[Problem]) -> None:
+    """Each records file listed once (a repeat would be parsed again, and every record twice),
+    and at most MAX_RECORDS_FILES of them."""
+    evidence = data.get("evidence") if isinstance(data.get("evidence"), dict) else {}
+    records = _list(evidence.get("records"))
+    if len(records) > MAX_RECORDS_FILES:
+        problems.append(Problem("card.too-many-records-files", f"evidence.records lists {len(records):,} files, more than {MAX_RECORDS_FILES:,}",
+                                "merge records files: one file may hold the records of many cells",
+                                source.locate("/evidence/records", at_key=True)))
+    seen: dict[str, int] = {}
+    repeats = 0
+    for index, pointer in enumerate(records):
+        path = pointer.get("path") if isinstance(pointer, dict) else None
+        if not isinstance(path, str):
+            continue
+        if path in seen:
+            problems.append(Problem("card.duplicate-pointer",
+                                    f"/evidence/records/{index} repeats {path!r} of /evidence/records/{seen[path]}",
+                                    "list each records file once", source.locate(f"/evidence/records/{index}/path")))
+            repeats += 1
+            if repeats >= 20:
+                return
+        else:
+            seen[path] = index
 
 
 def _check_estimates(block: dict, diagnostic: str, pointer: str, names: dict[str, set[str]], source: SourceMap, problems: list[Problem]) -> None:

@@ -56,9 +56,11 @@ def _declare(anchor: str, exit_status: int, names: str) -> None:
 _declare("reproduce", NOT_REPRODUCED, "reproduce.not-reproduced")
 
 _declare("usage", INVALID, """
-    usage.exists usage.unreadable usage.no-trusted-key usage.report-mismatch usage.bad-report usage.bad-format
+    usage.exists usage.unreadable usage.no-trusted-key usage.report-mismatch usage.report-inconsistent usage.bad-report usage.bad-format
     usage.bad-signers usage.bad-backend usage.bad-device usage.bad-executor usage.bad-shard usage.conflict
+    usage.not-a-file usage.too-large
 """)
+_declare("usage", NOT_FINISHED, "usage.cannot-write")  # an output file cannot be written (folder, disk)
 
 _declare("yaml", INVALID, """
     yaml.too-large yaml.encoding yaml.tab yaml.syntax yaml.empty yaml.multiple-documents yaml.anchor yaml.alias
@@ -76,24 +78,26 @@ _declare("schema", INVALID, """
 _declare("card", INVALID, """
     card.not-found card.unreadable card.unknown-version card.placeholder card.unjustified-override
     card.duplicate-id card.unknown-cell card.unknown-estimate card.ambiguous-report card.conflicting-digests
-    card.bad-pattern card.unknown-scorer
+    card.bad-pattern card.unsafe-pattern card.unknown-scorer
 """)
+_declare("card", INVALID, "card.duplicate-pointer card.too-many-records-files")  # evidence.records bounds
 
 _declare("path", INVALID, "path.empty path.control-character path.backslash path.absolute path.escape path.not-normal")
 
 _declare("evidence", EVIDENCE, """
     evidence.missing evidence.unreadable evidence.symlink evidence.special-file evidence.not-a-file
-    evidence.digest-mismatch evidence.prompts-missing evidence.prompt-not-found
+    evidence.digest-mismatch evidence.prompts-missing evidence.prompt-not-found evidence.too-deep
 """)
 
 _declare("records", EVIDENCE, """
     records.bad-json records.invalid records.duplicate records.subject-mismatch records.invalid-prompt
     records.duplicate-prompt records.line-too-long
 """)
+_declare("records", EVIDENCE, "records.extra-value records.bad-line-end")  # strictly one JSON value per line
 
 _declare("weights", EVIDENCE, """
     weights.not-found weights.not-safetensors weights.bad-safetensors weights.bad-index weights.not-an-adapter
-    weights.bad-adapter-config weights.unsupported-adapter weights.bad-adapter weights.shape-mismatch
+    weights.bad-adapter-config weights.unsupported-pattern weights.unsupported-adapter weights.bad-adapter weights.shape-mismatch
     weights.module-mismatch weights.missing-base weights.unsupported-dtype weights.non-finite weights.zero-update
     weights.bad-reference weights.missing-reference-module weights.not-orthonormal
 """)
@@ -139,11 +143,13 @@ _declare("key", INVALID, """
 _declare("key", NOT_FINISHED, "key.unwritable")
 
 _declare("generate", NOT_FINISHED, "generate.no-device generate.backend-unavailable generate.executor-unavailable "
-                                   "generate.chat-template")
+                                   "generate.chat-template generate.missing-extra")
 _declare("generate", EVIDENCE, "generate.no-reference")  # the prompts file lacks reference answers
 
 _declare("cache", NOT_FINISHED, "cache.unusable cache.version cache.readonly")
 _declare("cache", INVALID, "cache.not-found")  # a shard file named on the command line
+# cache.entry-rejected is a warning, never fatal: a cache entry failed its MAC check and was regenerated.
+_declare("cache", NOT_FINISHED, "cache.entry-rejected cache.key-unusable")
 
 _declare("internal", NOT_FINISHED, "internal.error internal.report-invalid")
 

@@ -13,6 +13,7 @@ import msgspec
 
 from acards import jsonl, schemas
 from acards.errors import AcardsError, Location, Problem
+from acards.evidence.digests import digest_mismatch
 from acards.evidence.paths import open_inside
 
 SCHEMA = "prompt-1.0"
@@ -76,7 +77,8 @@ def read_prompts(card) -> Prompts:
     """The card's prompts file as an index; an empty index when the card points at none.
 
     Every line is validated against the prompt schema; up to 20 problems are collected before
-    raising, and a repeated ``(split, task, item, framing)`` is refused.
+    raising, and a repeated ``(split, task, item, framing)`` is refused.  The bytes parsed are
+    hashed as read and must be the bytes the card pins (``evidence.digest-mismatch``).
     """
     pointer = (card.data.get("evidence") or {}).get("prompts")
     if not pointer:
@@ -87,7 +89,8 @@ def read_prompts(card) -> Prompts:
     index: dict[tuple[str, str, str, str], Prompt] = {}
     problems = jsonl.Problems(MAX_PROBLEMS)
     first_line: dict[tuple, int] = {}
-    with open_inside(card.folder, relative, location) as handle:
+    with open_inside(card.folder, relative, location) as raw:
+        handle = jsonl.Hashed(raw)  # the bytes parsed must be the bytes the card pins
         for number, row in jsonl.objects(handle, relative, decoder, _describer(relative), problems):
             prompt = Prompt(str(row.item), row.split, row.task, row.subject, row.framing, row.prompt,
                             _unset(row.system), _unset(row.reference))
@@ -99,6 +102,10 @@ def read_prompts(card) -> Prompts:
                 continue
             index[key] = prompt
             first_line[key] = number
+        actual = handle.finish()
+    expected = pointer.get("sha256")
+    if expected is not None and actual != expected:
+        raise AcardsError.collect([digest_mismatch(relative, expected, actual, False, location)])
     if problems:
         raise AcardsError.collect(problems)
     return Prompts(index, relative)

@@ -21,6 +21,7 @@ import numpy as np
 
 from acards import jsonl, schemas
 from acards.errors import AcardsError, Location, Problem
+from acards.evidence.digests import digest_mismatch
 from acards.evidence.paths import open_inside
 
 RECORD = "record-1.0"
@@ -136,30 +137,34 @@ class _Builder:
                            self.outputs, self.prompts)
 
 
-def read_records(root: Path, paths: list[tuple[str, Location]], chunk_bytes: int = CHUNK_BYTES) -> RecordTable:
+def read_records(root: Path, paths: list[tuple[str, Location]], chunk_bytes: int = CHUNK_BYTES,
+                 sha256: list[str | None] | None = None) -> RecordTable:
     """Read every records file (paths relative to the card's folder) into one table.
 
-    Collects up to 20 problems per file before raising; refuses duplicate records.
+    Strictly one record per non-blank line (see acards.jsonl), so the table has one row per
+    non-blank line.  Collects up to 20 problems per file before raising; refuses duplicate records.
+    With ``sha256`` (the digests the card pins, one per path), the bytes parsed are hashed as they
+    are read and a file whose bytes differ is refused (``evidence.digest-mismatch``): the numbers
+    then come from exactly the bytes the card pins, even if the file was replaced after its digest
+    was checked.
     """
     builder = _Builder()
     problems: list[Problem] = []
     files = [relative for relative, _ in paths]
-    decoder = _decoder(coded_patterns=False)
+    fast = _decoder(coded_patterns=False)
     for file_index, (relative, location) in enumerate(paths):
         file_problems = jsonl.Problems()
         describe = _describer(relative)
-        with open_inside(root, relative, location) as handle:
+        expected = sha256[file_index] if sha256 is not None else None
+        with open_inside(root, relative, location) as raw:
+            handle = jsonl.Hashed(raw)
             for first_line, piece in jsonl.chunks(handle, relative, file_problems, size=chunk_bytes):
-                try:
-                    records = decoder.decode_lines(piece)
-                    if len(records) == piece.count(b"\n") + (not piece.endswith(b"\n")):
-                        lines = np.arange(first_line, first_line + len(records), dtype=np.int64)
-                    else:  # blank lines: recover exact line numbers the slow way
-                        lines, records = _unzip(jsonl.decode(piece, first_line, _decoder(), describe, file_problems))
-                except msgspec.DecodeError:  # includes ValidationError
-                    lines, records = _unzip(jsonl.decode(piece, first_line, _decoder(), describe, file_problems))
+                lines, records = jsonl.decode_piece(piece, first_line, fast, _decoder(), describe, file_problems, relative)
                 if records and not file_problems:
                     builder.add(records, file_index, lines)
+            actual = handle.finish()
+        if expected is not None and actual != expected:
+            raise AcardsError.collect([digest_mismatch(relative, expected, actual, False, location)])
         problems.extend(file_problems)
     if problems:
         raise AcardsError.collect(problems)
@@ -168,14 +173,6 @@ def read_records(root: Path, paths: list[tuple[str, Location]], chunk_bytes: int
     _refuse_duplicates(table)
     _refuse_inconsistent_subjects(table)
     return table
-
-
-def _unzip(numbered) -> tuple[np.ndarray, list]:
-    numbers, objects = [], []
-    for number, value in numbered:
-        numbers.append(number)
-        objects.append(value)
-    return np.asarray(numbers, np.int64), objects
 
 
 def _check_coded_patterns(table: RecordTable) -> None:
@@ -254,11 +251,16 @@ def _refuse_inconsistent_subjects(table: RecordTable) -> None:
     raise AcardsError.collect(problems)
 
 
-def read_objects(root: Path, relative: str, location: Location, schema: str) -> list:
-    """Every line of a JSONL evidence file (training data) as a Struct of ``schema``."""
+def read_objects(root: Path, relative: str, location: Location, schema: str, sha256: str | None = None) -> list:
+    """Every line of a JSONL evidence file (training data) as a Struct of ``schema``; with
+    ``sha256``, the bytes parsed must be the bytes pinned (see :func:`read_records`)."""
     problems = jsonl.Problems()
-    with open_inside(root, relative, location) as handle:
+    with open_inside(root, relative, location) as raw:
+        handle = jsonl.Hashed(raw)
         objects = [value for _number, value in jsonl.objects(handle, relative, _decoder(schema), _describer(relative, schema), problems)]
+        actual = handle.finish()
+    if sha256 is not None and actual != sha256:
+        raise AcardsError.collect([digest_mismatch(relative, sha256, actual, False, location)])
     if problems:
         raise AcardsError.collect(problems)
     return objects

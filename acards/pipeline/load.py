@@ -41,8 +41,10 @@ def read_evidence(card: Card, cache: DigestCache) -> tuple[list[PointerResult], 
     results, problems = check_pointers(card.folder, card.pointers(), cache)
     if problems:
         raise AcardsError.collect(problems)
-    paths = [(p["path"], card.source.locate(f"/evidence/records/{i}/path")) for i, p in enumerate(card.data["evidence"]["records"])]
-    return results, read_records(card.folder, paths)
+    pointers = card.data["evidence"]["records"]
+    paths = [(p["path"], card.source.locate(f"/evidence/records/{i}/path")) for i, p in enumerate(pointers)]
+    # the records are hashed again as they are parsed: a file replaced since its digest was checked is refused
+    return results, read_records(card.folder, paths, sha256=[p.get("sha256") for p in pointers])
 
 
 def load(card_path: str | Path, *, use_cache: bool = True, envelope: bytes | None = None,
@@ -63,5 +65,6 @@ def read_training(card: Card) -> tuple[set[str], list[str]] | None:
     pointer = card.data["evidence"].get("training_data")
     if not pointer:
         return None
-    rows = read_objects(card.folder, pointer["path"], card.source.locate("/evidence/training_data/path"), "training-1.0")
+    rows = read_objects(card.folder, pointer["path"], card.source.locate("/evidence/training_data/path"), "training-1.0",
+                        pointer.get("sha256"))
     return {r.subject for r in rows}, [r.text for r in rows]
