@@ -1,10 +1,81 @@
-"""Writing files so that a crash leaves either the old content or the new, never half of one."""
+"""Files named on the command line: reading them safely (regular files only, bounded sizes) and
+writing outputs so that a crash leaves either the old content or the new, never half of one."""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from acards.errors import AcardsError, Location
+
+MAX_KEY_BYTES = 64 * 1024  # a PEM Ed25519 key is a few hundred bytes
+MAX_INPUT_BYTES = 64 * 1024 * 1024  # envelopes, reports, checkpoints
+
+_READ = 64 * 1024
+
+
+def read_input(path: str | os.PathLike, max_bytes: int = MAX_INPUT_BYTES, *, what: str = "file",
+               missing: str = "usage.unreadable", unreadable: str = "usage.unreadable",
+               too_large: str = "usage.too-large", folder: str = "usage.not-a-file") -> bytes:
+    """The bytes of a regular file named on the command line, at most ``max_bytes`` of them.
+
+    FIFOs, devices, sockets and folders are refused before anything is opened (a FIFO would block
+    and /dev/zero never ends); the file is then opened non-blocking and fstat confirms it is the
+    same regular file that was checked.  Links are followed: a command-line path is the user's own
+    choice, unlike an evidence path, which must stay inside the card's folder.  The codes of the
+    refusals can be chosen by the caller (``card.not-found`` for a card, ``key.unreadable`` for a key).
+    """
+    location = Location(file=str(path))
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise AcardsError(missing, f"{what} {path} does not exist", "check the path", location) from None
+    except OSError as error:
+        raise AcardsError(unreadable, f"cannot read {what} {path}: {error.strerror or error}",
+                          "check the path and its permissions", location) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise AcardsError(folder, f"{what} {path} is a folder", "give the path of the file itself", location)
+    _require_regular(info, path, what, location)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        raise AcardsError(unreadable, f"cannot read {what} {path}: {error.strerror or error}",
+                          "check the path and its permissions", location) from None
+    try:
+        opened = os.fstat(fd)
+        _require_regular(opened, path, what, location)
+        if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+            raise AcardsError(unreadable, f"{what} {path} changed while it was being opened", "try again", location)
+        if opened.st_size > max_bytes:
+            raise _too_large(too_large, path, what, max_bytes, location)
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, min(_READ, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:  # the file grew after fstat
+                raise _too_large(too_large, path, what, max_bytes, location)
+    except OSError as error:
+        raise AcardsError(unreadable, f"cannot read {what} {path}: {error.strerror or error}",
+                          "check the path and its permissions", location) from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def _require_regular(info: os.stat_result, path, what: str, location: Location) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise AcardsError("usage.not-a-file", f"{what} {path} is not a regular file (a FIFO, device or socket)",
+                          "give the path of a plain file", location)
+
+
+def _too_large(code: str, path, what: str, max_bytes: int, location: Location) -> AcardsError:
+    return AcardsError(code, f"{what} {path} is larger than {max_bytes} bytes",
+                       f"no {what} acards reads is that large: check that this is the right file", location)
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -30,3 +101,31 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+def _cannot_write(path, error: OSError) -> AcardsError:
+    return AcardsError("usage.cannot-write", f"cannot write {path}: {error.strerror or error}",
+                       "check that the folder exists, is writable and has free space", Location(file=str(path)))
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse early (before a long computation) an output whose folder is missing or read-only, or
+    that names a folder: creates and removes a temporary file beside ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise AcardsError("usage.cannot-write", f"cannot write {path}: it is a folder", "name a file", Location(file=str(path)))
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise _cannot_write(path, error) from None
+    os.close(descriptor)
+    os.unlink(temporary)
+
+
+def write_output(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
+    """:func:`atomic_write` for an output named on the command line: a failure (missing or read-only
+    folder, full disk) is a coded ``usage.cannot-write`` with the path, and leaves no partial file."""
+    try:
+        atomic_write(Path(path), data, mode)
+    except OSError as error:
+        raise _cannot_write(path, error) from None

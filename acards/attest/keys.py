@@ -113,16 +113,11 @@ def new_key(path: str | os.PathLike, passphrase: bytes | None = None) -> str:
 
 
 def _read_key_file(path: str | os.PathLike) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as error:
-        raise AcardsError(
-            "key.unreadable",
-            f"cannot read key file {path}: {error.strerror or error}",
-            "check the path and its permissions",
-            Location(file=str(path)),
-        ) from None
+    """A key file: a regular file of at most 64 KiB (a FIFO or /dev/zero is refused, not read)."""
+    from acards.files import MAX_KEY_BYTES, read_input
+
+    return read_input(path, MAX_KEY_BYTES, what="key file", missing="key.unreadable", unreadable="key.unreadable",
+                      folder="key.unreadable")
 
 
 def load_private_key(path: str | os.PathLike, passphrase: bytes | None = None) -> Ed25519PrivateKey:

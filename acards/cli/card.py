@@ -20,8 +20,14 @@ def init(path: Path, force: bool) -> None:
 
     if path.exists() and not force:
         raise AcardsError("usage.exists", f"{path} already exists", "choose another path, or pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(card_template(), encoding="utf-8")
+    from acards.files import write_output
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise AcardsError("usage.cannot-write", f"cannot create the folder of {path}: {error.strerror or error}",
+                          "check that the folder can be created") from None
+    write_output(path, card_template().encode("utf-8"))
     click.echo(f"wrote {path}: replace every TODO, then run `acards validate {path}`")
 
 
@@ -57,7 +63,11 @@ def check(card: Path, fmt: str, write_digests: bool, no_cache: bool) -> None:
         if write_digests:
             from acards.card.edit import write_digests as write
 
-            changed = write(card, cache)
+            try:
+                changed = write(card, cache)
+            except OSError as error:
+                raise AcardsError("usage.cannot-write", f"cannot write {card}: {error.strerror or error}",
+                                  "check that the card's folder is writable and has free space") from None
             if fmt == "text":
                 click.echo(f"{card}: updated {count(changed, 'digest')}")
         loaded = load_card(card)

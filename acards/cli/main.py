@@ -45,11 +45,12 @@ def handled(command):
     return wrapper
 
 
-def read_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise AcardsError("usage.unreadable", f"cannot read {path}: {error.strerror}", "check the path") from None
+def read_file(path: Path, what: str = "file") -> bytes:
+    """A file named on the command line (an envelope, a report, a checkpoint): a regular file of at
+    most 64 MiB, read without blocking on a FIFO or device (acards.files.read_input)."""
+    from acards.files import read_input
+
+    return read_input(path, what=what)
 
 
 def trusted_keys(paths) -> dict:

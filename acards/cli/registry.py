@@ -53,7 +53,7 @@ def publish_command(envelope: Path, directory: Path, key_path: Path, fmt: str) -
     from acards.registry.store import publish
     from acards.site.renderer import envelope_signers, renderer
 
-    data = read_file(envelope)
+    data = read_file(envelope, "envelope")
     registry_key = load_signing_key(key_path)
     entry = publish(directory, data, registry_key, render=renderer(envelope_signers(directory, data)))
     if fmt == "json":
@@ -80,7 +80,7 @@ def registry_verify_command(directory: Path, checkpoint_path: Path | None, no_re
     from acards.registry.audit import verify_registry
     from acards.site.renderer import registry_renderer
 
-    saved = read_file(checkpoint_path) if checkpoint_path else None
+    saved = read_file(checkpoint_path, "checkpoint") if checkpoint_path else None
     result = verify_registry(directory, saved, None if no_render else registry_renderer(directory))
     revoked = [{"digest": e["digest"], "card_id": e["card_id"], "version": e["version"], "reason": e["reason"],
                 "index": e["index"]} for e in result.entries if e["kind"] == "revoke"]
@@ -131,7 +131,7 @@ def registry_prove_command(directory: Path, digest: str | None, old_size: int | 
         return
     proof = proofs.consistency(directory, old_size)
     if checkpoint_path is not None:
-        new = proofs.verify_consistency_proof(proof, reader.registry_key(directory), read_file(checkpoint_path))
+        new = proofs.verify_consistency_proof(proof, reader.registry_key(directory), read_file(checkpoint_path, "checkpoint"))
         click.echo(f"verified: the log of your checkpoint (size {old_size}) is a prefix of the signed log of size "
                    f"{new.size}", err=True)
     click.echo(dumps(proof))

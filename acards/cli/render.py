@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from acards.cli.main import handled, main
+from acards.errors import AcardsError, Location
 
 
 @main.command("render")
@@ -20,7 +21,7 @@ from acards.cli.main import handled, main
 def render_command(card: Path, report_path: Path, fmt: str | None, output: Path | None) -> None:
     """Render CARD and its verification report as a page (docs/rendering.md)."""
     from acards.card.model import load_card
-    from acards.files import atomic_write
+    from acards.files import write_output
     from acards.present.forest import forest_svg
     from acards.present.render import read_report, render_card
 
@@ -32,6 +33,10 @@ def render_command(card: Path, report_path: Path, fmt: str | None, output: Path 
     if output is None:
         click.echo(text, nl=False)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(output, text.encode("utf-8"))
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise AcardsError("usage.cannot-write", f"cannot create the folder of {output}: {error.strerror or error}",
+                          "check that the folder can be created", Location(file=str(output))) from None
+    write_output(output, text.encode("utf-8"))
     click.echo(f"wrote {output}")

@@ -34,23 +34,25 @@ def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed:
     Exits 0 when everything the card reports is reproduced, 1 when something is not.
     """
     from acards.evidence.digests import DigestCache
-    from acards.files import atomic_write
+    from acards.files import check_writable, write_output
     from acards.pipeline.verify import verify as run
     from acards.present.text import report_json, verify_text
 
+    if report_path:
+        check_writable(report_path)  # a missing or read-only folder fails now, not after verifying
     envelope_bytes, keys = None, None
     if envelope:
         if not trusted:
             raise AcardsError("usage.no-trusted-key", "--envelope needs at least one --trusted-key",
                               "pass the public key (PATH.pub) of each signer you trust")
-        envelope_bytes, keys = read_file(envelope), trusted_keys(trusted)
+        envelope_bytes, keys = read_file(envelope, "envelope"), trusted_keys(trusted)
     config = settings()
     with DigestCache(None if no_cache else config.digests_path) as digests:
         report = run(card, bootstrap=bootstrap, seed=seed, use_cache=not no_cache, envelope=envelope_bytes, trusted_keys=keys,
                      generate=not no_generate, device=device or config.device, spot_check=spot_check, digests=digests,
                      cache_dir=config.cache_dir)
-    if report_path:
-        atomic_write(report_path, (report_json(report) + "\n").encode("utf-8"))
+    if report_path:  # written before anything is printed: a failure is a coded error, never a lost report
+        write_output(report_path, (report_json(report) + "\n").encode("utf-8"))
     click.echo(report_json(report) if fmt == "json" else verify_text(report))
     sys.exit(0 if report.reproduced else 1)
 

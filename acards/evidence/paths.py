@@ -3,6 +3,7 @@ paths, `..`, backslashes, NUL, links and special files are refused before anythi
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path, PurePosixPath
@@ -76,9 +77,19 @@ def open_inside(root: Path, relative: str, location: Location | None = None):
     path = resolve_inside(root, relative, location)
     if path.is_dir():
         raise AcardsError("evidence.not-a-file", f"{relative} is a folder", "point at a file here", location or Location())
-    return _open_nofollow(path)
+    return _open_nofollow(path, relative)
 
 
-def _open_nofollow(path: Path):
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+def _open_nofollow(path: Path | str, label: str = ""):
+    """Open for binary reading without following a final link and without blocking on a FIFO; a
+    failure is a coded problem (evidence.symlink for a link, evidence.unreadable otherwise)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as error:
+        location = Location(file=str(path))
+        if error.errno == errno.ELOOP:
+            raise AcardsError("evidence.symlink", f"{label or path} is a symbolic link",
+                              "copy the real file into the card's folder", location) from None
+        raise AcardsError("evidence.unreadable", f"{label or path}: {error.strerror or error}",
+                          "check the file's permissions", location) from None
     return os.fdopen(fd, "rb", buffering=0)
