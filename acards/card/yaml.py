@@ -51,19 +51,10 @@ def _mark(mark) -> tuple[int, int]:
 
 def read_text(path: Path, max_bytes: int = MAX_CARD_BYTES) -> tuple[bytes, str]:
     """The card's bytes and text: bounded size, strict UTF-8."""
-    location = Location(str(path))
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise AcardsError("card.not-found", f"no card at {path}", "give the path of a card.yaml, or create one with `acards init`", location) from None
-    except IsADirectoryError:
-        raise AcardsError("card.not-found", f"{path} is a folder", "give the path of the card file itself", location) from None
-    except OSError as error:
-        raise AcardsError("card.unreadable", f"cannot read {path}: {error.strerror}", "check the file's permissions", location) from None
-    if len(raw) > max_bytes:
-        raise AcardsError("yaml.too-large", f"the card is larger than {max_bytes} bytes",
-                          "a card holds pointers to evidence, not the evidence itself; move data into evidence files", location)
+    from acards.files import read_input
+
+    raw = read_input(path, max_bytes, what="card", missing="card.not-found", unreadable="card.unreadable",
+                     too_large="yaml.too-large", folder="card.not-found")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -163,6 +154,8 @@ def _plain(node, pointer: str, source: SourceMap, depth: int, problems: list[Pro
 
 def _scalar(node: ScalarNode, where: Location, problems: list[Problem]) -> Any:
     tag, text = node.tag.removeprefix(_TAG), node.value
+    if node.style == ">":  # ruamel's round-trip scanner marks each fold of a folded block with '\a' (BEL);
+        text = text.replace("\a", "")  # its constructor drops them, and so do we (YAML allows no raw BEL)
     if tag in ("str", "timestamp"):  # dates stay text: a card has no date fields to interpret
         return text
     if tag == "null":

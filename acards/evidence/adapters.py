@@ -103,10 +103,14 @@ def read_adapter_config(folder: Path) -> dict:
         ):
             raise bad(f"`{field}` must map module patterns to positive numbers")
         for key in pattern:
-            try:
-                re.compile(rf"(.*\.)?({key})$")
-            except re.error as exc:
-                raise bad(f"`{field}` key {key!r} is not a valid regular expression ({exc})") from None
+            if not _SAFE_PATTERN_KEY.fullmatch(key):
+                raise fail(
+                    "weights.unsupported-pattern",
+                    f"`{field}` key {key[:80]!r} is not a plain module-name suffix",
+                    "name the modules literally (letters, digits, '_', '-', '.', '\\.', a leading '^' and '|' "
+                    f"between alternatives, at most {_MAX_PATTERN_KEY} characters)",
+                    path,
+                )
     if not isinstance(config.get("use_rslora", False), bool):
         raise bad("`use_rslora` must be true or false")
 
@@ -129,6 +133,15 @@ def read_adapter_config(folder: Path) -> dict:
             path,
         )
     return config
+
+
+# rank_pattern/alpha_pattern keys: PEFT matches them with re.match(rf"(.*\.)?({key})$", module). acards
+# accepts only keys whose regex has no quantifier, class or group: literal name characters, '.' (any
+# character, as PEFT reads it), '\.', a leading '^' and top-level '|'. Every branch then matches a
+# fixed number of characters, so a match costs at most len(module)·len(key) steps (the one '.*' is
+# PEFT's prefix), and the match is exactly PEFT's. Anything else is weights.unsupported-pattern.
+_MAX_PATTERN_KEY = 1000
+_SAFE_PATTERN_KEY = re.compile(r"(?=.{1,%d}\Z)\^?(?:[A-Za-z0-9_.-]|\\\.)+(?:\|\^?(?:[A-Za-z0-9_.-]|\\\.)+)*\Z" % _MAX_PATTERN_KEY, re.S)
 
 
 def _pattern_value(patterns: dict, module: str, default):

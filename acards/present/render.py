@@ -88,21 +88,41 @@ def card_template() -> str:
 PAGE_FORMATS = ("md", "html")
 _HTTPS = re.compile(r"https://[^\s<>\"'`\\]+")
 _MD_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:+-]*")
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~!])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~!@])")  # '@': no e-mail autolink, no @mention
+# GitHub autolinks bare URLs (at the ':' of '://'), 'www.' and e-mail addresses: a backslash before
+# the ':' and the '.' of 'www.' (and before '@', above) keeps the text as written but unlinked.
+_MD_AUTOLINK = re.compile(r"(?i)(:)(?=//)|(?<=www)(\.)")
+# Bidirectional controls (LRM, RLM, embeddings, overrides, isolates): an unterminated one would
+# reverse the rest of the page. Markdown shows each as [U+XXXX]; HTML isolates the value in <bdi>.
+BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _FOREST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.svg")
 
 
 def is_https_url(value) -> bool:
-    """True for an https link the pages may render as a link (the card schema's httpsUrl rule)."""
-    return isinstance(value, str) and _HTTPS.fullmatch(value) is not None
+    """True for an https link the pages may render as a link (the card schema's httpsUrl rule, and
+    no bidirectional control, which would make the link text read differently from the link)."""
+    return isinstance(value, str) and _HTTPS.fullmatch(value) is not None and BIDI_CONTROLS.search(value) is None
 
 
 def md_escape(value) -> str:
     """Card text as inert Markdown on one line: HTML-significant characters become entities and
     Markdown syntax is backslash-escaped, so no renderer turns it into markup, links or tables."""
-    text = " ".join(str(value).split())
+    text = " ".join(visible_bidi(value).split())
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return _MD_AUTOLINK.sub(lambda m: "\\" + m.group(), text)
+
+
+def visible_bidi(value) -> str:
+    """Text with each bidirectional control shown as [U+XXXX]."""
+    return BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", str(value))
+
+
+def _html_finalize(value):
+    """Card text holding a bidirectional control is isolated in <bdi>, so it cannot reorder what follows."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup) and BIDI_CONTROLS.search(value):
+        return markupsafe.Markup("<bdi>%s</bdi>") % value
+    return value
 
 
 def _md_finalize(value):
@@ -145,6 +165,9 @@ def page_environment(fmt: str) -> jinja2.Environment:
         env = env.overlay(finalize=_md_finalize)
         env.filters["code"] = _md_code
         env.globals["link"] = _md_link
+    else:
+        env = env.overlay(finalize=_html_finalize)
+        env.filters["bidi_visible"] = visible_bidi  # where no element can isolate: <title>
     env.filters["num"] = _number
     env.globals["interval"] = _interval
     env.globals["ordered"] = _ordered
@@ -246,10 +269,11 @@ def read_report(path: Path, card=None) -> Report:
     import json
 
     hint = "pass the JSON file `acards verify CARD --report REPORT.json` wrote for this card"
+    from acards.files import read_input
+
+    raw = read_input(path, what="report", missing="usage.bad-report", unreadable="usage.bad-report")
     try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except OSError as error:
-        raise AcardsError("usage.bad-report", f"cannot read the report: {error.strerror or error}", hint, Location(str(path))) from None
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise AcardsError("usage.bad-report", "the report is not UTF-8 text", hint, Location(str(path))) from None
     try:

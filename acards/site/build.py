@@ -12,12 +12,13 @@ import fcntl
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import markupsafe
 
 from acards.canonical import parse_strict_json
-from acards.errors import AcardsError
+from acards.errors import AcardsError, Location
 from acards.registry import reader
 from acards.site import SITE
 from acards.site.swap import swap_into_place
@@ -127,8 +128,24 @@ def _io_error(action: str, error: OSError) -> AcardsError:
                        "check that the registry folder exists, is writable and has free space")
 
 
-def build_site(directory: str | os.PathLike) -> dict:
+def _wait_for_lock(descriptor: int, path: Path, timeout: float) -> None:
+    """Take the build lock exclusively, or raise registry.locked after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise AcardsError("registry.locked", f"another process has held {path} for over {timeout:g} s",
+                                  "wait for the other site build to finish and try again", Location(file=str(path))) from None
+            time.sleep(0.01)
+
+
+def build_site(directory: str | os.PathLike, lock_timeout: float | None = None) -> dict:
     """Verify the registry at ``directory`` (raising its problems, if any) and write ``directory/site``.
+
+    Waits at most ``lock_timeout`` seconds (default: the registry's LOCK_TIMEOUT) for another build's lock.
 
     Returns a summary: {"site", "cards" (ids), "versions", "entries", "checkpoint", "revoked"}.
     """
@@ -139,7 +156,7 @@ def build_site(directory: str | os.PathLike) -> dict:
     except OSError as error:
         raise _io_error(f"open {root / _LOCK}", error) from None
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        _wait_for_lock(lock, root / _LOCK, reader.LOCK_TIMEOUT if lock_timeout is None else lock_timeout)
         for stale in root.glob(f"{_BUILD_PREFIX}*"):  # left by a build that crashed; builds hold the lock
             shutil.rmtree(stale, ignore_errors=True)
         try:
