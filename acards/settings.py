@@ -11,7 +11,10 @@ This module is the one place that reads these variables:
 - ``ACARDS_CACHE_DIR``: the folder for the digest cache, regenerated outputs and control adapters
   (default: the platform's user cache folder for acards);
 - ``ACARDS_DEVICE``: where to regenerate outputs when no device is given (default: the best present);
-- ``ACARDS_KEY_PASSPHRASE``: the passphrase of private keys (default: ask on a terminal).
+- ``ACARDS_KEY_PASSPHRASE``: the passphrase of private keys (default: ask on a terminal);
+- ``ACARDS_CACHE_KEY``: the file of the secret that authenticates cache entries (default:
+  ``cache-mac.key`` in the platform's user config folder for acards, never inside the cache folder;
+  see acards.evidence.cachekey).
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from typing import Mapping
 CACHE_DIR = "ACARDS_CACHE_DIR"
 DEVICE = "ACARDS_DEVICE"
 KEY_PASSPHRASE = "ACARDS_KEY_PASSPHRASE"
+CACHE_KEY = "ACARDS_CACHE_KEY"
 
 DIGESTS_FILE = "digests.sqlite"
+CACHE_KEY_FILE = "cache-mac.key"  # the secret that MACs cache entries
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class Settings:
     cache_dir: Path
     device: str | None = None
     key_passphrase: str | None = field(default=None, repr=False)  # never printed
+    cache_key: Path | None = None  # $ACARDS_CACHE_KEY; None: the platform default (cache_key_path)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -44,12 +50,23 @@ class Settings:
             cache_dir=Path(override) if override else platform_cache_dir(),
             device=env.get(DEVICE) or None,
             key_passphrase=env.get(KEY_PASSPHRASE),
+            cache_key=Path(env[CACHE_KEY]) if env.get(CACHE_KEY) else None,
         )
 
     @property
     def digests_path(self) -> Path:
         """The digest cache's SQLite file (see acards.evidence.digests.DigestCache)."""
         return self.cache_dir / DIGESTS_FILE
+
+    @property
+    def cache_key_path(self) -> Path:
+        """The file of the secret that MACs cache entries: kept outside the cache folder, so that
+        whoever can write a (shared) cache folder cannot make entries this user trusts."""
+        if self.cache_key is not None:
+            return self.cache_key
+        import platformdirs
+
+        return Path(platformdirs.user_config_dir("acards", appauthor=False)) / CACHE_KEY_FILE
 
 
 def platform_cache_dir() -> Path:

@@ -124,7 +124,9 @@ def cache_clear_command(keep_controls: bool, fmt: str) -> None:
 @FORMAT
 @handled
 def cache_merge_command(sources, into, remove: bool, fmt: str) -> None:
-    """Merge shard cache files (default: every file under outputs/shards) into the main cache."""
+    """Merge shard cache files (default: every file under outputs/shards) into the main cache.
+
+    Only outputs whose MAC verifies under your cache key are merged; the others are rejected and counted."""
     from acards.generate.cache import merge
     from acards.present.text import dumps
 
@@ -132,4 +134,6 @@ def cache_merge_command(sources, into, remove: bool, fmt: str) -> None:
     if fmt == "json":
         click.echo(dumps({"ok": True, **merged}))
     else:
-        click.echo(f"merged {len(merged['sources'])} files into {merged['into']}: {merged['added']} new outputs, {merged['outputs']} in all")
+        click.echo(f"merged {len(merged['sources'])} files into {merged['into']}: {merged['added']} new outputs, {merged['outputs']} in all"
+                   + (f"; {merged['rejected']} rejected (cache.entry-rejected: their MAC does not verify under your cache key)"
+                      if merged["rejected"] else ""))

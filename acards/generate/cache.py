@@ -14,8 +14,14 @@ decoding settings, sample index and backend that produced it.
 
 Storage: ``cache_dir()/outputs/outputs.sqlite`` (the main file) and, for sharded runs, one file per
 shard under ``cache_dir()/outputs/shards/``, merged into the main file by :func:`merge`.  WAL
-journaling, a busy timeout and ``INSERT OR IGNORE`` make concurrent writers safe; every finished
-batch is one transaction, so an interrupted run leaves whole batches and the next run resumes.
+journaling and a busy timeout make concurrent writers safe; every finished batch is one
+transaction, so an interrupted run leaves whole batches and the next run resumes.
+
+Authentication: every row carries an HMAC-SHA256 of (key, context, output) under this user's cache
+key, which lives outside the cache folder (:mod:`acards.evidence.cachekey`).  Lookups, shard files
+and :func:`merge` use only rows whose MAC verifies; the rest are counted as rejected
+(``cache.entry-rejected``) and their outputs regenerated.  Context descriptions are re-derived
+(their sha256 must be their digest).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import rfc8785
 
 from acards.errors import AcardsError, Location
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: every row carries a keyid and a MAC (1: no MAC, never trusted)
 CHUNK = 900  # host parameters per lookup query (SQLite's historical limit is 999)
 BUSY_TIMEOUT_MS = 60_000
 MAIN_NAME = "outputs.sqlite"
@@ -109,13 +115,35 @@ def _bad(path: Path, error: Exception) -> AcardsError:
                        "if it is locked, wait for the other acards process", Location(file=str(path)))
 
 
-class OutputCache:
-    """One SQLite file of outputs.  ``readonly`` opens an existing file without creating it."""
+PURPOSE = "acards/output-cache/1"
 
-    def __init__(self, path: Path, readonly: bool = False):
+
+def _entry_mac(key, cache_key: bytes, context: bytes, output: str) -> bytes:
+    """The MAC of one output: binds the output to its cache key and its context digest (which names
+    the weights, tokenizer, decoding settings and backend with its versions and dtype)."""
+    return key.mac(PURPOSE, cache_key, context, output)
+
+
+class OutputCache:
+    """One SQLite file of outputs.  ``readonly`` opens an existing file without creating it.
+
+    Each row is ``(key, keyid, context, output, mac, created)``: ``mac`` is the HMAC of (key,
+    context, output) under this user's cache key (:mod:`acards.evidence.cachekey`), ``keyid`` names
+    that key, so users who share a file each read only their own rows.  :meth:`get_many` returns only
+    outputs whose MAC verifies; every other entry found for a wanted key (altered, written under
+    another key, or by an acards older than MACs) is counted in :attr:`rejected` and never used.
+    """
+
+    def __init__(self, path: Path, readonly: bool = False, key=None):
+        from acards.evidence.cachekey import cache_key
+
         self.path = Path(path)
         self.readonly = readonly
+        self.key = key if key is not None else cache_key()
+        self.rejected: dict[str, int] = {"altered": 0, "other-key": 0, "no-mac": 0}
         self._db: sqlite3.Connection | None = None
+        self._legacy = False  # the file has the outputs table of acards before MACs
+        self._entries = False
         try:
             if readonly:
                 if not self.path.exists():
@@ -123,7 +151,8 @@ class OutputCache:
                 self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
                                            isolation_level=None, check_same_thread=False)
                 self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                if not self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='outputs'").fetchone():
+                self._tables()
+                if not (self._entries or self._legacy):
                     self.close()  # another process is creating it right now: nothing to read yet
                     return
                 self._check_version()
@@ -135,25 +164,32 @@ class OutputCache:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("CREATE TABLE IF NOT EXISTS outputs (key BLOB PRIMARY KEY, context BLOB NOT NULL,"
-                                 " output TEXT NOT NULL, created REAL NOT NULL) WITHOUT ROWID")
+                self._check_version()
+                self._db.execute("CREATE TABLE IF NOT EXISTS entries (key BLOB NOT NULL, keyid BLOB NOT NULL,"
+                                 " context BLOB NOT NULL, output TEXT NOT NULL, mac BLOB NOT NULL, created REAL NOT NULL,"
+                                 " PRIMARY KEY (key, keyid)) WITHOUT ROWID")
                 self._db.execute("CREATE TABLE IF NOT EXISTS contexts (context BLOB PRIMARY KEY, description TEXT NOT NULL)"
                                  " WITHOUT ROWID")
-                version = self._db.execute("PRAGMA user_version").fetchone()[0]
-                if version == 0:
-                    self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # 0 (new) or 1 (before MACs): now 2
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._check_version()
+            self._tables()
         except sqlite3.Error as error:
             self.close()
             raise _bad(self.path, error) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _tables(self) -> None:
+        names = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        self._entries, self._legacy = "entries" in names, "outputs" in names
 
     def _check_version(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):
             raise AcardsError("cache.version", f"{self.path} was written by a newer acards (cache schema {version})",
                               "upgrade acards, or point ACARDS_CACHE_DIR at another folder", Location(file=str(self.path)))
 
@@ -168,28 +204,57 @@ class OutputCache:
             self._db.close()
             self._db = None
 
+    @property
+    def rejected_count(self) -> int:
+        return sum(self.rejected.values())
+
     def get_many(self, keys: Iterable[str]) -> dict[str, str]:
-        """{key: output} for the keys present: one query per chunk of 900 keys."""
+        """{key: output} for the keys present whose MAC verifies: one query per chunk of 900 keys.
+        Entries found for a wanted key that do not verify are counted in :attr:`rejected`."""
         if self._db is None:
             return {}
         wanted = [bytes.fromhex(k) for k in keys]
         found: dict[str, str] = {}
+        keyid = self.key.id
         try:
             for start in range(0, len(wanted), CHUNK):
                 chunk = wanted[start:start + CHUNK]
                 marks = ",".join("?" * len(chunk))
-                for key, output in self._db.execute(f"SELECT key, output FROM outputs WHERE key IN ({marks})", chunk):
-                    found[key.hex()] = output
+                if self._entries:
+                    for key, context, output, mac in self._db.execute(
+                            f"SELECT key, context, output, mac FROM entries WHERE keyid = ? AND key IN ({marks})", [keyid, *chunk]):
+                        if isinstance(output, str) and self.key.verify(mac, PURPOSE, bytes(key), bytes(context), output):
+                            found[bytes(key).hex()] = output
+                        else:
+                            self.rejected["altered"] += 1
+                rest = [k for k in chunk if k.hex() not in found]
+                if not rest:
+                    continue
+                marks = ",".join("?" * len(rest))
+                seen: set[bytes] = set()
+                if self._entries:
+                    for (key,) in self._db.execute(f"SELECT DISTINCT key FROM entries WHERE keyid != ? AND key IN ({marks})",
+                                                   [keyid, *rest]):
+                        seen.add(bytes(key))
+                    self.rejected["other-key"] += len(seen)
+                if self._legacy:
+                    legacy = {bytes(k) for (k,) in self._db.execute(f"SELECT key FROM outputs WHERE key IN ({marks})", rest)}
+                    self.rejected["no-mac"] += len(legacy - seen)
         except sqlite3.Error as error:
             raise _bad(self.path, error) from None
         return found
 
     def put_many(self, rows: Iterable[tuple[str, str, str]], contexts: dict[str, dict] | None = None) -> int:
-        """Insert (key, context, output) rows in one transaction; existing keys are kept."""
+        """Write (key, context, output) rows, each with its MAC, in one transaction; a row of this
+        user's key already there is replaced (it may be one that failed its check)."""
         if self._db is None or self.readonly:
             raise AcardsError("cache.readonly", f"{self.path} is open read-only", "this is a bug in acards")
         now = time.time()
-        data = [(bytes.fromhex(k), bytes.fromhex(c), o, now) for k, c, o in rows]
+        keyid = self.key.id
+        data = []
+        for k, c, o in rows:
+            key, context = bytes.fromhex(k), bytes.fromhex(c)
+            data.append((key, keyid, context, o, _entry_mac(self.key, key, context, o), now))
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -197,7 +262,7 @@ class OutputCache:
                     self._db.execute("INSERT OR IGNORE INTO contexts VALUES (?, ?)",
                                      (bytes.fromhex(context), rfc8785.dumps(description).decode("utf-8")))
                 before = self._db.total_changes
-                self._db.executemany("INSERT OR IGNORE INTO outputs VALUES (?, ?, ?, ?)", data)
+                self._db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?)", data)
                 added = self._db.total_changes - before
                 self._db.execute("COMMIT")
             except BaseException:
@@ -209,18 +274,54 @@ class OutputCache:
         return added
 
     def count(self) -> int:
-        if self._db is None:
+        """How many rows of this user's key the file holds (their MACs are checked when read)."""
+        if self._db is None or not self._entries:
             return 0
-        return self._db.execute("SELECT count(*) FROM outputs").fetchone()[0]
+        return self._db.execute("SELECT count(*) FROM entries WHERE keyid = ?", (self.key.id,)).fetchone()[0]
 
-    def contexts(self) -> list[dict]:
+    def rows(self, batch: int = 10_000) -> Iterable[list[tuple[str, str, str]]]:
+        """Every (key, context, output) row whose MAC verifies under this user's key, in batches;
+        every other row of the file is counted in :attr:`rejected` (for :func:`merge`)."""
         if self._db is None:
-            return []
+            return
+        if self._legacy:
+            self.rejected["no-mac"] += self._db.execute("SELECT count(*) FROM outputs").fetchone()[0]
+        if not self._entries:
+            return
+        self.rejected["other-key"] += self._db.execute("SELECT count(*) FROM entries WHERE keyid != ?",
+                                                       (self.key.id,)).fetchone()[0]
+        cursor = self._db.execute("SELECT key, context, output, mac FROM entries WHERE keyid = ?", (self.key.id,))
+        while True:
+            chunk = cursor.fetchmany(batch)
+            if not chunk:
+                return
+            good = []
+            for key, context, output, mac in chunk:
+                if isinstance(output, str) and self.key.verify(mac, PURPOSE, bytes(key), bytes(context), output):
+                    good.append((bytes(key).hex(), bytes(context).hex(), output))
+                else:
+                    self.rejected["altered"] += 1
+            yield good
+
+    def context_descriptions(self) -> dict[str, dict]:
+        """{context digest: description} for the descriptions that hash to their digest (re-derived)."""
         import json
 
-        rows = self._db.execute("SELECT c.context, c.description, count(o.key) FROM contexts c"
-                                " LEFT JOIN outputs o ON o.context = c.context GROUP BY c.context").fetchall()
-        return [{"context": c.hex(), "outputs": n, **json.loads(d)} for c, d, n in rows]
+        if self._db is None:
+            return {}
+        found = {}
+        for context, description in self._db.execute("SELECT context, description FROM contexts"):
+            if isinstance(description, str) and hashlib.sha256(description.encode("utf-8")).digest() == bytes(context):
+                found[bytes(context).hex()] = json.loads(description)
+        return found
+
+    def contexts(self) -> list[dict]:
+        if self._db is None or not self._entries:
+            return []
+        counts = dict(self._db.execute("SELECT context, count(*) FROM entries WHERE keyid = ? GROUP BY context",
+                                       (self.key.id,)).fetchall())
+        return [{"context": c, "outputs": counts.get(bytes.fromhex(c), 0), **d}
+                for c, d in self.context_descriptions().items()]
 
 
 # --- cache info | clear | merge -----------------------------------------------------------------
@@ -245,7 +346,7 @@ def info(cache_dir: Path | None = None) -> dict[str, Any]:
     return {"folder": str(outputs_dir(cache_dir)), "main": {"path": str(main), "exists": main.exists(), "outputs": entries,
                                                    "bytes": _size(main) if main.exists() else 0},
             "models": contexts, "shards": shards,
-            "controls": sorted(p.name for p in controls.iterdir()) if controls.is_dir() else []}
+            "controls": sorted(p.name for p in controls.iterdir() if p.is_dir() and not p.name.startswith(".")) if controls.is_dir() else []}
 
 
 def clear(include_controls: bool = True, cache_dir: Path | None = None) -> dict[str, Any]:
@@ -261,53 +362,57 @@ def clear(include_controls: bool = True, cache_dir: Path | None = None) -> dict[
             if part.exists():
                 part.unlink()
                 removed.append(str(part))
-    controls = cache_dir / "controls"
-    if include_controls and controls.is_dir():
-        shutil.rmtree(controls)
-        removed.append(str(controls))
+    for name in ("controls", "control-seals"):
+        controls = cache_dir / name
+        if include_controls and controls.is_dir():
+            shutil.rmtree(controls)
+            removed.append(str(controls))
     return {"removed": removed}
 
 
 def merge(sources: list[Path] | None = None, into: Path | None = None, remove: bool = False,
-          cache_dir: Path | None = None) -> dict[str, Any]:
-    """Copy every output of ``sources`` (default: the shard files) into ``into`` (default: the main
-    file); existing keys are kept.  ``remove`` deletes each source after it is merged."""
+          cache_dir: Path | None = None, key=None) -> dict[str, Any]:
+    """Copy every output of ``sources`` (default: the shard files) whose MAC verifies under this
+    user's cache key into ``into`` (default: the main file).  Every other row (altered, written under
+    another key, or without a MAC) is rejected: counted per source, never copied.  ``remove``
+    deletes each source after it is merged."""
+    from acards.evidence.cachekey import cache_key, rejected_warning
+
+    key = key if key is not None else cache_key()
     into = Path(into) if into is not None else main_path(cache_dir)
     sources = [Path(s) for s in (sources if sources is not None else shard_files(cache_dir))]
-    merged, added_total = [], 0
-    with OutputCache(into) as target:
-        db = target._db
+    merged, added_total, rejected_total = [], 0, 0
+    with OutputCache(into, key=key) as target:
         for source in sources:
             if not source.is_file():
                 raise AcardsError("cache.not-found", f"{source} does not exist", "give the path of a shard cache file",
                                   Location(file=str(source)))
             if source.resolve() == into.resolve():
                 continue
-            with OutputCache(source, readonly=True):  # checks that it is an acards cache of a known version
-                pass
-            try:
-                db.execute("ATTACH DATABASE ? AS src", (str(source),))
+            before = target.count()
+            with OutputCache(source, readonly=True, key=key) as reader:  # an acards cache of a known version
                 try:
-                    db.execute("BEGIN IMMEDIATE")
-                    before = db.total_changes
-                    db.execute("INSERT OR IGNORE INTO main.contexts SELECT * FROM src.contexts")
-                    contexts_added = db.total_changes - before
-                    db.execute("INSERT OR IGNORE INTO main.outputs SELECT * FROM src.outputs")
-                    added = db.total_changes - before - contexts_added
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
-                finally:
-                    db.execute("DETACH DATABASE src")
-            except sqlite3.Error as error:
-                raise _bad(source, error) from None
+                    descriptions = reader.context_descriptions()
+                    for rows in reader.rows():
+                        contexts = {c: descriptions[c] for _, c, _ in rows if c in descriptions}
+                        target.put_many(rows, contexts)
+                except sqlite3.Error as error:
+                    raise _bad(source, error) from None
+                rejected = dict(reader.rejected)
+            added = target.count() - before
+            count = sum(rejected.values())
             added_total += added
-            merged.append({"path": str(source), "added": added})
+            rejected_total += count
+            merged.append({"path": str(source), "added": added, "rejected": count, "rejected_by_reason": rejected})
+            if count:
+                rejected_warning(f"{count} outputs in {source} were not merged: their MAC does not verify under this user's "
+                                 f"cache key ({rejected['altered']} altered, {rejected['other-key']} written under another key, "
+                                 f"{rejected['no-mac']} without a MAC)",
+                                 "outputs are only trusted when this user's key made them; the rejected ones are "
+                                 "regenerated when needed", Location(file=str(source)))
             if remove:
                 for part in (source, Path(f"{source}-wal"), Path(f"{source}-shm")):
                     if part.exists():
                         part.unlink()
         total = target.count()
-    return {"into": str(into), "sources": merged, "added": added_total, "outputs": total}
+    return {"into": str(into), "sources": merged, "added": added_total, "rejected": rejected_total, "outputs": total}

@@ -5,7 +5,10 @@
   full weights (config.json + safetensors) is also accepted, and then is the condition's model.
 - ``control:shrinkage``: the undefended adapter with each module's B scaled to the defended
   module's norm (:func:`acards.evidence.adapters.write_control_shrinkage`), written once into a
-  content-addressed folder ``cache_dir()/controls/<digest of (recipe, U digest, D digest)>``.
+  content-addressed folder ``cache_dir()/controls/<digest of (recipe, U digest, D digest)>-<keyid>``
+  (one per user's cache key), whose content digest is sealed with a MAC under that key in
+  ``cache_dir()/control-seals/<folder>.json`` when it is written, and checked before every use: a
+  folder whose digest is not the sealed one (replaced weights, a missing or forged seal) is rebuilt.
 
 Fine-tuned conditions exist only for the training seed ``checkpoints.seed`` (default 0).
 Everything here reads files and headers only; no model is loaded.  What an adapter, a checkpoint
@@ -138,6 +141,7 @@ class ModelResolver:
         self._paths: dict[tuple[str, str], tuple[Path, str]] = {}
         self._specs: dict[tuple[str, str, int], ModelSpec] = {}
         self._checked: set[tuple[Path, Path]] = set()  # (adapter, base) pairs that passed the evidence rules
+        self.rejected_controls = 0  # cached control adapters that failed their seal and were rebuilt
 
     def close(self) -> None:
         self._digests.close()
@@ -234,16 +238,56 @@ class ModelResolver:
                                    "supply control:shrinkage records, or give the cell adapter checkpoints", path, where)
             self._check_adapter(path, base)
             parts[name] = (path, value)
+        from acards.evidence.cachekey import cache_key
+
+        key = cache_key()
         name = digest({"recipe": CONTROL_RECIPE, "undefended": parts["undefended"][1], "defended": parts["defended"][1]})
-        folder = (self._cache_dir or cache_dir()) / "controls" / name
-        if not (folder / ADAPTER_WEIGHTS).is_file():
-            _write_control(parts["undefended"][0], parts["defended"][0], folder, cell_id)
+        root = self._cache_dir or cache_dir()
+        folder = root / "controls" / f"{name}-{key.id.hex()}"
+        seal = root / "control-seals" / f"{folder.name}.json"
+        value = None
+        if (folder / ADAPTER_WEIGHTS).is_file():
+            value = digest_path(folder, self._digests, "control")
+            if not _seal_holds(seal, key, folder.name, value):
+                from acards.evidence.cachekey import rejected_warning
+
+                self.rejected_controls += 1
+                rejected_warning(f"the cached control:shrinkage adapter {folder} is not the one acards wrote (its content "
+                                 "digest is not the one sealed under this user's cache key): it is rebuilt",
+                                 "if you did not replace it, someone else may be writing this cache folder",
+                                 Location(file=str(folder)))
+                value = None
+        if value is None:
+            _write_control(parts["undefended"][0], parts["defended"][0], folder, cell_id, replace=folder.exists())
+            value = digest_path(folder, self._digests, "control")
+            _write_seal(seal, key, folder.name, value)
         self._check_adapter(folder, base)
-        return ModelSpec(base, base_digest, adapter=folder, adapter_digest=digest_path(folder, self._digests, "control"))
+        return ModelSpec(base, base_digest, adapter=folder, adapter_digest=value)
 
 
-def _write_control(undefended: Path, defended: Path, folder: Path, cell_id: str) -> None:
-    """Write the control adapter beside ``folder`` and rename it into place (several processes may race)."""
+SEAL_PURPOSE = "acards/control-adapter/1"
+
+
+def _seal_holds(seal: Path, key, name: str, value: str) -> bool:
+    """The seal names ``value`` as the folder's content digest, under a MAC of this user's key."""
+    try:
+        data = json.loads(seal.read_text(encoding="utf-8"))
+        return (isinstance(data, dict) and data.get("digest") == value
+                and key.verify(bytes.fromhex(str(data.get("mac", ""))), SEAL_PURPOSE, name, value))
+    except (OSError, ValueError):
+        return False
+
+
+def _write_seal(seal: Path, key, name: str, value: str) -> None:
+    seal.parent.mkdir(parents=True, exist_ok=True)
+    staging = seal.parent / f".{seal.name}.{os.getpid()}"
+    staging.write_text(json.dumps({"digest": value, "mac": key.mac(SEAL_PURPOSE, name, value).hex()}), encoding="utf-8")
+    os.replace(staging, seal)
+
+
+def _write_control(undefended: Path, defended: Path, folder: Path, cell_id: str, replace: bool = False) -> None:
+    """Write the control adapter beside ``folder`` and rename it into place (several processes may
+    race); ``replace``: the folder there failed its check and is moved away first."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
@@ -255,6 +299,10 @@ def _write_control(undefended: Path, defended: Path, folder: Path, cell_id: str)
                                f"cannot build control:shrinkage for cell {cell_id}: {problem.message} ({problem.code})",
                                problem.hint, location=problem.location) from None
         (staging / "control_scales.json").write_text(json.dumps(scales, sort_keys=True, indent=1), encoding="utf-8")
+        if replace and folder.exists():
+            stale = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.stale."))
+            os.rename(folder, stale / "old")
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             os.rename(staging, folder)
         except OSError:

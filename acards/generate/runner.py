@@ -54,6 +54,21 @@ def _decoding_key(decoding: Decoding, eos_ids: list[int]) -> dict:
     return key
 
 
+def _warn_rejected(caches: list[OutputCache]) -> None:
+    """One cache.entry-rejected warning per file that held entries failing their check."""
+    from acards.errors import Location
+    from acards.evidence.cachekey import rejected_warning
+
+    for cache in caches:
+        if cache.rejected_count:
+            reasons = cache.rejected
+            rejected_warning(f"{cache.rejected_count} cached outputs in {cache.path} were not used: their MAC does not verify "
+                             f"under this user's cache key ({reasons['altered']} altered, {reasons['other-key']} written "
+                             f"under another key, {reasons['no-mac']} without a MAC)",
+                             "they are regenerated; if you did not expect this, someone else may be writing this cache folder",
+                             Location(file=str(cache.path)))
+
+
 def run_local(card, requests: list[Request], *, device=None, shard=None, progress=None, backend=None, digests=None,
               cache_dir=None) -> GenerationResult:
     """Generate here.  ``digests``: the command's DigestCache (default: open one for this call);
@@ -102,6 +117,7 @@ def run_local(card, requests: list[Request], *, device=None, shard=None, progres
                 tokenizing.update()
     finally:
         resolver.close()
+    rejected_controls = resolver.rejected_controls
 
     main = main_path(cache_dir)
     write_path = shard_path(*shard, cache_dir=cache_dir) if shard is not None else main
@@ -116,6 +132,9 @@ def run_local(card, requests: list[Request], *, device=None, shard=None, progres
         wanted = list(dict.fromkeys(k for k in keys if k is not None))
         for cache in [*readers, writer]:
             found.update(cache.get_many([k for k in wanted if k not in found]))
+        rejected = {str(c.path): c.rejected_count for c in [*readers, writer] if c.rejected_count}
+        if rejected:
+            _warn_rejected([*readers, writer])
         hits = sum(1 for i in selected if keys[i] in found)
         missing = [k for k in wanted if k not in found]
         if missing:
@@ -153,7 +172,8 @@ def run_local(card, requests: list[Request], *, device=None, shard=None, progres
 
     outputs = [found.get(k) if k is not None else None for k in keys]
     counts = {"requested": len(requests), "in_shard": len(selected), "skipped": len(requests) - len(selected),
-              "cache_hits": hits, "cache_misses": len(selected) - hits, "generated": generated, "model_calls": model_calls}
+              "cache_hits": hits, "cache_misses": len(selected) - hits, "generated": generated, "model_calls": model_calls,
+              "cache_rejected": sum(rejected.values()) + rejected_controls}
     from acards.generate.provenance import generation_provenance
 
     provenance = generation_provenance(
@@ -163,6 +183,11 @@ def run_local(card, requests: list[Request], *, device=None, shard=None, progres
         cache={"path": str(write_path), "read": [str(c.path) for c in readers] + [str(write_path)]},
         shard=shard, ordering=ORDERING, seeding=SEEDING[1] if decoding.do_sample else SEEDING[0],
         seconds=time.time() - started)
+    if rejected or rejected_controls:
+        provenance["cache_rejected"] = {
+            "code": "cache.entry-rejected", "outputs": rejected, "control_adapters": rejected_controls,
+            "message": "cache entries that failed their MAC check (altered, written under another key, or by an acards "
+                       "without MACs) were ignored and regenerated; none was used"}
     context_of = [contexts[group_of[k]]["digest"] if k is not None else None for k in keys]
     descriptions = {c["digest"]: c["description"] for c in contexts.values()}
     return GenerationResult(outputs=outputs, counts=counts, provenance=provenance, keys=keys, contexts=context_of,

@@ -57,11 +57,12 @@ def test_the_root_group_puts_settings_on_the_context(tmp_path):
         seen.append(click.get_current_context().find_root().obj)
 
     try:
-        result = CliRunner().invoke(main, ["_settings_probe"], env={"ACARDS_CACHE_DIR": str(tmp_path), "ACARDS_DEVICE": "cpu"})
+        result = CliRunner().invoke(main, ["_settings_probe"], env={"ACARDS_CACHE_DIR": str(tmp_path), "ACARDS_DEVICE": "cpu",
+                                                                    "ACARDS_CACHE_KEY": str(tmp_path / "key")})
     finally:
         main.commands.pop("_settings_probe")
     assert result.exit_code == 0, result.output
-    assert seen == [Settings(cache_dir=tmp_path, device="cpu")]
+    assert seen == [Settings(cache_dir=tmp_path, device="cpu", cache_key=tmp_path / "key")]
 
 
 def test_cache_info_uses_the_settings_cache_folder(tmp_path):
