@@ -99,3 +99,41 @@ def test_a_card_whose_results_are_not_reproduced_is_not_signed(signed, tmp_path)
     result = invoke("sign", card, "--key", signed / "author.key", "--out", tmp_path / "e.json")
     assert result.exit_code == 1 and "reproduce.not-reproduced" in result.output
     assert not (tmp_path / "e.json").exists()
+
+
+def _forged(report: dict, edit) -> dict:
+    forged = json.loads(json.dumps(report))
+    edit(forged)
+    return forged
+
+
+FORGERIES = {
+    # The registry would show C2 as supported while the card itself reports it unsupported.
+    "verdict-flipped": lambda r: r["claims"][1].update(verdict="supported"),
+    "cell-outcome-flipped": lambda r: r["cells"][1]["diagnostics"]["reliability"].update(outcome="pass"),
+    "claim-dropped": lambda r: r["claims"].pop(),
+    "claim-outcomes-edited": lambda r: r["claims"][0]["outcomes"]["projection/top2"].update(cost="fail"),
+    "reproduced-without-discrepancies-cleared": lambda r: r["claims"][0]["discrepancies"].append(
+        {"cell": None, "diagnostic": None, "field": "verdict", "reported": "supported", "recomputed": "unsupported",
+         "tolerance": None, "message": "forged"}),
+    "number-edited": lambda r: r["cells"][0]["diagnostics"]["reliability"]["estimates"].update(reduction=0.9),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORGERIES))
+def test_sign_refuses_a_report_that_contradicts_itself_or_the_card(signed, tmp_path, name):
+    report = json.loads((signed / "report.json").read_text())
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(_forged(report, FORGERIES[name])))
+    out = tmp_path / "forged.envelope.json"
+    result = invoke("sign", signed / "card" / "card.yaml", "--key", signed / "author.key", "--report", forged, "--out", out)
+    assert result.exit_code == 2, result.output
+    assert "usage.report-inconsistent" in result.output
+    assert not out.exists()
+
+
+def test_sign_accepts_the_report_verify_wrote(signed, tmp_path):
+    out = tmp_path / "ok.envelope.json"
+    result = invoke("sign", signed / "card" / "card.yaml", "--key", signed / "author.key", "--report", signed / "report.json", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert out.exists()

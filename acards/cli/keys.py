@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from acards.cli.main import handled, main, read_file, read_passphrase, settings, trusted_keys
-from acards.errors import AcardsError, codes
+from acards.errors import AcardsError, Location, codes
 
 
 @main.group()
@@ -70,16 +70,17 @@ def sign(card: Path, key_path: Path, report_path: Path | None, out: Path | None,
     from acards.attest.keys import keyid
     from acards.canonical import parse_strict_json
     from acards.card.model import load_card
-    from acards.files import atomic_write
+    from acards.files import check_writable, write_output
     from acards.report.model import as_builtins
 
     private_key = load_signing_key(key_path)
     loaded = load_card(card)
     out = out or default_envelope_path(card)
+    check_writable(out)
     if co_sign:
         import base64
 
-        envelope = parse_strict_json(read_file(out), str(out))
+        envelope = parse_strict_json(read_file(out, "envelope"), str(out))
         try:
             payload = base64.b64decode(envelope["payload"], validate=True)
             statement = open_statement(envelope["payloadType"], payload)
@@ -91,7 +92,7 @@ def sign(card: Path, key_path: Path, report_path: Path | None, out: Path | None,
         if report_path:
             from acards.report.stored import check_report
 
-            report = check_report(parse_strict_json(read_file(report_path), str(report_path)), file=str(report_path))
+            report = check_report(parse_strict_json(read_file(report_path, "report"), str(report_path)), file=str(report_path))
         else:
             from acards.evidence.digests import DigestCache
             from acards.pipeline.verify import verify as run
@@ -105,8 +106,15 @@ def sign(card: Path, key_path: Path, report_path: Path | None, out: Path | None,
         if report.card.sha256 != loaded.sha256:
             raise AcardsError("usage.report-mismatch", f"{report_path} is the report of another card (or an older version of it)",
                               "run `acards verify CARD --report FILE` again")
+        from acards.report.consistency import inconsistencies
+
+        found = inconsistencies(loaded.claims, report)
+        if found:
+            raise AcardsError("usage.report-inconsistent", "the report does not hold together with itself and the card: "
+                              + "; ".join(found[:5]), "sign the report `acards verify CARD --report REPORT.json` wrote, "
+                              "unedited", Location(str(report_path or card)))
         envelope = sign_envelope(PAYLOAD_TYPE, payload_bytes(loaded, as_builtins(report)), private_key)
-    atomic_write(out, json.dumps(envelope, indent=2).encode("utf-8") + b"\n")
+    write_output(out, json.dumps(envelope, indent=2).encode("utf-8") + b"\n")
     signer = keyid(private_key.public_key())
     click.echo(f"{'co-signed' if co_sign else 'signed'} {card} as {signer[:16]}…: {out}")
 
