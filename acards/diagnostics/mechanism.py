@@ -14,6 +14,11 @@ REPORT_NAMES = {"alpha_T": "alpha_t", "alpha_A": "alpha_a", "kappa": "cosine", "
                 "e_C": "e_c", "changed_share": "changed_share", "n_modules": "n_modules"}
 
 
+# For a cell whose checkpoints would let acards build the shrinkage control but whose records hold none.
+NO_CONTROL = reason("no-control", "no control:shrinkage records: the mechanism is judged on the weights alone (run "
+                    "`acards verify` with the generate extra and the card's prompts, without --no-generate, to build "
+                    "the shrinkage control)")
+
 def mechanism(signature: dict | None, control: Comparison | None, control_unavailable: list[Reason],
               control_reduction: float | None, declared: str, coding_mode: str, th: dict) -> MechanismDiagnostic:
     """Observe a class from the weight signature, let the shrinkage control overrule it, and code

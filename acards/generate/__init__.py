@@ -30,6 +30,22 @@ __all__ = ["Request", "GenerationResult", "run", "spot_check"]
 
 
 
+EXTRA = ("torch", "transformers", "peft")  # the `generate` extra of pyproject.toml
+
+
+def require_extra() -> None:
+    """Regenerating or classifier-scoring outputs needs the `generate` extra: say so with a coded
+    error naming what to do, rather than fail on an import deep inside a backend."""
+    import importlib.util
+
+    missing = [name for name in EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise AcardsError("generate.missing-extra", f"regenerating model outputs needs {', '.join(missing)}, not installed here",
+                          "install the generate extra (pip install 'acards[generate]'), or run `acards verify --no-generate`: "
+                          "the diagnostics that need regenerated outputs or the shrinkage control then stay insufficient "
+                          "or are judged without them")
+
+
 def run(card: "Card", requests: list[Request], *, device: str | None = None, shard: tuple[int, int] | str | None = None,
         executor: str | None = None, progress: bool | None = None, backend: Any = None,
         shards: int | None = None, digests: Any = None, cache_dir: Any = None) -> GenerationResult:
@@ -47,6 +63,7 @@ def run(card: "Card", requests: list[Request], *, device: str | None = None, sha
     """
     if executor not in (None, "local", "ray"):
         raise AcardsError("usage.bad-executor", f"unknown executor {executor!r}", "use local (default) or ray")
+    require_extra()
     if executor == "ray":
         from acards.generate.executors import run_ray
 
@@ -65,5 +82,6 @@ def spot_check(card: "Card", table: "RecordTable", prompts: "Prompts", n: int = 
     exact-match rate of regenerated against supplied outputs (see :mod:`acards.generate.spotcheck`)."""
     from acards.generate.spotcheck import spot_check as _spot_check
 
+    require_extra()
     return _spot_check(card, table, prompts, n=n, seed=seed, device=device, progress=progress, backend=backend,
                        digests=digests, cache_dir=cache_dir)

@@ -20,7 +20,7 @@ from acards.card.model import Card
 from acards.diagnostics.common import Comparison, availability, compare
 from acards.diagnostics.cost import cost
 from acards.diagnostics.fresh import Freshness, fresh, freshness
-from acards.diagnostics.mechanism import mechanism
+from acards.diagnostics.mechanism import NO_CONTROL, mechanism
 from acards.diagnostics.reliability import reliability
 from acards.diagnostics.transfer import transfer
 from acards.diagnostics.values import GroupIndex, SplitValues, split_values
@@ -93,6 +93,9 @@ def cell_evidence(cell: dict, index: GroupIndex, master_seed: int, bootstrap: in
         comparisons["control"], unavailable["control"] = _compare_split(splits["heldout"], CONTROL_SHRINKAGE, "defended", None, 0, "heldout")
         control_u, _ = _compare_split(splits["heldout"], "undefended", CONTROL_SHRINKAGE, None, 0, "heldout")
         control_reduction = control_u.difference if control_u else None
+    elif {"base", "undefended", "defended"} <= set(cell.get("checkpoints") or {}):
+        # The control could have been built: say that the mechanism was judged without it.
+        unavailable["control"] = [NO_CONTROL]
     table = index.table
     heldout_subjects = {table.vocab["subject"][s] for s in splits["heldout"].subjects}
     fresh_subjects = {table.vocab["subject"][s] for s in splits["fresh"].subjects}

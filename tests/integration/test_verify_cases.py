@@ -120,3 +120,19 @@ def test_cases_need_no_model_libraries(tmp_path):
                           env={**os.environ, "ACARDS_CACHE_DIR": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["reproduced"] is True
+
+
+def test_a_reviewer_without_torch_is_told_what_to_install(tmp_path):
+    """A card whose outputs must be regenerated, verified where torch is not installed: a coded
+    error (generate.missing-extra, exit 4) naming the extra and --no-generate, not internal.error."""
+    folder = tmp_path / "tiny-regenerated"
+    shutil.copytree(CASES.parents[1].parent / "examples" / "tiny-regenerated", folder)
+    script = ("import sys\n"
+              "for name in ('torch', 'transformers', 'peft', 'vllm'): sys.modules[name] = None  # import raises\n"
+              "from acards.cli import main\n"
+              f"main(['verify', {str(folder / 'card.yaml')!r}, '--bootstrap', {BOOTSTRAP!r}])\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "ACARDS_CACHE_DIR": str(tmp_path / "cache")})
+    assert done.returncode == 4, done.stderr[-2000:]
+    assert "generate.missing-extra" in done.stderr and "--no-generate" in done.stderr
+    assert "internal.error" not in done.stderr
