@@ -351,3 +351,23 @@ def test_to_records_refuses_two_requests_with_one_identity():
     request = _request("undefended", "i1")
     with pytest.raises(ValueError, match="share the record identity"):
         to_records([request, request], ["a", "b"])
+
+
+@requires_torch
+def test_a_mechanism_judged_without_its_buildable_control_says_so(tmp_path, adapters):
+    """With base, undefended and defended checkpoints the control could be built: --no-generate
+    leaves it out, and the mechanism says it was judged on the weights alone (reason no-control)."""
+    from builders import tiny_llama
+
+    checkpoints = with_checkpoints(tmp_path, adapters)
+    tiny_llama().save_pretrained(tmp_path / "ckpt" / "base", safe_serialization=True)
+    checkpoints["base"] = "ckpt/base"
+    spec = CellSpec("nocontrol", checkpoints=checkpoints)
+    card = build_card(tmp_path, [spec])
+    mechanism = run(card, generate=False)["cells"][0]["diagnostics"]["mechanism"]
+    assert "no-control" in [r["code"] for r in mechanism["reasons"]]
+    assert mechanism["observed"] == "projection"  # the class still comes from the weights
+    # Without a base checkpoint no control can be built, and nothing is said about one.
+    spec = CellSpec("nobase", checkpoints=with_checkpoints(tmp_path / "other", adapters))
+    mechanism = run(build_card(tmp_path / "other", [spec]), generate=False)["cells"][0]["diagnostics"]["mechanism"]
+    assert "no-control" not in [r["code"] for r in mechanism["reasons"]]
