@@ -27,8 +27,11 @@ from safetensors.numpy import save_file
 from acards.errors import AcardsError
 from acards.evidence.safetensors_io import (
     fail,
+    hashed_reads,
+    header_shapes,
     module_name,
     open_safetensors,
+    read_bytes,
     read_float64,
     refuse_pickles,
     tensor_shape,
@@ -79,8 +82,8 @@ def read_adapter_config(folder: Path) -> dict:
         return fail("weights.bad-adapter-config", f"{ADAPTER_CONFIG}: {why}", hint, path)
 
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        config = json.loads(read_bytes(path).decode("utf-8"))  # hashed as read inside hashed_reads
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise bad(f"not readable JSON ({exc})") from None
     if not isinstance(config, dict):
         raise bad("the top level is not a JSON object")
@@ -96,12 +99,15 @@ def read_adapter_config(folder: Path) -> dict:
         raise bad(f"`r` must be a positive integer, got {rank!r}")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
         raise bad(f"`lora_alpha` must be a number, got {alpha!r}")
+    max_alpha = 1e6  # beyond it, scaling·B·A and its squared norms can overflow to infinity
+    if abs(alpha) > max_alpha:
+        raise bad(f"`lora_alpha` is {alpha!r}, beyond ±{max_alpha:g}, the largest acards computes with")
     for field in ("rank_pattern", "alpha_pattern"):
         pattern = config.get(field) or {}
         if not isinstance(pattern, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in pattern.values()
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= max_alpha for v in pattern.values()
         ):
-            raise bad(f"`{field}` must map module patterns to positive numbers")
+            raise bad(f"`{field}` must map module patterns to positive numbers up to {max_alpha:g}")
         for key in pattern:
             if not _SAFE_PATTERN_KEY.fullmatch(key):
                 raise fail(
@@ -229,6 +235,7 @@ def check_adapter(folder: str | os.PathLike, base: str | os.PathLike | None = No
     path = _adapter_weights_path(folder)
     keys: dict[str, dict[str, str]] = {}
     with open_safetensors(path) as handle:
+        shapes = {key: tensor_shape(handle, key) for key in handle.keys()}
         for key in handle.keys():
             module, factor = _parse_lora_key(key, path)
             slot = keys.setdefault(module, {})
@@ -251,7 +258,7 @@ def check_adapter(folder: str | os.PathLike, base: str | os.PathLike | None = No
                 "the adapter file is incomplete; re-save it",
                 path,
             )
-        a_shape, b_shape = tensor_shape(path, pair["A"]), tensor_shape(path, pair["B"])
+        a_shape, b_shape = shapes[pair["A"]], shapes[pair["B"]]
         if len(a_shape) != 2 or len(b_shape) != 2 or a_shape[0] != b_shape[1]:
             raise fail(
                 "weights.shape-mismatch",
@@ -284,10 +291,9 @@ def check_adapter(folder: str | os.PathLike, base: str | os.PathLike | None = No
 def _check_fits(adapter: Adapter, base: Path) -> None:
     """Every adapter module must be a weight of the base model, of the same shape (headers only)."""
     shapes: dict[str, tuple] = {}
-    for file in weight_files(base):
-        with open_safetensors(file) as handle:
-            for key in handle.keys():
-                shapes[module_name(key)] = tensor_shape(file, key)
+    for file in weight_files(base):  # headers only: the fit decides a refusal, never a number
+        for key, shape in header_shapes(file).items():
+            shapes[module_name(key)] = shape
     missing = sorted(m for m in adapter.modules if m not in shapes)
     if missing:
         raise fail(
@@ -309,16 +315,17 @@ def _check_fits(adapter: Adapter, base: Path) -> None:
 def read_adapter(folder: str | os.PathLike, base: str | os.PathLike | None = None) -> dict[str, LowRank]:
     """A PEFT LoRA adapter folder as {base-model module name: LowRank(B, A, scaling)}, after
     :func:`check_adapter` (with ``base``, also checked to fit the base model)."""
-    adapter = check_adapter(folder, base)
-    updates: dict[str, LowRank] = {}
-    with open_safetensors(adapter.weights) as handle:
-        for module, entry in adapter.modules.items():
-            A = read_float64(handle, adapter.weights, entry.a_key)
-            B = read_float64(handle, adapter.weights, entry.b_key)
-            # fan_in_fan_out: keep the update in the base's (transposed) layout.
-            updates[module] = (
-                LowRank(A.T, B.T, entry.scaling) if adapter.fan_in_fan_out else LowRank(B, A, entry.scaling)
-            )
+    with hashed_reads():  # the header checked and the tensors read are the same bytes, read once
+        adapter = check_adapter(folder, base)
+        updates: dict[str, LowRank] = {}
+        with open_safetensors(adapter.weights) as handle:
+            for module, entry in adapter.modules.items():
+                A = read_float64(handle, adapter.weights, entry.a_key)
+                B = read_float64(handle, adapter.weights, entry.b_key)
+                # fan_in_fan_out: keep the update in the base's (transposed) layout.
+                updates[module] = (
+                    LowRank(A.T, B.T, entry.scaling) if adapter.fan_in_fan_out else LowRank(B, A, entry.scaling)
+                )
     return updates
 
 

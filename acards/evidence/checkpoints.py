@@ -11,20 +11,32 @@ produces.  Two checkpoint forms are understood:
 Nothing is ever unpickled (:func:`acards.evidence.safetensors_io.refuse_pickles`).  Updates are in
 float64, in the layout the base checkpoint stores the weight, so adapters, full weights and
 reference matrices can be compared directly.
+
+Verification reads them through :func:`read_signature_inputs`: every file is read once and hashed as
+read (:func:`acards.evidence.safetensors_io.hashed_reads`), and the digest of what was read is
+checked against the digest the card pins, so a file replaced after the digest check is refused
+(``evidence.digest-mismatch``) instead of deciding a number.  Files are read whole: a full-weights
+checkpoint (fine-tuned and base) is held in memory while its update is computed, accepted for now.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from acards.errors import AcardsError, Location, Problem
 from acards.evidence.adapters import is_adapter, read_adapter
+from acards.evidence.digests import FileEntry, digest_file, manifest_bytes, walk_folder
 from acards.evidence.safetensors_io import (
+    FileRead,
     fail,
+    hashed_reads,
     module_name,
     open_safetensors,
     read_float64,
@@ -40,6 +52,8 @@ __all__ = [
     "read_deltas",
     "read_update_pair",
     "read_reference",
+    "Pinned",
+    "read_signature_inputs",
 ]
 
 
@@ -65,7 +79,11 @@ def _tensor_locations(path: Path) -> dict[str, Path]:
 
 def read_full_delta(finetuned: str | os.PathLike, base: str | os.PathLike) -> dict[str, Dense]:
     """``W_ft − W_base`` for every 2-D tensor that differs, keyed by module name (no ``.weight``)."""
-    finetuned, base = Path(finetuned), Path(base)
+    with hashed_reads():  # each file read once: the tensors listed are the tensors read
+        return _full_delta(Path(finetuned), Path(base))
+
+
+def _full_delta(finetuned: Path, base: Path) -> dict[str, Dense]:
     ft_at, base_at = _tensor_locations(finetuned), _tensor_locations(base)
     only_ft, only_base = set(ft_at) - set(base_at), set(base_at) - set(ft_at)
     if only_ft or only_base:
@@ -88,7 +106,7 @@ def read_full_delta(finetuned: str | os.PathLike, base: str | os.PathLike) -> di
 
         for key in sorted(ft_at):
             ft_handle, base_handle = handle_for(ft_at[key]), handle_for(base_at[key])
-            ft_shape, base_shape = tensor_shape(ft_at[key], key), tensor_shape(base_at[key], key)
+            ft_shape, base_shape = tensor_shape(ft_handle, key), tensor_shape(base_handle, key)
             if ft_shape != base_shape:
                 raise fail(
                     "weights.shape-mismatch",
@@ -208,6 +226,9 @@ def read_reference(path: str | os.PathLike, orthonormal_tol: float = 1e-4) -> Re
             )
         if kind == "U":
             d_out, k = matrix.shape
+            if k == 0:
+                raise fail("weights.bad-reference", f"reference `{module}.U` ({d_out}×0) has no columns, so it spans no subspace",
+                           "store a d_out×k orthonormal basis with k ≥ 1", file)
             error = float(np.max(np.abs(matrix.T @ matrix - np.eye(k)))) if k <= d_out else math.inf
             if not error <= orthonormal_tol:
                 raise fail(
@@ -218,3 +239,77 @@ def read_reference(path: str | os.PathLike, orthonormal_tol: float = 1e-4) -> Re
                     file,
                 )
     return ReferenceSubspace(kind, matrices)
+
+
+# --- The bytes read are the bytes pinned -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """One checkpoint pointer of a cell: the resolved path, the digest the card pins, as written."""
+
+    path: Path
+    sha256: str | None
+    relative: str
+    location: Location | None = None
+
+
+def read_signature_inputs(
+    pinned: dict[str, Pinned],
+) -> tuple[dict[str, Delta], dict[str, Delta], ReferenceSubspace | None]:
+    """(ΔU, ΔD, reference) of a cell (``pinned`` by checkpoint name: undefended, defended, and
+    optionally base and reference_subspace), each file read once and hashed as read; then the
+    digest of the bytes read under each pointer must be the pinned one (:func:`check_reads`)."""
+    with hashed_reads() as reads:
+        try:
+            base = pinned["base"].path if "base" in pinned else None
+            undefended, defended = read_update_pair(pinned["undefended"].path, pinned["defended"].path, base)
+            reference = read_reference(pinned["reference_subspace"].path) if "reference_subspace" in pinned else None
+        except AcardsError:
+            # a refusal of bytes that are not the pinned ones is the mismatch, not what they hold
+            _raise_mismatches(reads, pinned)
+            raise
+    _raise_mismatches(reads, pinned)
+    return undefended, defended, reference
+
+
+def _raise_mismatches(reads: dict[str, FileRead], pinned: dict[str, Pinned]) -> None:
+    problems = [problem for entry in pinned.values() for problem in check_reads(reads, entry)]
+    if problems:
+        raise AcardsError.collect(problems) from None
+
+
+def check_reads(reads: dict[str, FileRead], pinned: Pinned) -> list[Problem]:
+    """The pointer's digest recomputed with the sha256 of the bytes actually read for every file read
+    under it (a folder's other files, which decide no number, are hashed now): [] when it is the
+    pinned digest (or nothing under it was read in full), else one evidence.digest-mismatch naming
+    the files read."""
+    root = os.path.abspath(pinned.path)
+    mine = {key: read for key, read in reads.items() if key == root or key.startswith(root + os.sep)}
+    if not mine or pinned.sha256 is None:
+        return []
+    if root in mine:  # a file pointer
+        actual, folder = mine[root].sha256, False
+    else:
+        entries, seen = [], set()
+        for relative, file in walk_folder(Path(root), pinned.relative):
+            key = os.path.abspath(file)
+            if key in mine:
+                seen.add(key)
+                entries.append(FileEntry(relative, mine[key].size, mine[key].sha256))
+            else:
+                entries.append(FileEntry(relative, *digest_file(Path(file), None, f"{pinned.relative}/{relative}")))
+        actual, folder = hashlib.sha256(manifest_bytes(entries)).hexdigest(), True
+    gone = set(mine) - seen if folder else set()  # read, then removed from the folder: never a match
+    if actual == pinned.sha256 and not gone:
+        return []
+    names = ", ".join(sorted(Path(key).relative_to(root).as_posix() if folder else Path(key).name for key in mine))
+    what = "the folder manifest" if folder else "the file"
+    return [Problem(
+        "evidence.digest-mismatch",
+        f"{pinned.relative}: the weights read for the signature ({names}) are not the bytes the card pins: "
+        f"{what} digest of what was read is {actual}, the card says {pinned.sha256}",
+        "the checkpoint changed while it was being verified (after its digest was checked): make sure nothing"
+        " writes the evidence during `acards verify`, and run it again",
+        pinned.location or Location(file=str(pinned.path)),
+    )]

@@ -4,21 +4,31 @@ Nothing is ever unpickled: where safetensors weights were expected and only pick
 found, :func:`refuse_pickles` raises ``weights.not-safetensors`` (verification, generation and the
 classifier scorer all call it).  Tensors are read in their stored precision (bfloat16 decoded
 exactly as float32); anything else is refused.
+
+Files are read whole, once, and parsed from the bytes read (never mapped or reopened by path);
+inside :func:`hashed_reads` those bytes are hashed as read so verification can check that the
+numbers come from the bytes the card pins.  Reading whole files means a full-weights checkpoint is
+held in memory while it is read (see the note below): accepted for now.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import os
+import stat
 import struct
-from contextlib import contextmanager
-from functools import lru_cache
+from contextlib import closing, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
 
 from acards.errors import AcardsError, Location
+from acards.evidence.paths import _open_nofollow
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 PICKLE_HINT = "convert the checkpoint to safetensors (save_pretrained(..., safe_serialization=True))"
@@ -50,61 +60,183 @@ def refuse_pickles(path: Path, location: Location | None = None) -> None:
 
 
 # --- Reading safetensors ---------------------------------------------------------------------
+#
+# Every file is read whole, once, through one descriptor (no link followed, a regular file by fstat),
+# and tensors are parsed from those bytes, never from the path again.  Inside :func:`hashed_reads`
+# (verification's weight signature) the bytes are also hashed as read and kept, so a second read of
+# the same path in that session returns the same bytes, and the caller can check the sha256 of what
+# was actually parsed against the digest the card pins (acards.evidence.checkpoints).
+#
+# Memory: a file costs its size while it is parsed, and inside a session every file read stays in
+# memory until the session ends (for full weights: the fine-tuned and the base checkpoint together).
+# That is small for adapters and reference subspaces and accepted for now for large full weights.
+
+MAX_HEADER = 100_000_000  # the safetensors format's own limit on the JSON header
+_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+           "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "u1",
+           "F8_E4M3": "u1", "F8_E5M2": "u1"}
+
+
+@dataclass(frozen=True)
+class FileRead:
+    """The bytes of one file as read, with their size and sha256."""
+
+    data: bytes
+    size: int
+    sha256: str
+
+
+_session: ContextVar[dict[str, FileRead] | None] = ContextVar("acards_weight_reads", default=None)
 
 
 @contextmanager
-def open_safetensors(path: Path) -> Iterator:
+def hashed_reads() -> Iterator[dict[str, FileRead]]:
+    """A session in which every weights file is read once and hashed as read: yields
+    {absolute path: FileRead} of every file read (in full) inside it.  Inside a session already
+    open, it is that session (so a reader can always open one to read each file once)."""
+    outer = _session.get()
+    if outer is not None:
+        yield outer
+        return
+    reads: dict[str, FileRead] = {}
+    token = _session.set(reads)
     try:
-        handle = safe_open(str(path), framework="numpy")
-    except (SafetensorError, OSError) as exc:
-        raise fail(
-            "weights.bad-safetensors",
-            f"cannot read {path.name} as safetensors: {exc}",
-            "the file must be a complete safetensors file (re-download or re-save it)",
-            path,
-        ) from None
-    with handle:
-        yield handle
+        yield reads
+    finally:
+        _session.reset(token)
 
 
-@lru_cache(maxsize=16)
-def _parse_header(path: str, _size: int, _mtime_ns: int) -> tuple[int, dict]:
-    # Only called after safe_open accepted the file; size and mtime are in the cache key so that a
-    # rewritten file is parsed again.
-    with open(path, "rb") as stream:
-        (length,) = struct.unpack("<Q", stream.read(8))
-        return length, json.loads(stream.read(length))
+def read_bytes(path: Path | str) -> bytes:
+    """The whole file, read through one descriptor that follows no link and is a regular file."""
+    key = os.path.abspath(path)
+    reads = _session.get()
+    if reads is not None and key in reads:
+        return reads[key].data
+    with closing(_open_nofollow(path, str(path))) as handle:
+        try:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise AcardsError("evidence.special-file", f"{path} is not a regular file",
+                                  "evidence must be plain files", Location(file=str(path)))
+            data = handle.readall()
+        except OSError as error:
+            raise AcardsError("evidence.unreadable", f"{path}: {error.strerror or error}",
+                              "check the file's permissions and the disk", Location(file=str(path))) from None
+    if reads is not None:
+        reads[key] = FileRead(data, len(data), hashlib.sha256(data).hexdigest())
+    return data
 
 
-def _header(path: Path) -> tuple[int, dict]:
-    """(header length, {tensor: {dtype, shape, data_offsets}}) of a safetensors file."""
-    stat = path.stat()
-    return _parse_header(str(path), stat.st_size, stat.st_mtime_ns)
+def _bad(path: Path, why: str) -> AcardsError:
+    return fail("weights.bad-safetensors", f"cannot read {Path(path).name} as safetensors: {why}",
+                "the file must be a complete safetensors file (re-download or re-save it)", path)
 
 
-def tensor_shape(path: Path, key: str) -> tuple[int, ...]:
-    """The shape of tensor ``key`` of a file safe_open has accepted, from its header."""
-    return tuple(_header(path)[1][key]["shape"])
+def _parse_header(path: Path, head: bytes, total: int | None) -> tuple[int, dict]:
+    """(header length, {tensor: {dtype, shape, data_offsets}}) from the first bytes of a file; with
+    ``total`` (the file's size), the tensors must tile the data exactly, as safetensors requires."""
+    if len(head) < 8:
+        raise _bad(path, "shorter than its 8-byte header length")
+    (length,) = struct.unpack("<Q", head[:8])
+    if length > MAX_HEADER or (total is not None and 8 + length > total) or len(head) < 8 + length:
+        raise _bad(path, "the header length is out of range")
+    try:
+        header = json.loads(head[8 : 8 + length])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _bad(path, f"the header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise _bad(path, "the header is not a JSON object")
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    spans = []
+    for key, entry in tensors.items():
+        try:
+            dtype, shape, (begin, end) = entry["dtype"], list(entry["shape"]), entry["data_offsets"]
+            ok = (dtype in _DTYPES and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+                  and all(isinstance(n, int) and not isinstance(n, bool) for n in (begin, end)) and 0 <= begin <= end)
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise _bad(path, f"tensor `{key}` has an invalid header entry")
+        if end - begin != math.prod(shape) * np.dtype(_DTYPES[dtype]).itemsize:
+            raise _bad(path, f"tensor `{key}`: its byte length does not match its dtype and shape")
+        spans.append((begin, end))
+    if total is not None:
+        position = 0
+        for begin, end in sorted(spans):
+            if begin != position:
+                raise _bad(path, "the tensors do not cover the data exactly (a gap or an overlap)")
+            position = end
+        if 8 + length + position != total:
+            raise _bad(path, "the data is not the length the header says")
+    return length, tensors
 
 
-def _read_bf16(path: Path, key: str) -> np.ndarray:
-    """numpy has no bfloat16: a bf16 value is the top half of a float32, so shift its bits up."""
-    length, tensors = _header(path)
-    begin, end = tensors[key]["data_offsets"]
-    with open(path, "rb") as stream:
-        stream.seek(8 + length + begin)
-        raw = stream.read(end - begin)
-    bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-    return bits.view(np.float32).reshape(tensors[key]["shape"])
+class SafetensorsFile:
+    """A safetensors file parsed from the bytes read once (see :func:`read_bytes`)."""
+
+    def __init__(self, path: Path, data: bytes):
+        self.path = Path(path)
+        self._data = data
+        self._length, self._tensors = _parse_header(self.path, data, len(data))
+
+    def keys(self) -> list[str]:
+        return sorted(self._tensors)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self._tensors[key]["shape"])
+
+    def dtype(self, key: str) -> str:
+        return self._tensors[key]["dtype"]
+
+    def raw(self, key: str) -> np.ndarray:
+        """The stored values of ``key`` as a new array (bf16 as its uint16 bit patterns)."""
+        entry = self._tensors[key]
+        begin, end = entry["data_offsets"]
+        dtype = np.dtype(_DTYPES[entry["dtype"]])
+        array = np.frombuffer(self._data, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=8 + self._length + begin)
+        return array.astype(dtype.newbyteorder("="), copy=True).reshape(entry["shape"])
 
 
-def read_native(handle, path: Path, key: str) -> np.ndarray:
+@contextmanager
+def open_safetensors(path: Path) -> Iterator[SafetensorsFile]:
+    yield SafetensorsFile(Path(path), read_bytes(path))
+
+
+def header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """{tensor: shape} from the header alone (the bytes already read in this session, when there are):
+    for checks that decide no number, such as whether an adapter fits its base model."""
+    reads = _session.get()
+    known = reads.get(os.path.abspath(path)) if reads is not None else None
+    if known is not None:
+        tensors = _parse_header(Path(path), known.data, known.size)[1]
+    else:
+        with closing(_open_nofollow(path, str(path))) as handle:
+            try:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    raise _bad(Path(path), "not a regular file")
+                head = handle.read(8)
+                length = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+                if length <= MAX_HEADER:
+                    head += handle.read(length)
+            except OSError as error:
+                raise _bad(Path(path), error.strerror or str(error)) from None
+        tensors = _parse_header(Path(path), head, None)[1]
+    return {key: tuple(entry["shape"]) for key, entry in tensors.items()}
+
+
+def tensor_shape(handle: SafetensorsFile, key: str) -> tuple[int, ...]:
+    """The shape of tensor ``key``, from the header."""
+    return handle.shape(key)
+
+
+def read_native(handle: SafetensorsFile, path: Path, key: str) -> np.ndarray:
     """A float tensor in its stored precision (bf16 as float32, exactly); non-finite is an error."""
-    dtype = _header(path)[1][key]["dtype"]
+    dtype = handle.dtype(key)
     if dtype in ("F64", "F32", "F16"):
-        array = handle.get_tensor(key)
+        array = handle.raw(key)
     elif dtype == "BF16":
-        array = _read_bf16(path, key)
+        # numpy has no bfloat16: a bf16 value is the top half of a float32, so shift its bits up.
+        array = (handle.raw(key).astype(np.uint32) << 16).view(np.float32)
     else:
         raise fail(
             "weights.unsupported-dtype",
@@ -122,7 +254,7 @@ def read_native(handle, path: Path, key: str) -> np.ndarray:
     return array
 
 
-def read_float64(handle, path: Path, key: str) -> np.ndarray:
+def read_float64(handle: SafetensorsFile, path: Path, key: str) -> np.ndarray:
     return np.asarray(read_native(handle, path, key), dtype=np.float64)
 
 
@@ -143,9 +275,9 @@ def weight_files(path: Path) -> list[Path]:
         raise fail("weights.bad-index", "the folder has several safetensors index files", "keep one index", path)
     if indexes:
         try:
-            weight_map = json.loads(indexes[0].read_text(encoding="utf-8"))["weight_map"]
+            weight_map = json.loads(read_bytes(indexes[0]).decode("utf-8"))["weight_map"]
             names = sorted(set(weight_map.values()))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise fail(
                 "weights.bad-index", f"unreadable index ({exc!r})", "re-save the checkpoint", indexes[0]
             ) from None

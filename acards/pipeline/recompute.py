@@ -25,7 +25,7 @@ from acards.diagnostics.reliability import reliability
 from acards.diagnostics.transfer import transfer
 from acards.diagnostics.values import GroupIndex, SplitValues, split_values
 from acards.diagnostics.verdict import full_card
-from acards.evidence.checkpoints import read_reference, read_update_pair
+from acards.evidence.checkpoints import Pinned, read_signature_inputs
 from acards.evidence.paths import resolve_inside
 from acards.evidence.prompts import Prompts
 from acards.evidence.records import RecordTable
@@ -131,13 +131,14 @@ def signature(card: Card, evidence: CellEvidence, th: dict):
         return None
     key = tuple(sorted((k, v) for k, v in th.items() if k not in ("z", "justification")))
     if key not in evidence.signatures:
-        def path(name):
-            pointer = f"/cells/{card.cells.index(evidence.cell)}/checkpoints/{name}/path"
-            return resolve_inside(card.folder, checkpoints[name]["path"], card.source.locate(pointer))
+        def pinned(name):
+            location = card.source.locate(f"/cells/{card.cells.index(evidence.cell)}/checkpoints/{name}/path")
+            relative = checkpoints[name]["path"]
+            return Pinned(resolve_inside(card.folder, relative, location), checkpoints[name].get("sha256"), relative, location)
 
-        base = path("base") if "base" in checkpoints else None
-        undefended, defended = read_update_pair(path("undefended"), path("defended"), base)
-        reference = read_reference(path("reference_subspace")) if "reference_subspace" in checkpoints else None
+        names = [n for n in ("undefended", "defended", "base", "reference_subspace") if n in checkpoints]
+        # every file read once, hashed as read, and checked against the digest the card pins
+        undefended, defended, reference = read_signature_inputs({name: pinned(name) for name in names})
         evidence.signatures[key] = weight_signature(undefended, defended, reference, th)
     return evidence.signatures[key]
 
