@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from acards.errors import AcardsError, Location
+
 CACHE_DIR = "ACARDS_CACHE_DIR"
 DEVICE = "ACARDS_DEVICE"
 KEY_PASSPHRASE = "ACARDS_KEY_PASSPHRASE"
@@ -84,3 +86,20 @@ def current() -> Settings:
 def cache_dir() -> Path:
     """``$ACARDS_CACHE_DIR`` if set, else the platform's user cache folder for acards (library default)."""
     return current().cache_dir
+
+
+def usable_cache_dir(folder: Path) -> Path:
+    """``folder`` (the cache folder, or one inside it), created if missing; ``cache.unusable-folder``
+    (exit 4) when it is a file, lies under a file, or cannot be created or written."""
+    hint = f"point {CACHE_DIR} at a folder you can write, or unset it to use the platform's cache folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = {FileExistsError: "it is a file, not a folder", NotADirectoryError: "a part of the path is a file"}.get(
+            type(error), error.strerror or str(error))
+        raise AcardsError("cache.unusable-folder", f"the cache folder {folder} cannot be created: {reason}", hint,
+                          Location(str(folder))) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AcardsError("cache.unusable-folder", f"the cache folder {folder} is not writable", hint,
+                          Location(str(folder)))
+    return folder

@@ -91,7 +91,7 @@ _declare("evidence", EVIDENCE, """
 
 _declare("records", EVIDENCE, """
     records.bad-json records.invalid records.duplicate records.subject-mismatch records.invalid-prompt
-    records.duplicate-prompt records.line-too-long
+    records.duplicate-prompt records.line-too-long records.out-of-range
 """)
 _declare("records", EVIDENCE, "records.extra-value records.bad-line-end")  # strictly one JSON value per line
 
@@ -146,7 +146,7 @@ _declare("generate", NOT_FINISHED, "generate.no-device generate.backend-unavaila
                                    "generate.chat-template generate.missing-extra")
 _declare("generate", EVIDENCE, "generate.no-reference")  # the prompts file lacks reference answers
 
-_declare("cache", NOT_FINISHED, "cache.unusable cache.version cache.readonly")
+_declare("cache", NOT_FINISHED, "cache.unusable cache.unusable-folder cache.version cache.readonly")
 _declare("cache", INVALID, "cache.not-found")  # a shard file named on the command line
 # cache.entry-rejected is a warning, never fatal: a cache entry failed its MAC check and was regenerated.
 _declare("cache", NOT_FINISHED, "cache.entry-rejected cache.key-unusable")

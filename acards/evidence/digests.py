@@ -17,6 +17,7 @@ import rfc8785
 
 from acards.errors import AcardsError, Location, Problem
 from acards.evidence.paths import _open_nofollow, _refuse_special, resolve_inside
+from acards.settings import usable_cache_dir
 
 CHUNK = 4 * 1024 * 1024  # large reads keep sha256 at disk speed; memory stays at one chunk
 
@@ -101,7 +102,7 @@ class DigestCache:
 
         self._key = key if key is not None else cache_key()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            usable_cache_dir(path.parent)
             self._db = sqlite3.connect(path, timeout=10, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(

@@ -30,6 +30,9 @@ MAX_PROBLEMS_PER_FILE = jsonl.MAX_PROBLEMS
 CODED = ("cell", "condition", "split", "task", "subject", "item", "framing")
 # A record is identified by these; two records with the same values are duplicates.
 IDENTITY = ("cell", "condition", "split", "task", "item", "framing", "seed", "sample")
+# Seeds and sample indices are kept as int64 columns: the schema sets no maximum, so a larger one
+# is refused at its line (records.out-of-range) rather than overflowing later.
+LARGEST_INTEGER = 2 ** 63 - 1
 
 
 # --- the Struct, generated from the schema ------------------------------------------------------
@@ -160,6 +163,7 @@ def read_records(root: Path, paths: list[tuple[str, Location]], chunk_bytes: int
             handle = jsonl.Hashed(raw)
             for first_line, piece in jsonl.chunks(handle, relative, file_problems, size=chunk_bytes):
                 lines, records = jsonl.decode_piece(piece, first_line, fast, _decoder(), describe, file_problems, relative)
+                _refuse_huge_integers(records, lines, relative, file_problems)
                 if records and not file_problems:
                     builder.add(records, file_index, lines)
             actual = handle.finish()
@@ -173,6 +177,18 @@ def read_records(root: Path, paths: list[tuple[str, Location]], chunk_bytes: int
     _refuse_duplicates(table)
     _refuse_inconsistent_subjects(table)
     return table
+
+
+def _refuse_huge_integers(records: list, lines: np.ndarray, file: str, problems: jsonl.Problems) -> None:
+    """A seed or sample index above 2⁶³−1 (what the int64 columns hold), refused at its line."""
+    for record, line in zip(records, lines):
+        for name in ("seed", "sample"):
+            value = getattr(record, name)
+            if value is not msgspec.UNSET and value > LARGEST_INTEGER:
+                problems.add(Problem("records.out-of-range",
+                                     f"line {int(line)}: {name} {value} is larger than {LARGEST_INTEGER}",
+                                     f"acards reads a {name} up to 2^63-1; renumber the {name}s of this file",
+                                     Location(file, int(line), None, f"/{name}")))
 
 
 def _check_coded_patterns(table: RecordTable) -> None:

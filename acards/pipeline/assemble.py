@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import sys
 
@@ -9,7 +10,7 @@ from msgspec import UNSET
 
 from acards import __version__
 from acards.diagnostics.verdict import audit_summary
-from acards.errors import AcardsError
+from acards.errors import AcardsError, Location, Problem
 from acards.evidence.records import RecordTable, records_summary
 from acards.generate.backends.base import package_versions
 from acards.pipeline.load import Loaded
@@ -49,8 +50,27 @@ def assemble(loaded: Loaded, table: RecordTable, cells: list[Cell], claims: list
 def check_report_shape(report: Report) -> None:
     """A report that does not match its own schema is a bug: refuse to hand it out.  The types
     hold the shape; the schema also holds the values (enums, patterns, minimums)."""
-    problems = validate(as_builtins(report), "report-1.0", code="internal.report-invalid",
+    document = as_builtins(report)
+    problems = validate(document, "report-1.0", code="internal.report-invalid",
                         message="the report does not match report-1.0: {message} at {at}",
                         hint="this is a bug in acards: rerun with --debug and report it")
+    # JSON has no infinity or NaN, and a verdict must not rest on one: text and JSON output agree.
+    problems += [Problem("internal.report-invalid", f"the report holds the non-finite number {value!r} at {pointer}",
+                         "this is a bug in acards (an input that overflows should have been refused with its own "
+                         "code): rerun with --debug and report it", Location(pointer=pointer))
+                 for pointer, value in _non_finite(document, "")]
     if problems:
         raise AcardsError.collect(problems)
+
+
+def _non_finite(node, pointer: str):
+    """(JSON pointer, value) of every infinite or NaN float in a builtins document."""
+    if isinstance(node, float):
+        if not math.isfinite(node):
+            yield pointer or "/", node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _non_finite(value, f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}")
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            yield from _non_finite(value, f"{pointer}/{index}")

@@ -118,8 +118,9 @@ def visible_bidi(value) -> str:
     return BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", str(value))
 
 
-def _html_finalize(value):
-    """Card text holding a bidirectional control is isolated in <bdi>, so it cannot reorder what follows."""
+def isolate_bidi(value):
+    """Card text holding a bidirectional control is isolated in <bdi>, so it cannot reorder what follows
+    (the ``finalize`` of the card pages and of the registry site's pages)."""
     if isinstance(value, str) and not isinstance(value, markupsafe.Markup) and BIDI_CONTROLS.search(value):
         return markupsafe.Markup("<bdi>%s</bdi>") % value
     return value
@@ -166,7 +167,7 @@ def page_environment(fmt: str) -> jinja2.Environment:
         env.filters["code"] = _md_code
         env.globals["link"] = _md_link
     else:
-        env = env.overlay(finalize=_html_finalize)
+        env = env.overlay(finalize=isolate_bidi)
         env.filters["bidi_visible"] = visible_bidi  # where no element can isolate: <title>
     env.filters["num"] = _number
     env.globals["interval"] = _interval

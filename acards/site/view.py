@@ -95,11 +95,14 @@ def summary(statement: dict) -> dict:
 
 
 def templates():
-    """The Jinja environment of ``render.environment``, with the site's ``short`` filter."""
-    from acards.present.render import environment
+    """The Jinja environment of ``render.environment``, with the site's ``short`` filter; text from
+    signed payloads (titles, revoke reasons) holding a bidirectional control is isolated in <bdi>
+    as on the card pages, and shown as [U+XXXX] by ``bidi_visible`` where no element can isolate."""
+    from acards.present.render import environment, isolate_bidi, visible_bidi
 
-    env = environment()
+    env = environment().overlay(finalize=isolate_bidi)
     env.filters["short"] = lambda value, n=12: str(value)[:n]
+    env.filters["bidi_visible"] = visible_bidi
     return env
 
 
