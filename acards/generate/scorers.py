@@ -315,19 +315,13 @@ def classifier_scores(outputs: list[str | None], folder: Path, label: str, batch
     from acards.generate import require_extra
 
     require_extra()
-    from acards.evidence.safetensors_io import refuse_pickles
     from acards.generate.backends.base import select_device
+    from acards.generate.models import check_model_folder
     from acards.generate.progress import bar
     from acards.generate.prompting import _quiet_transformers, load_tokenizer
 
     where = Location(file=str(folder), pointer="/scorer/model")
-    if not folder.is_dir() or not (folder / "config.json").is_file():
-        raise AcardsError("model.no-config", f"the classifier {folder} is not a model folder with config.json",
-                          "point scorer.model at the folder written by save_pretrained", where)
-    if not list(folder.glob("*.safetensors")):
-        refuse_pickles(folder, where)
-        raise AcardsError("model.no-weights", f"the classifier {folder} holds no *.safetensors weights",
-                          "save the classifier with safe_serialization=True", where)
+    check_model_folder(folder, "the classifier (scorer.model)", where)
     import torch
     from transformers import AutoModelForSequenceClassification
 
