@@ -108,16 +108,21 @@ def test_design_numbers_are_the_recomputed_ones(name, verified):
         assert e["se"] == pytest.approx(design["capability"]["se"], abs=1e-4)
 
 
+def verify_without_model_libraries(card: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """`acards verify CARD ARGS` in a fresh process where torch, transformers, peft and vllm are unimportable."""
+    script = ("import sys\n"
+              "for name in ('torch', 'transformers', 'peft', 'vllm'): sys.modules[name] = None  # import raises\n"
+              "from acards.cli import main\n"
+              f"main({['verify', str(card), '--bootstrap', BOOTSTRAP, *args]!r})\n")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "ACARDS_CACHE_DIR": str(tmp_path / "cache")})
+
+
 def test_cases_need_no_model_libraries(tmp_path):
     """verify --no-generate on scored records runs with torch, transformers and peft unimportable."""
     folder = tmp_path / "full-pass"
     shutil.copytree(CASES / "full-pass", folder)
-    script = ("import sys\n"
-              "for name in ('torch', 'transformers', 'peft', 'vllm'): sys.modules[name] = None  # import raises\n"
-              "from acards.cli import main\n"
-              f"main([{'verify'!r}, {str(folder / 'card.yaml')!r}, '--no-generate', '--bootstrap', {BOOTSTRAP!r}, '--format', 'json'])\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "ACARDS_CACHE_DIR": str(tmp_path / "cache")})
+    done = verify_without_model_libraries(folder / "card.yaml", tmp_path, "--no-generate", "--format", "json")
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["reproduced"] is True
 
@@ -127,12 +132,7 @@ def test_a_reviewer_without_torch_is_told_what_to_install(tmp_path):
     error (generate.missing-extra, exit 4) naming the extra and --no-generate, not internal.error."""
     folder = tmp_path / "tiny-regenerated"
     shutil.copytree(CASES.parents[1].parent / "examples" / "tiny-regenerated", folder)
-    script = ("import sys\n"
-              "for name in ('torch', 'transformers', 'peft', 'vllm'): sys.modules[name] = None  # import raises\n"
-              "from acards.cli import main\n"
-              f"main(['verify', {str(folder / 'card.yaml')!r}, '--bootstrap', {BOOTSTRAP!r}])\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "ACARDS_CACHE_DIR": str(tmp_path / "cache")})
+    done = verify_without_model_libraries(folder / "card.yaml", tmp_path)
     assert done.returncode == 4, done.stderr[-2000:]
     assert "generate.missing-extra" in done.stderr and "--no-generate" in done.stderr
     assert "internal.error" not in done.stderr
