@@ -835,3 +835,14 @@ def test_damaged_checkpoints(world, tmp_path):
         json.dumps({"weight_map": {"lm_head.weight": "../base/model.safetensors"}})
     )
     raises_code("weights.bad-index", read_deltas, sharded, world.base)
+
+
+def test_updates_whose_norms_overflow_are_refused_not_read_as_zero():
+    """Finite factors near 1e150 overflow ‖ΔU‖² to infinity: a coded error, not weights.zero-update."""
+    rng = np.random.default_rng(0)
+    huge = LowRank(B=rng.normal(size=(8, 2)) * 1e150, A=rng.normal(size=(2, 8)) * 1e150, scaling=1.0)
+    small = LowRank(B=rng.normal(size=(8, 2)), A=rng.normal(size=(2, 8)), scaling=1.0)
+    for undefended, defended in ((huge, small), (small, huge)):
+        with pytest.raises(AcardsError) as excinfo:
+            weight_signature({"m": undefended}, {"m": defended}, None, MECHANISM_DEFAULTS)
+        assert excinfo.value.code == "weights.non-finite"

@@ -191,6 +191,11 @@ def weight_signature(
     for name in modules:
         u, d = undefended[name], defended[name]
         uu, dd, du = sq_norm(u), sq_norm(d), inner(d, u)
+        if not (math.isfinite(uu) and math.isfinite(dd) and math.isfinite(du)):
+            # Finite tensors whose products overflow float64 (factors near 1e150): no ratio means anything.
+            raise AcardsError("weights.non-finite", f"module {name}: the updates' norms overflow float64 "
+                              f"(‖ΔU‖² = {uu}, ‖ΔD‖² = {dd})", "the checkpoint's weights are far outside any trained "
+                              "model's range; audit checkpoints with weights of ordinary size")
         # Where ΔU_ℓ = 0, α_T,ℓ is undefined; taking it as 0 counts all of ΔD_ℓ as added (α_A).
         alpha_t = du / uu if uu > 0 else 0.0
         resid = sq_norm_diff(d, u, alpha_t)
