@@ -7,11 +7,13 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from dataclasses import replace
 from typing import Any, Iterator
 
 from acards.card.yaml import SourceMap, child
 from acards.errors import AcardsError, Location, Problem
 from acards.evidence.paths import check_relative_path
+from acards.patterns import check_pattern
 from acards.schemas import keyword_code, load_schema, node_at, resolve, validate
 from acards.vocabulary import DIAGNOSTICS
 
@@ -174,7 +176,20 @@ def semantic_problems(data: dict, source: SourceMap) -> list[Problem]:
         except AcardsError as error:
             problems.extend(error.problems)
     _check_records_pointers(data, source, problems)
+    _check_scorer_pattern(data, source, problems)
     return problems
+
+
+def _check_scorer_pattern(data: dict, source: SourceMap, problems: list[Problem]) -> None:
+    """A regex scorer's pattern is checked here too, so `acards validate` finds an unsafe one before
+    any evidence is read (acards.patterns; the scorer checks it again before it runs)."""
+    scorer = data.get("scorer")
+    if not isinstance(scorer, dict) or scorer.get("kind") != "regex" or not isinstance(scorer.get("pattern"), str):
+        return
+    try:
+        check_pattern(scorer["pattern"])
+    except AcardsError as error:
+        problems.extend(replace(p, location=source.locate("/scorer/pattern")) for p in error.problems)
 
 
 MAX_RECORDS_FILES = 1000  # each is hashed and parsed: a card cannot make verify read without end

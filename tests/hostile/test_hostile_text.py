@@ -139,11 +139,11 @@ def test_a_catastrophic_scorer_pattern_is_refused_through_verify(tmp_path):
         row.pop("score", None)
         row["output"] = "a" * 40
     records.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    repin(folder)  # the evidence digests; the unsafe pattern goes into the card after, as an author would write it
     card = folder / "card.yaml"
     text = card.read_text()
     assert "scorer: {kind: refusal-keywords}" in text
     card.write_text(text.replace("scorer: {kind: refusal-keywords}", "scorer: {kind: regex, pattern: '(a|a)*b'}"))
-    repin(folder)
     result = run_cli("verify", "card.yaml", cwd=folder)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "card.unsafe-pattern" in result.stdout + result.stderr
@@ -361,3 +361,20 @@ def test_the_shipped_examples_hold_no_control_characters(card):
     raw = card.read_text(encoding="utf-8")
     if ">-" in raw:  # the folded blocks read as PyYAML reads them
         assert data == json.loads(json.dumps(pyyaml.safe_load(raw), default=str))
+
+
+def test_validate_refuses_an_unsafe_scorer_pattern_before_any_evidence_is_read(tmp_path):
+    """`acards validate` runs the scorer-pattern check too, with the pattern's line in the card."""
+    from click.testing import CliRunner
+
+    from acards.cli import main
+
+    card = tmp_path / "card.yaml"
+    text = (Path(__file__).resolve().parents[1] / "cases" / "verify" / "full-pass" / "card.yaml").read_text()
+    assert "\nscorer:" not in text  # the base card has no scorer: give it an unsafe one
+    card.write_text(text.rstrip("\n") + "\nscorer: {kind: regex, pattern: '(a+)+$'}\n")
+    result = CliRunner().invoke(main, ["validate", str(card), "--format", "json"])
+    problems = json.loads(result.output)["problems"]
+    assert result.exit_code == 2
+    unsafe = [p for p in problems if p["code"] == "card.unsafe-pattern"]
+    assert unsafe and unsafe[0]["location"]["pointer"] == "/scorer/pattern" and unsafe[0]["location"]["line"]
