@@ -17,6 +17,7 @@ import rfc8785
 
 from acards.errors import AcardsError, Location, Problem
 from acards.evidence.paths import _open_nofollow, _refuse_special, resolve_inside
+from acards.files import enable_wal
 from acards.settings import usable_cache_dir
 
 CHUNK = 4 * 1024 * 1024  # large reads keep sha256 at disk speed; memory stays at one chunk
@@ -104,7 +105,7 @@ class DigestCache:
         try:
             usable_cache_dir(path.parent)
             self._db = sqlite3.connect(path, timeout=10, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self._db, 10)
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS file_digests (path TEXT NOT NULL, keyid BLOB NOT NULL, dev INTEGER, inode INTEGER,"
                 " size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT, mac BLOB, PRIMARY KEY (path, keyid))"

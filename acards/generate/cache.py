@@ -35,6 +35,7 @@ from typing import Any, Iterable
 import rfc8785
 
 from acards.errors import AcardsError, Location
+from acards.files import enable_wal
 from acards.settings import usable_cache_dir
 
 SCHEMA_VERSION = 2  # 2: every row carries a keyid and a MAC (1: no MAC, never trusted)
@@ -161,7 +162,7 @@ class OutputCache:
             usable_cache_dir(self.path.parent)
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
             self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self._db, BUSY_TIMEOUT_MS / 1000)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("BEGIN IMMEDIATE")
             try:
