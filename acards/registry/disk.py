@@ -63,7 +63,7 @@ def read_config(layout: Layout) -> Config:
     return Config(value["origin"], value["registry_keyid"])
 
 
-def _io_error(action: str, error: OSError) -> AcardsError:
+def io_error(action: str, error: OSError) -> AcardsError:
     return AcardsError(
         "registry.io-error",
         f"cannot {action}: {error.strerror or error} ({error.filename or ''})",
@@ -76,7 +76,7 @@ def io_errors(action: str) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        raise _io_error(action, error) from None
+        raise io_error(action, error) from None
 
 
 def read_optional(path: Path) -> bytes | None:
@@ -86,7 +86,7 @@ def read_optional(path: Path) -> bytes | None:
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
     except OSError as error:
-        raise _io_error(f"read {path}", error) from None
+        raise io_error(f"read {path}", error) from None
 
 
 def fsync_dir(path: Path) -> None:
@@ -105,8 +105,23 @@ def _open_lock(layout: Layout, exclusive: bool) -> int | None:
         return os.open(layout.lock, os.O_RDONLY)
     except OSError as error:
         if exclusive:
-            raise _io_error(f"open {layout.lock}", error) from None
+            raise io_error(f"open {layout.lock}", error) from None
         return None
+
+
+def flock_within(descriptor: int, operation: int, path: Path, timeout: float, hint: str) -> None:
+    """Take ``operation`` (LOCK_EX or LOCK_SH) on ``descriptor``, or raise registry.locked after
+    ``timeout`` seconds: every lock wait of the registry and its site is bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(descriptor, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise AcardsError("registry.locked", f"another process has held {path} for over {timeout:g} s", hint,
+                                  Location(file=str(path))) from None
+            time.sleep(0.01)
 
 
 @contextmanager
@@ -120,21 +135,8 @@ def locked(layout: Layout, exclusive: bool, timeout: float) -> Iterator[None]:
         yield
         return
     try:
-        operation = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(descriptor, operation | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise AcardsError(
-                        "registry.locked",
-                        f"another process has held {layout.lock} for over {timeout:g} s",
-                        "wait for the other publish to finish and try again",
-                        Location(file=str(layout.lock)),
-                    ) from None
-                time.sleep(0.01)
+        flock_within(descriptor, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, layout.lock, timeout,
+                     "wait for the other publish to finish and try again")
         yield
     finally:
         os.close(descriptor)  # closing the descriptor releases the lock
@@ -222,7 +224,7 @@ def checkpoint_sizes(layout: Layout) -> list[int]:
     except FileNotFoundError:
         return []
     except OSError as error:
-        raise _io_error(f"list {layout.checkpoints}", error) from None
+        raise io_error(f"list {layout.checkpoints}", error) from None
     sizes = (checkpoint_size(name) for name in names)
     return sorted(size for size in sizes if size is not None)
 

@@ -28,6 +28,12 @@ from acards.registry.disk import (
     read_log,
     registry_public_key,
 )
+from acards.registry.disk import (
+    flock_within as flock_within,  # re-exported for the site: its lock wait
+)
+from acards.registry.disk import (
+    io_error as io_error,  # re-exported for the site: its I/O errors
+)
 from acards.registry.disk import newest_checkpoint as _newest_checkpoint
 from acards.registry.entries import parse_entry, sha256_hex, unknown_digest
 from acards.registry.layout import ENVELOPE, STATEMENT, Layout, card_name, checkpoint_name

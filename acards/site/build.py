@@ -12,13 +12,11 @@ import fcntl
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import markupsafe
 
 from acards.canonical import parse_strict_json
-from acards.errors import AcardsError, Location
 from acards.registry import reader
 from acards.site import SITE
 from acards.site.swap import swap_into_place
@@ -123,25 +121,6 @@ class _Builder:
         _write(self.out / "cards" / f"{digest}.html", page)
 
 
-def _io_error(action: str, error: OSError) -> AcardsError:
-    return AcardsError("registry.io-error", f"cannot {action}: {error.strerror or error} ({error.filename or ''})",
-                       "check that the registry folder exists, is writable and has free space")
-
-
-def _wait_for_lock(descriptor: int, path: Path, timeout: float) -> None:
-    """Take the build lock exclusively, or raise registry.locked after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise AcardsError("registry.locked", f"another process has held {path} for over {timeout:g} s",
-                                  "wait for the other site build to finish and try again", Location(file=str(path))) from None
-            time.sleep(0.01)
-
-
 def build_site(directory: str | os.PathLike, lock_timeout: float | None = None) -> dict:
     """Verify the registry at ``directory`` (raising its problems, if any) and write ``directory/site``.
 
@@ -154,22 +133,23 @@ def build_site(directory: str | os.PathLike, lock_timeout: float | None = None) 
     try:
         lock = os.open(root / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
-        raise _io_error(f"open {root / _LOCK}", error) from None
+        raise reader.io_error(f"open {root / _LOCK}", error) from None
     try:
-        _wait_for_lock(lock, root / _LOCK, reader.LOCK_TIMEOUT if lock_timeout is None else lock_timeout)
+        reader.flock_within(lock, fcntl.LOCK_EX, root / _LOCK, reader.LOCK_TIMEOUT if lock_timeout is None else lock_timeout,
+                            "wait for the other site build to finish and try again")
         for stale in root.glob(f"{_BUILD_PREFIX}*"):  # left by a build that crashed; builds hold the lock
             shutil.rmtree(stale, ignore_errors=True)
         try:
             out = Path(tempfile.mkdtemp(prefix=_BUILD_PREFIX, dir=root))
         except OSError as error:
-            raise _io_error(f"create a folder in {root}", error) from None
+            raise reader.io_error(f"create a folder in {root}", error) from None
         try:
             os.chmod(out, 0o755)
             summary = _Builder(root, out).build()
             swap_into_place(out, root / SITE, _BUILD_PREFIX)
         except OSError as error:
             shutil.rmtree(out, ignore_errors=True)
-            raise _io_error(f"build the site in {root / SITE}", error) from None
+            raise reader.io_error(f"build the site in {root / SITE}", error) from None
         except BaseException:
             shutil.rmtree(out, ignore_errors=True)
             raise
