@@ -2,8 +2,9 @@
 
 Pure functions over 32-byte SHA-256 hashes. Trees are built bottom-up, level by level, carrying an
 unpaired last node up unchanged: that gives exactly RFC 6962's MTH (split at the largest power of
-two below n) without recursion, and every node of level h is the MTH of leaves
-[j·2^h, min((j+1)·2^h, n)), which is all the proof builders need. The verifiers follow
+two below n) without recursion, and every complete node of level h is the MTH of the perfect
+subtree of leaves [j·2^h, (j+1)·2^h), which any prefix's root and proofs are folded from
+(``Tree``). A writer keeps only the compact range (``frontier_append``, ``frontier_root``). The verifiers follow
 RFC 9162 §2.1.3.2 and §2.1.4.2 and raise ``registry.bad-proof`` for every failure.
 """
 
@@ -75,25 +76,50 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
     return level[0]
 
 
-def prefix_roots(leaf_hashes: Sequence[bytes]) -> list[bytes]:
-    """roots[k] = MTH of the first k leaves, for k = 0..n, in O(n log n) hashing (verify needs all).
+# --- the compact range: appending without the leaves ------------------------------------------
 
-    Keeps the roots of the perfect subtrees the first k leaves split into (largest first: the
-    binary digits of k); RFC 6962 splits at the largest power of two, so MTH(k) folds them from
-    the right.
+
+def frontier_append(size: int, frontier: Sequence[bytes], leaf: bytes) -> list[bytes]:
+    """The compact range of ``size + 1`` leaves, from that of ``size`` leaves and the new leaf hash.
+
+    A tree of n leaves splits into perfect subtrees, one per binary digit of n, largest first (RFC
+    6962 splits at the largest power of two); their roots, the compact range or frontier, are all
+    that appending a leaf and computing the root need: O(log n) hashes and memory, no leaves.
     """
+    nodes, node = list(frontier), leaf
+    while size & 1:
+        node = node_hash(nodes.pop(), node)
+        size >>= 1
+    nodes.append(node)
+    return nodes
+
+
+def frontier_root(frontier: Sequence[bytes]) -> bytes:
+    """MTH of the leaves a compact range covers: its subtree roots folded from the right."""
+    if not frontier:
+        return EMPTY_ROOT
+    node = frontier[-1]
+    for left in reversed(frontier[:-1]):
+        node = node_hash(left, node)
+    return node
+
+
+def is_frontier(size: int, frontier: Any) -> bool:
+    """Whether ``frontier`` has the shape of a compact range of ``size`` leaves."""
+    return (
+        isinstance(frontier, list)
+        and len(frontier) == bin(size).count("1")
+        and all(isinstance(node, bytes) and len(node) == HASH_SIZE for node in frontier)
+    )
+
+
+def prefix_roots(leaf_hashes: Sequence[bytes]) -> list[bytes]:
+    """roots[k] = MTH of the first k leaves, for k = 0..n, in O(n log n) hashing (verify needs all)."""
     roots = [EMPTY_ROOT]
-    stack: list[tuple[int, bytes]] = []  # (leaf count, subtree root)
-    for leaf in _checked_leaves(leaf_hashes):
-        size, node = 1, leaf
-        while stack and stack[-1][0] == size:
-            node = node_hash(stack.pop()[1], node)
-            size *= 2
-        stack.append((size, node))
-        folded = stack[-1][1]
-        for _, left in reversed(stack[:-1]):
-            folded = node_hash(left, folded)
-        roots.append(folded)
+    frontier: list[bytes] = []
+    for size, leaf in enumerate(_checked_leaves(leaf_hashes)):
+        frontier = frontier_append(size, frontier, leaf)
+        roots.append(frontier_root(frontier))
     return roots
 
 
@@ -103,51 +129,94 @@ def _check_size(value: Any, name: str) -> int:
     return value
 
 
+class Tree:
+    """Every level of one tree, built once in O(n): the root, compact range and proofs of any
+    prefix then come in O(log n), because a perfect subtree is a node of every tree holding it."""
+
+    def __init__(self, leaf_hashes: Sequence[bytes]):
+        leaves = _checked_leaves(leaf_hashes)
+        self.size = len(leaves)
+        self._levels = _levels(leaves) if leaves else [[]]
+
+    def _covering(self, start: int, count: int) -> list[bytes]:
+        """The perfect subtrees leaves [start, start + count) split into, largest first; ``start``
+        must be a multiple of a power of two ≥ ``count`` (true of every range a proof names)."""
+        nodes = []
+        for height in reversed(range(count.bit_length())):
+            if count >> height & 1:
+                nodes.append(self._levels[height][start >> height])
+                start += 1 << height
+        return nodes
+
+    def _range(self, start: int, end: int) -> bytes:
+        return frontier_root(self._covering(start, end - start))
+
+    def _prefix(self, size: Any, name: str = "size") -> int:
+        size = _check_size(size, name)
+        if size > self.size:
+            raise _bad_request(f"{name} {size} is beyond the tree size {self.size}")
+        return size
+
+    def frontier(self, size: int) -> list[bytes]:
+        """The compact range of the first ``size`` leaves."""
+        return self._covering(0, self._prefix(size))
+
+    def root(self, size: int) -> bytes:
+        """MTH of the first ``size`` leaves."""
+        return frontier_root(self.frontier(size))
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """RFC 6962 PATH(index, D[size]): the audit path, bottom up."""
+        size = self._prefix(size)
+        index = _check_size(index, "index")
+        if index >= size:
+            raise _bad_request(f"leaf {index} is not in a tree of {size} leaves")
+        path = []
+        start, end = 0, size
+        while end - start > 1:  # PATH's recursion unrolled, emitting from the outermost call
+            k = 1 << ((end - start - 1).bit_length() - 1)  # largest power of two below the size
+            if index < start + k:
+                path.append(self._range(start + k, end))
+                end = start + k
+            else:
+                path.append(self._range(start, start + k))
+                start += k
+        path.reverse()
+        return path
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 PROOF(old_size, D[new_size]): the first ``old_size`` leaves are a prefix."""
+        new_size = self._prefix(new_size, "new size")
+        old_size = _check_size(old_size, "old size")
+        if not 0 < old_size <= new_size:
+            raise _bad_request(f"old size {old_size} must be between 1 and the tree size {new_size}")
+        path: list[bytes] = []
+        m, start, end, complete = old_size, 0, new_size, True
+        # SUBPROOF(m, D[start:end], complete) unrolled: each step emits one node and narrows the range.
+        while m != end - start:
+            k = 1 << ((end - start - 1).bit_length() - 1)
+            if m <= k:
+                path.append(self._range(start + k, end))
+                end = start + k
+            else:
+                path.append(self._range(start, start + k))
+                m, start, complete = m - k, start + k, False
+        if not complete:
+            path.append(self._range(start, end))
+        path.reverse()  # the recursion emits from the innermost call outwards
+        return path
+
+
 def inclusion_proof(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
     """The audit path for leaf ``index`` in the tree of all ``leaf_hashes``, bottom up."""
-    leaves = _checked_leaves(leaf_hashes)
-    index = _check_size(index, "index")
-    if index >= len(leaves):
-        raise _bad_request(f"leaf {index} is not in a tree of {len(leaves)} leaves")
-    proof = []
-    for level in _levels(leaves)[:-1]:
-        sibling = index ^ 1
-        if sibling < len(level):  # no sibling: this node was carried up, nothing to prove
-            proof.append(level[sibling])
-        index >>= 1
-    return proof
-
-
-def _subtree(levels: list[list[bytes]], start: int, end: int) -> bytes:
-    """MTH of leaves [start, end); the range must be a node of the tree (aligned, see above)."""
-    height = (end - start - 1).bit_length()
-    return levels[height][start >> height]
+    tree = Tree(leaf_hashes)
+    return tree.inclusion_proof(index, tree.size)
 
 
 def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes]:
     """RFC 9162 PROOF(old_size, D[n]) that the first ``old_size`` leaves are a prefix of all n."""
-    leaves = _checked_leaves(leaf_hashes)
-    old_size = _check_size(old_size, "old size")
-    if not 0 < old_size <= len(leaves):
-        raise _bad_request(f"old size {old_size} must be between 1 and the tree size {len(leaves)}")
-    if old_size == len(leaves):
-        return []
-    levels = _levels(leaves)
-    # SUBPROOF(m, D[start:end], complete) unrolled: each step emits one node and narrows the range.
-    path = []
-    m, start, end, complete = old_size, 0, len(leaves), True
-    while m != end - start:
-        k = 1 << ((end - start - 1).bit_length() - 1)  # largest power of two below the size
-        if m <= k:
-            path.append(_subtree(levels, start + k, end))
-            end = start + k
-        else:
-            path.append(_subtree(levels, start, start + k))
-            m, start, complete = m - k, start + k, False
-    if not complete:
-        path.append(_subtree(levels, start, end))
-    path.reverse()  # the recursion emits from the innermost call outwards
-    return path
+    tree = Tree(leaf_hashes)
+    return tree.consistency_proof(old_size, tree.size)
 
 
 # --- verifying --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -33,11 +34,11 @@ from acards.attest import dsse, in_toto
 from acards.attest.keys import keyid, load_private_key, new_key
 from acards.canonical import canonical_bytes
 from acards.errors import AcardsError, Problem
-from acards.registry import audit, checkpoints, entries, proofs, reader, store
+from acards.registry import audit, checkpoints, entries, proofs, reader, state, store, trie
 
 ORIGIN = "acards.test/registry"
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
-CRASH_TOLERATED = {"registry.torn-tail", "registry.unsigned-head", "registry.orphan-card"}
+CRASH_TOLERATED = {"registry.torn-tail", "registry.unsigned-head", "registry.orphan-card", "registry.stale-state"}
 FUZZ = settings(
     max_examples=150,
     deadline=None,
@@ -662,7 +663,7 @@ def test_crash_leftovers_are_warnings_and_publish_repairs_them(filled):
     (reg.path / "cards" / ".staging-abc").mkdir()
     result = audit.verify_registry(reg.path, render=render)
     assert result.ok and result.size == 3
-    assert {w.code for w in result.warnings} == CRASH_TOLERATED
+    assert {w.code for w in result.warnings} == CRASH_TOLERATED - {"registry.stale-state"}
     reg.publish(make_card(reg.author, "card-c", 1))
     result = audit.verify_registry(reg.path, render=render)
     assert result.ok and result.warnings == [] and result.size == 4
@@ -841,6 +842,174 @@ def test_concurrent_publishes_serialise(reg):
     assert result.size == 10 and result.warnings == []
     assert {e["digest"] for e in reader.entries(reg.path)} == {card.digest for card in cards}
     assert [e["index"] for e in reader.entries(reg.path)] == list(range(10))
+
+
+# --- the writer's incremental state (acards.registry.state, index, trie) ----------------------
+
+
+def _count_log_reads(monkeypatch) -> list[int]:
+    """How many times the writers read the whole log (store.read_log) from now on."""
+    reads = [0]
+    real = store.read_log
+
+    def counted(layout):
+        reads[0] += 1
+        return real(layout)
+
+    monkeypatch.setattr(store, "read_log", counted)
+    return reads
+
+
+def _state(reg: Registry) -> state.State:
+    return state.open_state((reg.path / "state" / "state.json").read_bytes(), reg.key.public_key())
+
+
+def test_publish_and_revoke_resume_from_the_state_without_reading_the_log(filled, monkeypatch):
+    reg, cards = filled
+    reads = _count_log_reads(monkeypatch)
+    reg.publish(make_card(reg.author, "card-c", 1))
+    store.revoke(reg.path, cards[2].digest, "withdrawn", reg.key, now=NOW)
+    entry = reg.publish(make_card(reg.author, "card-a", 3, "third"))
+    assert reads == [0]
+    assert entry["supersedes"] == cards[1].digest and entry["index"] == 5
+    current = _state(reg)
+    lines = [line.rstrip(b"\n") for line in reg.lines()]
+    assert (current.size, current.root) == (6, merkle.root([merkle.leaf_hash(line) for line in lines]))
+    result = audit.check_registry(reg.path, render=render)
+    assert result.warnings == [] and result.revoked == {cards[2].digest: "withdrawn"}
+
+
+def _index_node(reg: Registry) -> None:
+    """Flip a byte in one stored node of the rules index."""
+    with sqlite3.connect(reg.path / "state" / "index.sqlite") as db:
+        node, body = db.execute("SELECT hash, body FROM nodes LIMIT 1").fetchone()
+        db.execute("UPDATE nodes SET body = ? WHERE hash = ?", (body[:-1] + bytes([body[-1] ^ 1]), node))
+
+
+def _resigned(reg: Registry, key: Ed25519PrivateKey, **changes) -> None:
+    """The current state with ``changes``, signed by ``key``: it still matches the folder exactly."""
+    current = _state(reg)
+    forged = state.State(**{**current.__dict__, **changes})
+    (reg.path / "state" / "state.json").write_bytes(state.sign_state(forged, key))
+
+
+STATE_FORGERIES = {  # each would let a duplicate through if a writer trusted it
+    "signed by another key, with an empty index": lambda reg, saved, other: _resigned(
+        reg, Ed25519PrivateKey.generate(), index=trie.EMPTY),
+    "an older state, validly signed": lambda reg, saved, other: (reg.path / "state" / "state.json").write_bytes(saved),
+    "not a state at all": lambda reg, saved, other: (reg.path / "state" / "state.json").write_bytes(b"{}"),
+    "deleted": lambda reg, saved, other: (reg.path / "state" / "state.json").unlink(),
+    "the index deleted": lambda reg, saved, other: (reg.path / "state" / "index.sqlite").unlink(),
+    "the index of another registry": lambda reg, saved, other: shutil.copyfile(
+        other / "state" / "index.sqlite", reg.path / "state" / "index.sqlite"),
+    "a node of the index altered": lambda reg, saved, other: _index_node(reg),
+    "the state of another registry (same key and origin)": lambda reg, saved, other: shutil.copyfile(
+        other / "state" / "state.json", reg.path / "state" / "state.json"),
+    "the index file is not SQLite": lambda reg, saved, other: (reg.path / "state" / "index.sqlite").write_bytes(
+        b"not a database" * 100),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STATE_FORGERIES))
+def test_a_forged_or_stale_state_is_never_trusted(filled, tmp_path, registry_key_file, name, monkeypatch):
+    """Whatever is done to state/, the writer still refuses what the log's rules refuse, signs the
+    root of the true log, and leaves a state the next publish can trust again."""
+    reg, cards = filled
+    saved = (reg.path / "state" / "state.json").read_bytes()
+    reg.publish(make_card(reg.author, "card-c", 1))
+    other = new_registry(tmp_path / "other", registry_key_file, reg.author)
+    for card in (cards[2], cards[0], make_card(reg.author, "card-d", 1), cards[1]):
+        other.publish(card)
+    STATE_FORGERIES[name](reg, saved, other.path)
+    for duplicate, code in ((cards[1], "registry.duplicate-digest"), (cards[0], "registry.duplicate-digest"),
+                            (make_card(reg.author, "card-a", 1, "replayed v1"), "registry.version-not-increasing")):
+        with pytest.raises(AcardsError) as excinfo:
+            reg.publish(duplicate)
+        assert excinfo.value.code == code, name
+    entry = reg.publish(make_card(reg.author, "card-a", 3, "third"))
+    assert (entry["index"], entry["supersedes"]) == (4, cards[1].digest)
+    lines = [line.rstrip(b"\n") for line in reg.lines()]
+    signed = checkpoints.open_checkpoint(reg.checkpoint(5).read_bytes(), reg.key.public_key())
+    assert signed.root == merkle.root([merkle.leaf_hash(line) for line in lines])
+    result = audit.check_registry(reg.path, render=render)
+    assert result.size == 5 and result.warnings == []
+    reads = _count_log_reads(monkeypatch)
+    reg.publish(make_card(reg.author, "card-e", 1))
+    assert reads == [0]  # the replay wrote a state the next publish trusts
+
+
+def test_a_state_folder_that_cannot_be_written_only_costs_speed(filled):
+    reg, cards = filled
+    shutil.rmtree(reg.path / "state")
+    (reg.path / "state").write_bytes(b"not a folder")
+    with pytest.raises(AcardsError) as excinfo:
+        reg.publish(cards[1])
+    assert excinfo.value.code == "registry.duplicate-digest"
+    assert reg.publish(make_card(reg.author, "card-a", 3, "third"))["supersedes"] == cards[1].digest
+    assert audit.check_registry(reg.path, render=render).size == 4
+
+
+def test_the_writer_never_writes_through_a_link_in_state(filled, tmp_path):
+    reg, cards = filled
+    outside = {name: tmp_path / f"outside-{name}" for name in ("state.json", "index.sqlite")}
+    for name, target in outside.items():
+        target.write_bytes(b"")  # SQLite would take an empty file for an empty database
+        (reg.path / "state" / name).unlink()
+        (reg.path / "state" / name).symlink_to(target)
+    reg.publish(make_card(reg.author, "card-c", 1))
+    reg.publish(make_card(reg.author, "card-d", 1))
+    assert all(target.read_bytes() == b"" for target in outside.values())
+    assert not any((reg.path / "state" / name).is_symlink() for name in outside)
+    assert audit.check_registry(reg.path, render=render).warnings == []
+
+
+def test_verify_reports_a_state_that_does_not_describe_the_log(filled):
+    reg, cards = filled
+    assert audit.check_registry(reg.path).warnings == []
+    _resigned(reg, reg.key, index=trie.EMPTY)  # only the registry key can sign a lying state
+    assert {w.code for w in audit.check_registry(reg.path).warnings} == {"registry.stale-state"}
+    _resigned(reg, Ed25519PrivateKey.generate())
+    assert {w.code for w in audit.check_registry(reg.path).warnings} == {"registry.stale-state"}
+    (reg.path / "state" / "state.json").unlink()  # a registry from before the state: nothing to say
+    assert audit.check_registry(reg.path).warnings == []
+
+
+@pytest.mark.parametrize("point", ["append-written", "appended", "checkpointed", "indexed"])
+def test_publish_after_a_crash_between_the_entry_and_the_state_is_safe(filled, point, monkeypatch):
+    reg, cards = filled
+    card = make_card(reg.author, "card-c", 1)
+    status = _in_child(lambda: reg.publish(card, crash_at=kill_at(point)))
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    result = audit.verify_registry(reg.path, render=render)
+    assert result.ok and result.size == 4
+    assert "registry.stale-state" in {w.code for w in result.warnings} <= CRASH_TOLERATED
+    reads = _count_log_reads(monkeypatch)
+    with pytest.raises(AcardsError) as excinfo:  # the crashed entry stands: the state must know it
+        reg.publish(card)
+    assert excinfo.value.code == "registry.duplicate-digest"
+    assert reads == [1]
+    entry = reg.publish(make_card(reg.author, "card-a", 3, "third"))
+    assert (entry["index"], entry["supersedes"], reads) == (4, cards[1].digest, [1])
+    result = audit.check_registry(reg.path, render=render)
+    assert result.size == 5 and result.warnings == []
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERING))
+def test_publish_after_any_tampering_signs_only_the_true_history(filled, name):
+    """Whether publish notices a tampering or not (it reads no card files), a checkpoint it signs
+    covers the log as it was signed plus the new entry, never the tampered bytes."""
+    reg, cards = filled
+    true_lines = [line.rstrip(b"\n") for line in reg.lines()]
+    TAMPERING[name][0](reg, cards)
+    try:
+        entry = reg.publish(make_card(reg.key, "card-c", 1))
+    except AcardsError as error:
+        assert error.code in {"registry.root-mismatch", "registry.log-truncated", "registry.bad-index",
+                              "registry.bad-line", "registry.missing-checkpoint", "registry.bad-checkpoint"}, name
+        return
+    signed = checkpoints.open_checkpoint(reg.checkpoint(4).read_bytes(), reg.key.public_key())
+    expected = [merkle.leaf_hash(line) for line in true_lines + [entries.entry_line(entry)]]
+    assert signed.root == merkle.root(expected), name
 
 
 # --- parsers under fuzzing --------------------------------------------------------------------

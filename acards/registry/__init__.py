@@ -9,6 +9,10 @@ One job per module; import from the module that has it (this package re-exports 
     checkpoints  signed checkpoints of the log's size and Merkle root (pure)
     disk         the lock, and raw reads of the folder's parts (config, log, keys, checkpoints)
     store        init, trust, and the writers publish and revoke, with crash repair
+    state        the writer's signed state (size, root, compact range, index root), checked
+                 against the folder before a publish trusts it
+    index        the rules index a writer asks instead of re-reading the log (node file, views)
+    trie         the authenticated map the index is (pure): every node checked by its hash
     audit        offline verification: verify_registry, check_registry, RegistryVerification
     proofs       inclusion and consistency proofs, and their verifiers
     reader       read-only access for consumers (the static site reads the registry through it)
@@ -20,6 +24,8 @@ publish entry's ``supersedes`` is the digest of its card id's latest published v
 the first); the registry computes it, and a claim by the caller or by the signed predicate
 (``predicate.supersedes``, beside ``card`` and ``report``) must agree; a revocation names a
 published, not yet revoked digest; every entry carries this registry's origin and its position as
-index. Every key in keys/ is trusted to sign cards. ``store.publish`` checks the log against its
-newest signed checkpoint before extending it; ``audit.verify_registry`` checks everything.
+index. Every key in keys/ is trusted to sign cards. ``store.publish`` extends the log from its signed
+state in O(log n), and reads the whole log again, checking it against its newest signed checkpoint,
+whenever the state does not describe the folder exactly; ``audit.verify_registry`` checks
+everything.
 """

@@ -2,7 +2,8 @@
 
 ``verify_registry`` checks the log's lines (form, origin, index, the rules), every checkpoint
 (signature by the registry key, origin, root over the log's prefix, each one extending the last),
-an optional checkpoint a reader saved earlier (the log must extend it), and every published card
+an optional checkpoint a reader saved earlier (the log must extend it), the writer's state if any
+(a warning when it does not describe the log), and every published card
 (its envelope's signatures by trusted keys, the digest, the stored statement and manifest, the
 logged signers, the rendered pages' hashes, and with ``render`` that they re-render byte for
 byte). What a crashed writer leaves is a warning, not a problem (see ``acards.registry.store``).
@@ -35,6 +36,7 @@ from acards.registry.disk import (
     registry_public_key,
 )
 from acards.registry.entries import HINT_RESTORE, parse_entry, sha256_hex
+from acards.registry.index import build_index
 from acards.registry.layout import (
     CARD_FILES,
     ENVELOPE,
@@ -45,6 +47,7 @@ from acards.registry.layout import (
     checkpoint_name,
 )
 from acards.registry.rules import LogRules
+from acards.registry.state import open_state, stale_state
 
 
 @dataclass
@@ -107,11 +110,11 @@ def _verify_stored_checkpoints(
     stored: Mapping[int, bytes],
     registry_key: Ed25519PublicKey,
     origin: str,
-    leaves: list[bytes],
+    tree: merkle.Tree,
     roots: list[bytes],
     result: RegistryVerification,
 ) -> None:
-    size = len(leaves)
+    size = tree.size
     valid: dict[int, Checkpoint] = {}
     for number in sorted(stored):
         where = Location(file=checkpoint_name(number))
@@ -147,21 +150,22 @@ def _verify_stored_checkpoints(
             ))
         else:
             valid[number] = checkpoint
-    _check_checkpoint_sequence(valid, leaves, result)
+    _check_checkpoint_sequence(valid, tree, result)
     _report_missing_checkpoints(stored, size, result)
 
 
 def _check_checkpoint_sequence(
-    valid: Mapping[int, Checkpoint], leaves: list[bytes], result: RegistryVerification
+    valid: Mapping[int, Checkpoint], tree: merkle.Tree, result: RegistryVerification
 ) -> None:
     """Each checkpoint must extend the one before it (RFC 9162 consistency proofs).
 
     Implied when every root matches the log, but checked through merkle's own verifier so that
     the prefix-root shortcut is never the only thing standing between a log and its checkpoints.
+    Each proof comes from the one tree of the whole log in O(log n): O(n log n) hashes in all.
     """
     sizes = [number for number in sorted(valid) if number > 0]
     for old, new in zip(sizes, sizes[1:]):
-        proof = merkle.consistency_proof(leaves[:new], old)
+        proof = tree.consistency_proof(old, new)
         try:
             merkle.verify_consistency(old, new, valid[old].root, valid[new].root, proof)
         except AcardsError as error:
@@ -201,7 +205,7 @@ def _verify_external_checkpoint(
     data: bytes,
     registry_key: Ed25519PublicKey,
     origin: str,
-    leaves: list[bytes],
+    tree: merkle.Tree,
     roots: list[bytes],
     result: RegistryVerification,
 ) -> None:
@@ -220,7 +224,7 @@ def _verify_external_checkpoint(
             where,
         ))
         return
-    size = len(leaves)
+    size = tree.size
     inconsistent = None
     if saved.size > size:
         inconsistent = f"the saved checkpoint covers {saved.size} entries, the log only {size}"
@@ -229,7 +233,7 @@ def _verify_external_checkpoint(
             inconsistent = "the saved checkpoint for size 0 has a root other than the empty root"
     else:
         try:
-            proof = merkle.consistency_proof(leaves, saved.size)
+            proof = tree.consistency_proof(saved.size, size)
             merkle.verify_consistency(saved.size, size, saved.root, roots[size], proof)
         except AcardsError as error:
             inconsistent = error.problems[0].message
@@ -240,6 +244,27 @@ def _verify_external_checkpoint(
             "the registry's history was rewritten since you saved that checkpoint; do not trust it",
             where,
         ))
+
+
+def _check_writer_state(
+    layout: Layout, registry_key: Ed25519PublicKey, tree: merkle.Tree, rules: LogRules, result: RegistryVerification
+) -> None:
+    """The writer's state, if there is one, must describe this log: otherwise a warning (a crash
+    after the checkpoint leaves one behind; the next writer replays the log and writes it again)."""
+    data = read_optional(layout.state)
+    if data is None:  # a registry from before the state, or a copy without it
+        return
+    try:
+        state = open_state(data, registry_key)
+        if state.origin != result.origin or state.size != tree.size:
+            raise stale_state(f"the state describes {state.size} entries of {state.origin!r}, the log has "
+                              f"{tree.size} of {result.origin!r}")
+        if state.frontier != tree.frontier(state.size):
+            raise stale_state("the state's compact range is not the log's")
+        if state.index != build_index(rules)[0]:
+            raise stale_state("the state's rules index is not the log's")
+    except AcardsError as error:
+        result.warnings += error.problems
 
 
 def _card_problem(
@@ -377,9 +402,9 @@ def verify_registry(
         log = read_log(layout)
         stored_checkpoints = read_checkpoints(layout)
         keys, key_problems = load_trusted_keys(layout)
-        leaves = [merkle.leaf_hash(line) for line in log.lines]
-        roots = merkle.prefix_roots(leaves)
-        result = RegistryVerification(config.origin, len(leaves), roots[-1].hex(), key_problems)
+        tree = merkle.Tree([merkle.leaf_hash(line) for line in log.lines])
+        roots = [tree.root(size) for size in range(tree.size + 1)]
+        result = RegistryVerification(config.origin, tree.size, roots[-1].hex(), key_problems)
         rules = _verify_lines(log, config.origin, result)
         try:
             registry_key = registry_public_key(config, keys)
@@ -387,12 +412,14 @@ def verify_registry(
             result.problems += error.problems
         else:
             _verify_stored_checkpoints(
-                stored_checkpoints, registry_key, config.origin, leaves, roots, result
+                stored_checkpoints, registry_key, config.origin, tree, roots, result
             )
             if checkpoint is not None:
                 _verify_external_checkpoint(
-                    checkpoint, registry_key, config.origin, leaves, roots, result
+                    checkpoint, registry_key, config.origin, tree, roots, result
                 )
+            if not result.problems:
+                _check_writer_state(layout, registry_key, tree, rules, result)
         for entry in rules.published.values():
             result.problems += _verify_card(layout, entry, keys, render)
         _report_orphans(layout, rules.published, result)

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from acards.attest import dsse
 from acards.attest.keys import keyid
-from acards.canonical import canonical_bytes, parse_strict_json
+from acards.canonical import canonical_bytes, parse_canonical_json
 from acards.errors import AcardsError, Location
 from acards.registry.entries import HINT_RESTORE, is_count, is_origin, is_sha256
 from acards.registry.layout import checkpoint_name
@@ -53,12 +53,11 @@ def sign_checkpoint(origin: str, size: int, root: bytes, private_key: Ed25519Pri
 def parse_checkpoint_body(payload: bytes, where: Location = Location()) -> Checkpoint:
     """A checkpoint body: RFC 8785 {"origin", "size", "root"}; no signature is checked here."""
     try:
-        value = parse_strict_json(payload)
-        canonical = canonical_bytes(value)
+        value, canonical = parse_canonical_json(payload)
     except AcardsError as error:
         message = f"body is not strict JSON: {error.problems[0].message}"
         raise bad_checkpoint(message, where) from None
-    if canonical != bytes(payload):
+    if not canonical:
         raise bad_checkpoint("body is not in RFC 8785 canonical form", where)
     if not isinstance(value, dict) or set(value) != {"origin", "size", "root"}:
         raise bad_checkpoint("body must have exactly origin, size and root", where)

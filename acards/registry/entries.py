@@ -18,7 +18,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from acards.canonical import MAX_SAFE_INTEGER, canonical_bytes, parse_strict_json
+from acards.canonical import MAX_SAFE_INTEGER, canonical_bytes, parse_canonical_json, parse_strict_json
 from acards.errors import AcardsError, Location
 from acards.registry.layout import CARD_FILES, LOG_NAME
 
@@ -188,14 +188,18 @@ def entry_line(entry: dict) -> bytes:
 
 def parse_entry(line: bytes, where: Location = Location()) -> dict:
     """One log line (without its newline) as an entry: strict JSON, RFC 8785 form, valid fields."""
-    entry = parse_entry_fields(line, where)
-    if canonical_bytes(entry) != bytes(line):
+    try:
+        value, canonical = parse_canonical_json(line)
+    except AcardsError as error:
+        raise _bad_line(f"not strict JSON: {error.problems[0].message}", where) from None
+    entry = _checked_entry(value, where)
+    if not canonical:
         raise _bad_line("the line is not in RFC 8785 canonical form", where)
     return entry
 
 
 def parse_entry_fields(line: bytes, where: Location) -> dict:
-    """``parse_entry`` without the canonical-form check (the costly half)."""
+    """``parse_entry`` without the canonical-form check, for lines a signed root already covers."""
     try:
         value = parse_strict_json(line)
     except AcardsError as error:

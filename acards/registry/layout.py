@@ -11,6 +11,8 @@
     cards/.staging-<digest>/      a card folder being written; publish renames it into place
     log/entries.jsonl             the append-only log: one RFC 8785 JSON entry per line
     log/checkpoints/<size>.json   the registry key's signed checkpoint of the first <size> lines
+    state/state.json              the writer's signed state: size, root, compact range, index root
+    state/index.sqlite            the writer's rules index (trie nodes, each checked by its hash)
     .lock                         fcntl.flock target: writers exclusive, verify/readers shared
 
 
@@ -32,6 +34,9 @@ LOG_DIR = "log"
 LOG_NAME = "entries.jsonl"
 LOG = f"{LOG_DIR}/{LOG_NAME}"
 CHECKPOINTS = f"{LOG_DIR}/checkpoints"
+STATE_DIR = "state"
+STATE = f"{STATE_DIR}/state.json"
+INDEX = f"{STATE_DIR}/index.sqlite"
 LOCK = ".lock"
 STAGING_PREFIX = ".staging-"
 
@@ -101,6 +106,18 @@ class Layout:
     @property
     def checkpoints(self) -> Path:
         return self.root / CHECKPOINTS
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def state(self) -> Path:
+        return self.root / STATE
+
+    @property
+    def index(self) -> Path:
+        return self.root / INDEX
 
     @property
     def lock(self) -> Path:

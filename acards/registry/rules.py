@@ -8,6 +8,8 @@ carries this registry's origin and its position as index.
 
 from __future__ import annotations
 
+from typing import MutableMapping
+
 from acards.errors import Location, Problem
 from acards.registry.entries import HINT_RESTORE
 
@@ -19,12 +21,21 @@ class LogRules:
     The same object checks a whole log (verify) and one candidate entry (publish, revoke).
     """
 
-    def __init__(self, origin: str):
+    def __init__(
+        self,
+        origin: str,
+        size: int = 0,
+        published: MutableMapping[str, dict] | None = None,
+        latest: MutableMapping[str, dict] | None = None,
+        revoked: MutableMapping[str, str] | None = None,
+    ):
+        """Rules before any entry; a writer resuming from its index (``acards.registry.index``)
+        passes the size so far and mappings that look the entries up instead of holding them."""
         self.origin = origin
-        self.size = 0
-        self.published: dict[str, dict] = {}  # digest -> its publish entry
-        self.latest: dict[str, dict] = {}  # card id -> publish entry of its highest version
-        self.revoked: dict[str, str] = {}  # digest -> reason
+        self.size = size
+        self.published = {} if published is None else published  # digest -> its publish entry
+        self.latest = {} if latest is None else latest  # card id -> publish entry of its highest version
+        self.revoked = {} if revoked is None else revoked  # digest -> reason
         self.superseded_by: dict[str, str] = {}  # digest -> digest of the version after it
 
     def expected_supersedes(self, card_id: str) -> str | None:

@@ -10,6 +10,15 @@ folder, or temporary files: verification reports these as warnings, and the next
 them under the lock (truncates the torn tail, re-signs the missing newest checkpoint after
 checking the log against the previous one, removes debris). Anything else is a problem.
 
+Incremental state. A writer does not read the log again: the signed state (``acards.registry.state``)
+gives the size, root and compact range of the log's Merkle tree and the root of the rules index
+(``acards.registry.index``), so a publish costs O(log n) hashes and node reads. The state is
+trusted only when it describes the folder exactly (``_resume``); otherwise, and whenever the index
+cannot answer, the writer falls back to reading the whole log (``_replay``), which checks it
+against the newest checkpoint, repairs what a crash left, and writes the state and index afresh.
+The state is written last, after the checkpoint, so a crash anywhere leaves a state that no longer
+matches and the next writer replays.
+
 The writers take a ``crash_at`` hook, called with each of ``CRASH_POINTS`` as they pass it. It is
 None in use; the crash-safety tests pass one that SIGKILLs the process at a chosen point.
 """
@@ -21,7 +30,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -62,8 +71,11 @@ from acards.registry.entries import (
     unknown_digest,
     utc_time,
 )
+from acards.registry.index import NodeFile, build_index, view_rules
 from acards.registry.layout import ENVELOPE, MANIFEST, STATEMENT, Layout, is_temporary
 from acards.registry.rules import LogRules
+from acards.registry.state import State, file_mark, open_state, sign_state, write_state
+from acards.registry.trie import EMPTY, Trie, TrieError
 
 # Where the writers call crash_at, in the order publish passes them (revoke passes the repair and
 # append points).
@@ -78,6 +90,7 @@ CRASH_POINTS = (
     "append-written",
     "appended",
     "checkpointed",
+    "indexed",
 )
 
 CrashHook = Callable[[str], None]  # called with each crash point a writer passes
@@ -136,6 +149,8 @@ def init_registry(
             atomic_write(layout.log, b"")
             empty = sign_checkpoint(origin, 0, merkle.EMPTY_ROOT, private_key)
             atomic_write(layout.checkpoint(0), empty)
+            layout.state_dir.mkdir(exist_ok=True)
+            _save_state(layout, origin, private_key, 0, [], EMPTY)
             config = {"origin": origin, "registry_keyid": key_id}
             # Written last: a registry.json means every other part is in place.
             atomic_write(layout.config, canonical_bytes(config))
@@ -157,8 +172,10 @@ class _Head:
 
     config: Config
     keys: dict[str, Ed25519PublicKey]
+    size: int  # entries in the log
+    frontier: list[bytes]  # the compact range of their Merkle tree
+    trie: Trie  # the rules index; ``rules`` asks it
     rules: LogRules
-    leaves: list[bytes]
 
 
 def _truncate_torn_tail(layout: Layout, log: Log, crash: CrashHook) -> None:
@@ -211,15 +228,22 @@ def _remove_debris(layout: Layout, published: Mapping[str, dict]) -> None:
             shutil.rmtree(child)
         else:
             child.unlink()
-    for child in layout.checkpoints.iterdir():
-        if is_temporary(child.name):
-            child.unlink()
+    for folder in (layout.checkpoints, layout.state_dir):
+        for child in folder.iterdir() if folder.is_dir() else ():
+            if is_temporary(child.name):
+                child.unlink()
 
 
-def _prepare_head(
-    layout: Layout, config: Config, registry_key: Ed25519PrivateKey, crash: CrashHook
-) -> _Head:
-    """Under the writer's lock: read the log, repair what a crash may have left, check the rest."""
+def _save_state(
+    layout: Layout, origin: str, registry_key: Ed25519PrivateKey, size: int, frontier: list[bytes], index_root: bytes
+) -> None:
+    """Sign the state of the folder as it is now (after the checkpoint for ``size``)."""
+    state = State(origin, size, merkle.frontier_root(frontier), frontier, index_root,
+                  file_mark(layout.log), file_mark(layout.cards))
+    write_state(layout.state, sign_state(state, registry_key))
+
+
+def _trusted_keys(layout: Layout, config: Config, registry_key: Ed25519PrivateKey) -> dict[str, Ed25519PublicKey]:
     if not isinstance(registry_key, Ed25519PrivateKey):
         raise AcardsError(
             "key.unsupported",
@@ -236,6 +260,44 @@ def _prepare_head(
     if key_problems:
         raise AcardsError.collect(key_problems)
     registry_public_key(config, keys)
+    return keys
+
+
+def _resume(
+    layout: Layout, config: Config, registry_key: Ed25519PrivateKey, keys: dict[str, Ed25519PublicKey], nodes: NodeFile
+) -> _Head | None:
+    """The head from the signed state, without reading the log, when the state describes the
+    folder exactly; None when anything differs (see acards.registry.state)."""
+    public_key = registry_key.public_key()
+    try:
+        data = read_optional(layout.state)
+        if data is None:
+            return None
+        state = open_state(data, public_key)
+        if state.origin != config.origin or (state.log, state.cards) != (file_mark(layout.log), file_mark(layout.cards)):
+            return None
+        if os.path.lexists(layout.checkpoint(state.size + 1)):  # a crash after a checkpoint
+            return None
+        checkpoint = read_optional(layout.checkpoint(state.size))
+        if checkpoint is None:
+            return None
+        check_checkpoint_root(checkpoint, public_key, config.origin, state.size, state.root)
+    except (AcardsError, OSError):
+        return None
+    trie = Trie(nodes, state.index)
+    return _Head(config, keys, state.size, state.frontier, trie, view_rules(config.origin, state.size, trie))
+
+
+def _replay(
+    layout: Layout,
+    config: Config,
+    registry_key: Ed25519PrivateKey,
+    keys: dict[str, Ed25519PublicKey],
+    nodes: NodeFile,
+    crash: CrashHook,
+) -> _Head:
+    """Read the whole log, repair what a crash may have left, check the rest against the newest
+    checkpoint, and write the state and the rules index afresh."""
     log = read_log(layout)
     _truncate_torn_tail(layout, log, crash)
     leaves = [merkle.leaf_hash(line) for line in log.lines]
@@ -245,17 +307,48 @@ def _prepare_head(
     for index, line in enumerate(log.lines):
         where = line_location(index)
         # Lines under the checked checkpoint are authenticated by its signed root and had their
-        # canonical form checked when appended; re-serialising them would cost most of the time.
+        # canonical form checked when appended.
         parse = parse_entry_fields if index < covered else parse_entry
         problems += rules.admit(parse(line, where), where)
     if problems:
         raise AcardsError.collect(problems)
+    frontier = merkle.Tree(leaves).frontier(len(leaves))
     if covered < len(leaves):  # a crash left the newest line without its checkpoint
-        checkpoint = sign_checkpoint(config.origin, len(leaves), merkle.root(leaves), registry_key)
+        checkpoint = sign_checkpoint(config.origin, len(leaves), merkle.frontier_root(frontier), registry_key)
         atomic_write(layout.checkpoint(len(leaves)), checkpoint)
         crash("repair-checkpointed")
     _remove_debris(layout, rules.published)
-    return _Head(config, keys, rules, leaves)
+    index_root, built = build_index(rules)
+    try:
+        layout.state_dir.mkdir(exist_ok=True)
+        nodes.replace(built)
+        _save_state(layout, config.origin, registry_key, len(leaves), frontier, index_root)
+    except (TrieError, OSError):
+        pass  # this publish answers from memory; the next one replays again
+    trie = Trie(built, index_root)
+    return _Head(config, keys, len(leaves), frontier, trie, view_rules(config.origin, len(leaves), trie))
+
+
+Decision = TypeVar("Decision")
+
+
+def _decide(
+    layout: Layout,
+    config: Config,
+    registry_key: Ed25519PrivateKey,
+    nodes: NodeFile,
+    crash: CrashHook,
+    decide: Callable[[_Head], Decision],
+) -> tuple[_Head, Decision]:
+    """Under the writer's lock: the head (resumed, or replayed from the log) and what ``decide``
+    makes of it. An index that cannot answer for the signed root is rebuilt from the log, once."""
+    keys = _trusted_keys(layout, config, registry_key)
+    head = _resume(layout, config, registry_key, keys, nodes) or _replay(layout, config, registry_key, keys, nodes, crash)
+    try:
+        return head, decide(head)
+    except TrieError:
+        head = _replay(layout, config, registry_key, keys, nodes, crash)
+        return head, decide(head)
 
 
 def _place_card_folder(
@@ -266,6 +359,11 @@ def _place_card_folder(
     The rename is what makes the folder appear whole, so the files inside need no rename each.
     """
     staging = layout.staging(digest)
+    for leftover in (staging, layout.card(digest)):  # from a crashed publish of this very card
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+        elif os.path.lexists(leftover):
+            leftover.unlink()
     staging.mkdir()
     for number, (name, data) in enumerate(files.items()):
         with open(staging / name, "xb") as handle:
@@ -301,15 +399,22 @@ def _append_line(path: Path, line: bytes, crash: CrashHook) -> None:
 
 
 def _append_entry(
-    layout: Layout, head: _Head, entry: dict, registry_key: Ed25519PrivateKey, crash: CrashHook
+    layout: Layout, head: _Head, entry: dict, registry_key: Ed25519PrivateKey, nodes: NodeFile, crash: CrashHook
 ) -> None:
-    """Append ``entry`` durably, then sign the checkpoint for the new size."""
+    """Append ``entry`` durably, sign the checkpoint for the new size, then store the index nodes
+    and the state (``head.trie`` already holds the entry)."""
     line = entry_line(entry)
     _append_line(layout.log, line + b"\n", crash)
-    leaves = head.leaves + [merkle.leaf_hash(line)]
-    checkpoint = sign_checkpoint(head.config.origin, len(leaves), merkle.root(leaves), registry_key)
-    atomic_write(layout.checkpoint(len(leaves)), checkpoint)
+    size, frontier = head.size + 1, merkle.frontier_append(head.size, head.frontier, merkle.leaf_hash(line))
+    checkpoint = sign_checkpoint(head.config.origin, size, merkle.frontier_root(frontier), registry_key)
+    atomic_write(layout.checkpoint(size), checkpoint)
     crash("checkpointed")
+    try:
+        nodes.update(head.trie)
+        crash("indexed")
+        _save_state(layout, head.config.origin, registry_key, size, frontier, head.trie.root)
+    except (TrieError, OSError):
+        pass  # the entry is logged and signed; without a matching state the next writer replays
 
 
 def _refuse_other_supersedes(card_id: str, expected: str | None, claims: list[str | None]) -> None:
@@ -348,29 +453,38 @@ def publish(
     config = read_config(layout)
     with io_errors(f"publish to {layout.root}"), locked(layout, True, lock_timeout):
         crash("locked")
-        head = _prepare_head(layout, config, registry_private_key, crash)
-        payload, statement, signers = verified_card(envelope_bytes, head.keys)
-        card_id, version, claimed = card_identity(statement)
-        digest = sha256_hex(payload)
-        expected = head.rules.expected_supersedes(card_id)
-        candidate = publish_entry(
-            head.config.origin, head.rules.size, card_id, version, digest, expected, signers, {},
-            utc_time(now),
-        )
-        problems = head.rules.check(candidate)
-        if problems:
-            raise AcardsError.collect(problems)
-        _refuse_other_supersedes(card_id, expected, [supersedes, claimed])
-        files = {
-            ENVELOPE: envelope_bytes,
-            STATEMENT: payload,
-            MANIFEST: canonical_bytes(statement["subject"]),
-        }
-        rendered = checked_render_output(render(statement)) if render else {}
-        entry = {**candidate, "rendered": {name: sha256_hex(data) for name, data in rendered.items()}}
-        files.update(rendered)
-        _place_card_folder(layout, digest, files, crash)
-        _append_entry(layout, head, entry, registry_private_key, crash)
+
+        def decide(head: _Head) -> tuple[dict, dict[str, bytes]]:
+            payload, statement, signers = verified_card(envelope_bytes, head.keys)
+            card_id, version, claimed = card_identity(statement)
+            digest = sha256_hex(payload)
+            expected = head.rules.expected_supersedes(card_id)
+            candidate = publish_entry(
+                head.config.origin, head.size, card_id, version, digest, expected, signers, {},
+                utc_time(now),
+            )
+            problems = head.rules.check(candidate)
+            if problems:
+                raise AcardsError.collect(problems)
+            _refuse_other_supersedes(card_id, expected, [supersedes, claimed])
+            files = {
+                ENVELOPE: envelope_bytes,
+                STATEMENT: payload,
+                MANIFEST: canonical_bytes(statement["subject"]),
+            }
+            rendered = checked_render_output(render(statement)) if render else {}
+            entry = {**candidate, "rendered": {name: sha256_hex(data) for name, data in rendered.items()}}
+            files.update(rendered)
+            head.rules.record(entry)  # into the index, in memory until the entry is appended
+            return entry, files
+
+        nodes = NodeFile(layout.index)
+        try:
+            head, (entry, files) = _decide(layout, config, registry_private_key, nodes, crash, decide)
+            _place_card_folder(layout, entry["digest"], files, crash)
+            _append_entry(layout, head, entry, registry_private_key, nodes, crash)
+        finally:
+            nodes.close()
     return entry
 
 
@@ -395,16 +509,25 @@ def revoke(
         )
     config = read_config(layout)
     with io_errors(f"revoke in {layout.root}"), locked(layout, True, lock_timeout):
-        head = _prepare_head(layout, config, registry_private_key, crash)
-        target = head.rules.published.get(digest)
-        if target is None:
-            raise unknown_digest(digest)
-        entry = revoke_entry(
-            head.config.origin, head.rules.size, target["card_id"], target["version"],
-            digest, reason, utc_time(now),
-        )
-        problems = head.rules.check(entry)
-        if problems:
-            raise AcardsError.collect(problems)
-        _append_entry(layout, head, entry, registry_private_key, crash)
+
+        def decide(head: _Head) -> dict:
+            target = head.rules.published.get(digest)
+            if target is None:
+                raise unknown_digest(digest)
+            entry = revoke_entry(
+                head.config.origin, head.size, target["card_id"], target["version"],
+                digest, reason, utc_time(now),
+            )
+            problems = head.rules.check(entry)
+            if problems:
+                raise AcardsError.collect(problems)
+            head.rules.record(entry)
+            return entry
+
+        nodes = NodeFile(layout.index)
+        try:
+            head, entry = _decide(layout, config, registry_private_key, nodes, crash, decide)
+            _append_entry(layout, head, entry, registry_private_key, nodes, crash)
+        finally:
+            nodes.close()
     return entry
