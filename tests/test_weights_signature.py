@@ -37,7 +37,8 @@ from safetensors.numpy import load_file, save_file  # noqa: E402
 from acards.card.validate import threshold_defaults  # noqa: E402
 from acards.errors import AcardsError  # noqa: E402
 from acards.evidence.adapters import check_adapter, read_adapter, write_control_shrinkage  # noqa: E402
-from acards.evidence.checkpoints import read_deltas, read_reference, read_update_pair  # noqa: E402
+from acards.evidence.checkpoints import Pinned, read_deltas, read_reference, read_signature, read_update_pair  # noqa: E402
+from acards.evidence.digests import digest_path  # noqa: E402
 from acards.mechanism.codebook import THRESHOLD_NAMES  # noqa: E402
 from acards.mechanism.controls import control_scales  # noqa: E402
 from acards.mechanism.deltas import (  # noqa: E402
@@ -598,6 +599,19 @@ def test_full_weights_give_the_adapter_signature(world, tmp_path):
     # a defense that restores the base weights: full weights equal to base are an ablation
     restored = signature(*read_update_pair(full_u, world.base, world.base))
     assert restored["observed"] == "ablation"
+
+    # verification streams full weights into the signature module by module: the same result, bit for bit
+    def streamed(undefended: Path, defended: Path, reference_path: Path | None = None) -> dict:
+        paths = {"undefended": undefended, "defended": defended, "base": world.base, "reference_subspace": reference_path}
+        pinned = {name: Pinned(path, digest_path(path), name) for name, path in paths.items() if path is not None}
+        return read_signature(pinned, MECHANISM_DEFAULTS)
+
+    assert streamed(full_u, full_d, reference) == signature(*read_update_pair(full_u, full_d, world.base), ref)
+    assert streamed(world.undefended, full_d, reference) == signature(
+        *read_update_pair(world.undefended, full_d, world.base), ref)
+    assert streamed(full_d, world.undefended, reference) == signature(
+        *read_update_pair(full_d, world.undefended, world.base), ref)
+    assert streamed(full_u, world.base) == restored
 
 
 # --- control:shrinkage ------------------------------------------------------------------------

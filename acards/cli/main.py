@@ -22,27 +22,43 @@ def handled(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from acards.evidence.cachekey import collected_warnings
+
         debug = click.get_current_context().find_root().params.get("debug", False)
         fmt = kwargs.get("fmt", "text")
-        try:
-            return command(*args, **kwargs)
-        except AcardsError as error:
-            if debug:
+        with collected_warnings() as warnings:  # library code records warnings; they are printed here
+            try:
+                return command(*args, **kwargs)
+            except AcardsError as error:
+                if debug:
+                    raise
+                _warn(warnings)
+                _fail(error.problems, fmt, error.exit_code)
+            except KeyboardInterrupt:
+                click.echo("interrupted", err=True)
+                sys.exit(130)
+            except click.exceptions.Exit:
                 raise
-            _fail(error.problems, fmt, error.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        except click.exceptions.Exit:
-            raise
-        except Exception as error:  # noqa: BLE001 — the one place unexpected errors are caught
-            if debug:
-                raise
-            problem = Problem(codes.INTERNAL_ERROR, f"{type(error).__name__}: {error}",
-                              "this is a bug in acards: rerun with --debug and report the traceback")
-            _fail([problem], fmt, problem.exit_code)
+            except Exception as error:  # noqa: BLE001 — the one place unexpected errors are caught
+                if debug:
+                    raise
+                problem = Problem(codes.INTERNAL_ERROR, f"{type(error).__name__}: {error}",
+                                  "this is a bug in acards: rerun with --debug and report the traceback")
+                _warn(warnings)
+                _fail([problem], fmt, problem.exit_code)
+            finally:
+                _warn(warnings)
 
     return wrapper
+
+
+def _warn(warnings: list[Problem]) -> None:
+    """Print the warnings the command recorded (cache.entry-rejected), each once, on stderr."""
+    if warnings:
+        from acards.present.text import warnings_text
+
+        click.echo(warnings_text(warnings), err=True)
+        warnings.clear()
 
 
 def read_file(path: Path, what: str = "file") -> bytes:

@@ -57,7 +57,7 @@ _declare("reproduce", NOT_REPRODUCED, "reproduce.not-reproduced")
 
 _declare("usage", INVALID, """
     usage.exists usage.unreadable usage.no-trusted-key usage.report-mismatch usage.report-inconsistent usage.bad-report usage.bad-format
-    usage.bad-signers usage.bad-backend usage.bad-device usage.bad-executor usage.bad-shard usage.conflict
+    usage.bad-signers usage.bad-backend usage.bad-device usage.bad-executor usage.bad-shard usage.bad-threads usage.conflict
     usage.not-a-file usage.too-large
 """)
 _declare("usage", NOT_FINISHED, "usage.cannot-write")  # an output file cannot be written (folder, disk)
@@ -78,7 +78,7 @@ _declare("schema", INVALID, """
 _declare("card", INVALID, """
     card.not-found card.unreadable card.unknown-version card.placeholder card.unjustified-override
     card.duplicate-id card.unknown-cell card.unknown-estimate card.ambiguous-report card.conflicting-digests
-    card.bad-pattern card.unsafe-pattern card.unknown-scorer
+    card.bad-pattern card.unsafe-pattern card.unsupported-pattern card.unknown-scorer card.unobservable-mechanism
 """)
 _declare("card", INVALID, "card.duplicate-pointer card.too-many-records-files")  # evidence.records bounds
 
@@ -94,6 +94,8 @@ _declare("records", EVIDENCE, """
     records.duplicate-prompt records.line-too-long records.out-of-range
 """)
 _declare("records", EVIDENCE, "records.extra-value records.bad-line-end")  # strictly one JSON value per line
+_declare("records", EVIDENCE, "records.bad-format")  # a Parquet or Arrow records file that cannot be read as one
+_declare("records", NOT_FINISHED, "records.missing-extra")  # Parquet or Arrow records without pyarrow installed
 
 _declare("weights", EVIDENCE, """
     weights.not-found weights.not-safetensors weights.bad-safetensors weights.bad-index weights.not-an-adapter
@@ -126,7 +128,7 @@ _declare("registry", EVIDENCE, """
     registry.signer-mismatch registry.manifest-mismatch registry.missing-file registry.render-mismatch
     registry.missing-checkpoint registry.bad-checkpoint registry.root-mismatch registry.log-truncated
     registry.inconsistent-checkpoint registry.bad-proof registry.torn-tail registry.unsigned-head
-    registry.orphan-card
+    registry.orphan-card registry.stale-state
 """)
 # What the command line names: the folder, its origin, the key, a digest, a proof's range.
 _declare("registry", INVALID, """
@@ -143,7 +145,7 @@ _declare("key", INVALID, """
 _declare("key", NOT_FINISHED, "key.unwritable")
 
 _declare("generate", NOT_FINISHED, "generate.no-device generate.backend-unavailable generate.executor-unavailable "
-                                   "generate.chat-template generate.missing-extra")
+                                   "generate.chat-template generate.missing-extra generate.snapshot-failed")
 _declare("generate", EVIDENCE, "generate.no-reference")  # the prompts file lacks reference answers
 
 _declare("cache", NOT_FINISHED, "cache.unusable cache.unusable-folder cache.version cache.readonly")

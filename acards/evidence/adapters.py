@@ -315,7 +315,7 @@ def _check_fits(adapter: Adapter, base: Path) -> None:
 def read_adapter(folder: str | os.PathLike, base: str | os.PathLike | None = None) -> dict[str, LowRank]:
     """A PEFT LoRA adapter folder as {base-model module name: LowRank(B, A, scaling)}, after
     :func:`check_adapter` (with ``base``, also checked to fit the base model)."""
-    with hashed_reads():  # the header checked and the tensors read are the same bytes, read once
+    with hashed_reads():  # the header checked and the tensors read are the same bytes (both reads must hash alike)
         adapter = check_adapter(folder, base)
         updates: dict[str, LowRank] = {}
         with open_safetensors(adapter.weights) as handle:

@@ -12,11 +12,12 @@ Nothing is ever unpickled (:func:`acards.evidence.safetensors_io.refuse_pickles`
 float64, in the layout the base checkpoint stores the weight, so adapters, full weights and
 reference matrices can be compared directly.
 
-Verification reads them through :func:`read_signature_inputs`: every file is read once and hashed as
-read (:func:`acards.evidence.safetensors_io.hashed_reads`), and the digest of what was read is
-checked against the digest the card pins, so a file replaced after the digest check is refused
-(``evidence.digest-mismatch``) instead of deciding a number.  Files are read whole: a full-weights
-checkpoint (fine-tuned and base) is held in memory while its update is computed, accepted for now.
+Verification computes the signature through :func:`read_signature`: every file is hashed as read
+(:func:`acards.evidence.safetensors_io.hashed_reads`), and the digest of what was read is checked
+against the digest the card pins, so a file replaced after the digest check, or changed while it is
+read, is refused (``evidence.digest-mismatch``) instead of deciding a number.  Full weights are
+streamed: the fine-tuned and base checkpoints are read module by module into the signature, so
+memory is about one tensor's updates, not the checkpoints.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import os
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -35,6 +37,7 @@ from acards.evidence.adapters import is_adapter, read_adapter
 from acards.evidence.digests import FileEntry, digest_file, manifest_bytes, walk_folder
 from acards.evidence.safetensors_io import (
     FileRead,
+    SafetensorsFile,
     fail,
     hashed_reads,
     module_name,
@@ -42,10 +45,10 @@ from acards.evidence.safetensors_io import (
     read_float64,
     read_native,
     refuse_pickles,
-    tensor_shape,
     weight_files,
 )
-from acards.mechanism.deltas import Delta, Dense, LowRank, ReferenceSubspace
+from acards.mechanism.deltas import Delta, Dense, LowRank, ReferenceSubspace, storage_noise
+from acards.mechanism.signature import streamed_weight_signature, weight_signature
 
 __all__ = [
     "read_full_delta",
@@ -53,38 +56,40 @@ __all__ = [
     "read_update_pair",
     "read_reference",
     "Pinned",
+    "read_signature",
     "read_signature_inputs",
 ]
 
 
 # --- Full weights --------------------------------------------------------------------------
+#
+# A full-weights checkpoint is read as open streams (acards.evidence.safetensors_io.open_safetensors):
+# its files' headers are read when they are opened, and a tensor's bytes when the update of its
+# module is computed, so the tensors listed are the tensors read and one module is in memory at a
+# time.  Modules are visited in the order the base checkpoint stores them; a fine-tune stored in
+# another order is still read through once per file (tensors out of order are read again, checked
+# against the digest of their bytes as first read).
 
 
-def _tensor_locations(path: Path) -> dict[str, Path]:
-    """Which file holds each tensor of a full-weights checkpoint."""
-    locations: dict[str, Path] = {}
+def _open_checkpoint(path: Path, stack: ExitStack) -> dict[str, SafetensorsFile]:
+    """{tensor: the open file that holds it} of a full-weights checkpoint, every file opened once."""
+    at: dict[str, SafetensorsFile] = {}
     for file in weight_files(path):
-        with open_safetensors(file) as handle:
-            for key in handle.keys():
-                if key in locations:
-                    raise fail(
-                        "weights.bad-safetensors",
-                        f"tensor `{key}` is in both {locations[key].name} and {file.name}",
-                        "remove stray files from the checkpoint folder",
-                        file,
-                    )
-                locations[key] = file
-    return locations
+        handle = stack.enter_context(open_safetensors(file))
+        for key in handle.keys():
+            if key in at:
+                raise fail(
+                    "weights.bad-safetensors",
+                    f"tensor `{key}` is in both {at[key].path.name} and {file.name}",
+                    "remove stray files from the checkpoint folder",
+                    file,
+                )
+            at[key] = handle
+    return at
 
 
-def read_full_delta(finetuned: str | os.PathLike, base: str | os.PathLike) -> dict[str, Dense]:
-    """``W_ft − W_base`` for every 2-D tensor that differs, keyed by module name (no ``.weight``)."""
-    with hashed_reads():  # each file read once: the tensors listed are the tensors read
-        return _full_delta(Path(finetuned), Path(base))
-
-
-def _full_delta(finetuned: Path, base: Path) -> dict[str, Dense]:
-    ft_at, base_at = _tensor_locations(finetuned), _tensor_locations(base)
+def _check_same_tensors(ft_at: dict[str, SafetensorsFile], base_at: dict[str, SafetensorsFile], finetuned: Path) -> None:
+    """The fine-tune holds the base's tensors, each of the same shape (from the headers)."""
     only_ft, only_base = set(ft_at) - set(base_at), set(base_at) - set(ft_at)
     if only_ft or only_base:
         sample = sorted(only_ft)[:3] + sorted(only_base)[:3]
@@ -95,35 +100,64 @@ def _full_delta(finetuned: Path, base: Path) -> dict[str, Dense]:
             "both must be full checkpoints of the same architecture, saved the same way (tied weights included)",
             finetuned,
         )
-    updates: dict[str, Dense] = {}
-    with ExitStack() as stack:
-        handles: dict[Path, object] = {}
+    for key in sorted(ft_at):
+        ft_shape, base_shape = ft_at[key].shape(key), base_at[key].shape(key)
+        if ft_shape != base_shape:
+            raise fail(
+                "weights.shape-mismatch",
+                f"tensor `{key}` is {tuple(ft_shape)} in the fine-tune but {tuple(base_shape)} in the base",
+                "the fine-tune must be of this base model",
+                ft_at[key].path,
+            )
 
-        def handle_for(file: Path):
-            if file not in handles:
-                handles[file] = stack.enter_context(open_safetensors(file))
-            return handles[file]
 
-        for key in sorted(ft_at):
-            ft_handle, base_handle = handle_for(ft_at[key]), handle_for(base_at[key])
-            ft_shape, base_shape = tensor_shape(ft_handle, key), tensor_shape(base_handle, key)
-            if ft_shape != base_shape:
-                raise fail(
-                    "weights.shape-mismatch",
-                    f"tensor `{key}` is {tuple(ft_shape)} in the fine-tune but {tuple(base_shape)} in the base",
-                    "the fine-tune must be of this base model",
-                    ft_at[key],
-                )
-            if len(ft_shape) != 2:
-                continue  # the signature is over weight matrices (norms and biases are not modules)
-            ft_value = read_native(ft_handle, ft_at[key], key)
-            base_value = read_native(base_handle, base_at[key], key)
+def _full_updates(
+    fine_tunes: list[dict[str, SafetensorsFile]], base_at: dict[str, SafetensorsFile]
+) -> Iterator[tuple[str, list[Dense | None]]]:
+    """(module, [each fine-tune's W_ft − W_base, or None where it equals the base]) for every 2-D
+    tensor (the signature is over weight matrices; norms and biases are not modules), in the
+    base's stored order, one at a time."""
+    files = list(dict.fromkeys(base_at.values()))  # in weight_files order
+    for key in (key for file in files for key in file.stored_order()):
+        base_file = base_at[key]
+        if len(base_file.shape(key)) != 2:
+            continue
+        base_value = read_native(base_file, base_file.path, key)
+        wide_base = None
+        updates: list[Dense | None] = []
+        for ft_at in fine_tunes:
+            value = read_native(ft_at[key], ft_at[key].path, key)
             # Compare in stored precision; only a changed matrix is widened to float64.
-            if not np.array_equal(ft_value, base_value):
-                updates[module_name(key)] = Dense(
-                    np.asarray(ft_value, dtype=np.float64) - np.asarray(base_value, dtype=np.float64)
-                )
-    return updates
+            if np.array_equal(value, base_value):
+                updates.append(None)
+            else:
+                if wide_base is None:
+                    wide_base = np.asarray(base_value, dtype=np.float64)
+                update = np.asarray(value, dtype=np.float64)
+                update -= wide_base
+                # the rounding noise of storing W_ft in its dtype: standard 1.1's noise floor (SPEC §10.7)
+                updates.append(Dense(update, storage_noise(value, ft_at[key].dtype(key))))
+            del value  # one stored-precision copy at a time
+        del base_value, wide_base  # not held while the caller works on the updates
+        yield module_name(key), updates
+
+
+def read_full_delta(finetuned: str | os.PathLike, base: str | os.PathLike) -> dict[str, Dense]:
+    """``W_ft − W_base`` for every 2-D tensor that differs, keyed by module name (no ``.weight``)."""
+    with ExitStack() as stack:
+        ft_at = _open_checkpoint(Path(finetuned), stack)
+        base_at = _open_checkpoint(Path(base), stack)
+        _check_same_tensors(ft_at, base_at, Path(finetuned))
+        return {module: update for module, (update,) in _full_updates([ft_at], base_at) if update is not None}
+
+
+def _missing_base(path: Path) -> AcardsError:
+    return fail(
+        "weights.missing-base",
+        f"{path} holds full weights; their update needs the base checkpoint",
+        "add the base model under the cell's checkpoints.base",
+        path,
+    )
 
 
 def read_deltas(path: str | os.PathLike, base: str | os.PathLike | None = None) -> dict[str, Delta]:
@@ -134,12 +168,7 @@ def read_deltas(path: str | os.PathLike, base: str | os.PathLike | None = None) 
     if is_adapter(path):
         return read_adapter(path, base)
     if base is None:
-        raise fail(
-            "weights.missing-base",
-            f"{path} holds full weights; their update needs the base checkpoint",
-            "add the base model under the cell's checkpoints.base",
-            path,
-        )
+        raise _missing_base(path)
     return read_full_delta(path, base)
 
 
@@ -156,9 +185,58 @@ def read_update_pair(
         return undefended_updates, defended_updates
     for mine, other in ((undefended_updates, defended_updates), (defended_updates, undefended_updates)):
         for name in set(other) - set(mine):
-            d_out, d_in = other[name].shape
-            mine[name] = LowRank(np.zeros((d_out, 0)), np.zeros((0, d_in)), 1.0)
+            mine[name] = _zero_update(other[name].shape)
     return undefended_updates, defended_updates
+
+
+def _zero_update(shape: tuple[int, int]) -> LowRank:
+    d_out, d_in = shape
+    return LowRank(np.zeros((d_out, 0)), np.zeros((0, d_in)), 1.0)
+
+
+def _streamed_update_pair(
+    undefended: Path, defended: Path, base: Path | None, stack: ExitStack
+) -> Iterator[tuple[str, Delta, Delta]]:
+    """:func:`read_update_pair`'s (module, ΔU, ΔD) one module at a time, for a pair that is not two
+    adapters.  Adapters are read and every header is checked now, in read_update_pair's order; the
+    full-weight tensors are read as the iterator is consumed, from the files left open in ``stack``."""
+    adapters: list[dict[str, LowRank] | None] = []
+    fine_tunes: list[dict[str, SafetensorsFile]] = []
+    base_at: dict[str, SafetensorsFile] | None = None
+    for path in (undefended, defended):
+        if is_adapter(path):
+            adapters.append(read_adapter(path, base))
+            continue
+        if base is None:
+            raise _missing_base(path)
+        ft_at = _open_checkpoint(path, stack)
+        base_at = base_at if base_at is not None else _open_checkpoint(base, stack)
+        _check_same_tensors(ft_at, base_at, path)
+        adapters.append(None)
+        fine_tunes.append(ft_at)
+    assert base_at is not None  # not two adapters, so one side is full weights
+    return _update_pairs(adapters, _full_updates(fine_tunes, base_at))
+
+
+def _update_pairs(
+    adapters: list[dict[str, LowRank] | None], full: Iterator[tuple[str, list[Dense | None]]]
+) -> Iterator[tuple[str, Delta, Delta]]:
+    """Each side's update of a module (an adapter's, or the next of ``full``), a zero update on the
+    side that left it at base weights; modules neither side changed are left out."""
+    seen: set[str] = set()
+    for module, updates in full:
+        streamed = iter(updates)
+        pair = [next(streamed) if adapter is None else adapter.get(module) for adapter in adapters]
+        seen.add(module)
+        present = [update for update in pair if update is not None]
+        if present:
+            zero = _zero_update(present[0].shape)
+            undefended, defended = (update if update is not None else zero for update in pair)
+            yield module, undefended, defended
+    for side, adapter in enumerate(adapters):  # adapters fit the base, so this finds none; kept for safety
+        for module in sorted(set(adapter) - seen) if adapter is not None else ():
+            update, zero = adapter[module], _zero_update(adapter[module].shape)
+            yield (module, update, zero) if side == 0 else (module, zero, update)
 
 
 # --- Reference subspace ----------------------------------------------------------------------
@@ -182,9 +260,10 @@ def _reference_file(path: Path) -> Path:
     raise fail("weights.not-found", f"{path} does not exist", "check the reference_subspace path", path)
 
 
-def read_reference(path: str | os.PathLike, orthonormal_tol: float = 1e-4) -> ReferenceSubspace:
+def read_reference(path: str | os.PathLike, orthonormal_tol: float = 1e-4, rank: int | None = None) -> ReferenceSubspace:
     """A reference subspace file: per module `<module>.V` (d_out×d_in) or `<module>.U` (orthonormal
-    d_out×k, checked to ``orthonormal_tol`` in max |UᵀU − I|); one kind per file."""
+    d_out×k, checked to ``orthonormal_tol`` in max |UᵀU − I|); one kind per file.  ``rank`` (the
+    card's ``reference_subspace.rank``) fixes the subspace rank of a V file; a U file has its own."""
     file = _reference_file(Path(path))
     matrices: dict[str, np.ndarray] = {}
     kinds: set[str] = set()
@@ -216,7 +295,14 @@ def read_reference(path: str | os.PathLike, orthonormal_tol: float = 1e-4) -> Re
             file,
         )
     kind = kinds.pop()
+    if rank is not None and kind == "U":
+        raise fail("weights.bad-reference", f"the card gives reference_subspace.rank {rank}, but the file holds "
+                   "orthonormal bases (`.U`), whose number of columns is the rank",
+                   "drop `rank` from the card, or store V matrices", file)
     for module, matrix in matrices.items():
+        if rank is not None and rank > min(matrix.shape):
+            raise fail("weights.bad-reference", f"reference_subspace.rank {rank} exceeds the rank of `{module}.V` "
+                       f"({matrix.shape[0]}×{matrix.shape[1]})", "give a rank no larger than the smaller side of V", file)
         if kind == "V" and not np.any(matrix):
             raise fail(
                 "weights.bad-reference",
@@ -238,7 +324,7 @@ def read_reference(path: str | os.PathLike, orthonormal_tol: float = 1e-4) -> Re
                     "store an orthonormal basis in float32 or float64 (e.g. numpy.linalg.qr of the spanning vectors)",
                     file,
                 )
-    return ReferenceSubspace(kind, matrices)
+    return ReferenceSubspace(kind, matrices, rank)
 
 
 # --- The bytes read are the bytes pinned -------------------------------------------------------
@@ -254,12 +340,46 @@ class Pinned:
     location: Location | None = None
 
 
+def read_signature(pinned: dict[str, Pinned], thresholds: Mapping[str, object], standard: str = "1.0",
+                   reference_rank: int | None = None) -> dict:
+    """The weight signature of a cell (acards.mechanism.signature) under ``thresholds``, from its
+    checkpoints (``pinned`` as for :func:`read_signature_inputs`), every file hashed as read and then
+    checked against the pinned digest.  Full weights are streamed into the signature one module at a
+    time, so memory is about one tensor's updates (and the reference subspace), not the checkpoints.
+    ``standard`` and ``reference_rank`` as for weight_signature and read_reference."""
+    with hashed_reads() as reads:
+        try:
+            signature = _signature(pinned, thresholds, standard, reference_rank)
+        except AcardsError:
+            # a refusal of bytes that are not the pinned ones is the mismatch, not what they hold
+            _raise_mismatches(reads, pinned)
+            raise
+    _raise_mismatches(reads, pinned)
+    return signature
+
+
+def _signature(pinned: dict[str, Pinned], thresholds: Mapping[str, object], standard: str, rank: int | None) -> dict:
+    undefended, defended = pinned["undefended"].path, pinned["defended"].path
+    base = pinned["base"].path if "base" in pinned else None
+
+    def reference() -> ReferenceSubspace | None:
+        return read_reference(pinned["reference_subspace"].path, rank=rank) if "reference_subspace" in pinned else None
+
+    if is_adapter(undefended) and is_adapter(defended):
+        updates = read_update_pair(undefended, defended, base)
+        return weight_signature(*updates, reference(), thresholds, standard)
+    with ExitStack() as stack:
+        pairs = _streamed_update_pair(undefended, defended, base, stack)  # headers checked before the reference
+        return streamed_weight_signature(pairs, reference(), thresholds, standard)
+
+
 def read_signature_inputs(
     pinned: dict[str, Pinned],
 ) -> tuple[dict[str, Delta], dict[str, Delta], ReferenceSubspace | None]:
     """(ΔU, ΔD, reference) of a cell (``pinned`` by checkpoint name: undefended, defended, and
-    optionally base and reference_subspace), each file read once and hashed as read; then the
-    digest of the bytes read under each pointer must be the pinned one (:func:`check_reads`)."""
+    optionally base and reference_subspace), each file hashed as read; then the digest of the bytes
+    read under each pointer must be the pinned one (:func:`check_reads`).  Every update is held at
+    once: verification uses :func:`read_signature`, which streams full weights."""
     with hashed_reads() as reads:
         try:
             base = pinned["base"].path if "base" in pinned else None
@@ -301,14 +421,16 @@ def check_reads(reads: dict[str, FileRead], pinned: Pinned) -> list[Problem]:
                 entries.append(FileEntry(relative, *digest_file(Path(file), None, f"{pinned.relative}/{relative}")))
         actual, folder = hashlib.sha256(manifest_bytes(entries)).hexdigest(), True
     gone = set(mine) - seen if folder else set()  # read, then removed from the folder: never a match
-    if actual == pinned.sha256 and not gone:
+    changed = sorted(Path(key).name for key, read in mine.items() if read.changed)
+    if actual == pinned.sha256 and not gone and not changed:
         return []
     names = ", ".join(sorted(Path(key).relative_to(root).as_posix() if folder else Path(key).name for key in mine))
     what = "the folder manifest" if folder else "the file"
+    why = (f"{', '.join(changed)} changed while it was read (bytes read twice differ)" if changed
+           else f"{what} digest of what was read is {actual}, the card says {pinned.sha256}")
     return [Problem(
         "evidence.digest-mismatch",
-        f"{pinned.relative}: the weights read for the signature ({names}) are not the bytes the card pins: "
-        f"{what} digest of what was read is {actual}, the card says {pinned.sha256}",
+        f"{pinned.relative}: the weights read for the signature ({names}) are not the bytes the card pins: {why}",
         "the checkpoint changed while it was being verified (after its digest was checked): make sure nothing"
         " writes the evidence during `acards verify`, and run it again",
         pinned.location or Location(file=str(pinned.path)),

@@ -81,8 +81,9 @@ class DigestCache:
     user's cache key (kept outside the cache folder, see :mod:`acards.evidence.cachekey`) and the
     key's id, so users sharing the file read only their own rows.  A row that does not verify
     (altered, written under another key or by an acards without MACs) is never used: the file is
-    hashed again, and the rejection is counted (:attr:`rejected`) and reported on stderr
-    (``cache.entry-rejected``) when the cache is closed.
+    hashed again, and the rejection is counted (:attr:`rejected`) and recorded as a
+    ``cache.entry-rejected`` warning when the cache is closed (the command prints it:
+    acards.evidence.cachekey.collected_warnings).
 
     A command opens one (``DigestCache(settings.digests_path)``, or ``DigestCache(None)`` for none)
     at the edge, passes it down as ``digests=``, and closes it when it ends (it is a context

@@ -23,6 +23,11 @@ def problems_text(problems: Iterable[Problem]) -> str:
     return "\n".join(lines)
 
 
+def warnings_text(problems: Iterable[Problem]) -> str:
+    """Warnings (never fatal), one ``warning: <problem>`` each, the same problem shown once."""
+    return "\n".join(f"warning: {problem}" for problem in dict.fromkeys(problems))
+
+
 def count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 

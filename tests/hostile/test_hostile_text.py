@@ -1,8 +1,8 @@
 """Hostile text and hostile patterns: a verdict is bound to the bytes that were hashed.
 
-- regular expressions from evidence (PEFT rank_pattern/alpha_pattern keys) and from the card (the
-  regex scorer) cannot make acards run for ever: catastrophic ones are refused with a code, and the
-  subprocess timeouts turn a regression into a failure instead of a hang;
+- regular expressions from evidence (PEFT rank_pattern/alpha_pattern keys) cannot make acards run
+  for ever: catastrophic ones are refused with a code, and the subprocess timeouts turn a regression
+  into a failure instead of a hang (the card's regex scorer: tests/hostile/test_hostile_regex.py);
 - the site build waits for a held lock only so long (registry.locked, exit 4);
 - card text on the Markdown pages makes no autolink, and a bidirectional control in card text
   cannot reverse what follows it (HTML isolates it in <bdi>, Markdown shows it as [U+XXXX]);
@@ -39,7 +39,6 @@ from acards.card.model import load_card
 from acards.card.yaml import parse_yaml
 from acards.cli import main
 from acards.errors import AcardsError
-from acards.generate.scorers import score
 from acards.pipeline.verify import verify
 from acards.present.render import render_card
 
@@ -116,37 +115,7 @@ def test_plain_adapter_pattern_keys_match_as_peft_matches_them(tmp_path, key, mo
     assert (re.match(rf"(.*\.)?({key})$", module) is not None) == matches  # PEFT's get_pattern_key
 
 
-@pytest.mark.parametrize("pattern", [r"(a|a)*b", r"(a+)+b", r"(\w+\s?)+$", r".*.*.*x", r"\w+\w+x", r"(a)\1",
-                                     r"(?i)A.*b.*c", "x" * 1001])
-def test_a_catastrophic_scorer_pattern_is_refused(pattern):
-    with pytest.raises(AcardsError) as raised:
-        score({"kind": "regex", "pattern": pattern}, ["a" * 40])
-    assert raised.value.code == "card.unsafe-pattern"
-
-
-@pytest.mark.parametrize("pattern", [r"(?i)\bI (?:can't|cannot)\b", r"^\s*answer\s*:\s*(\d+)", r"\w+\s+\w+",
-                                     r"\d{1,3}(?:,\d{3})*", r"(?i)\b(sorry|cannot|won't)\b", r"x.*y", r"(?<!not )\bsafe\b"])
-def test_ordinary_scorer_patterns_still_score(pattern):
-    scores, _ = score({"kind": "regex", "pattern": pattern}, ["I cannot, sorry: answer: 12 x y safe", None])
-    assert scores[0] in (0.0, 1.0) and scores[1] != scores[1]  # NaN for a missing output
-
-
-def test_a_catastrophic_scorer_pattern_is_refused_through_verify(tmp_path):
-    folder = copy_example(tmp_path)
-    records = folder / "evidence" / "records.jsonl"
-    rows = [json.loads(line) for line in records.read_text().splitlines()]
-    for row in rows:
-        row.pop("score", None)
-        row["output"] = "a" * 40
-    records.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    repin(folder)  # the evidence digests; the unsafe pattern goes into the card after, as an author would write it
-    card = folder / "card.yaml"
-    text = card.read_text()
-    assert "scorer: {kind: refusal-keywords}" in text
-    card.write_text(text.replace("scorer: {kind: refusal-keywords}", "scorer: {kind: regex, pattern: '(a|a)*b'}"))
-    result = run_cli("verify", "card.yaml", cwd=folder)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "card.unsafe-pattern" in result.stdout + result.stderr
+# The regex scorer's patterns: tests/hostile/test_hostile_regex.py.
 
 
 # --- 2. the site build's lock ---------------------------------------------------------------------
@@ -363,7 +332,7 @@ def test_the_shipped_examples_hold_no_control_characters(card):
         assert data == json.loads(json.dumps(pyyaml.safe_load(raw), default=str))
 
 
-def test_validate_refuses_an_unsafe_scorer_pattern_before_any_evidence_is_read(tmp_path):
+def test_validate_refuses_a_scorer_pattern_it_cannot_run_before_any_evidence_is_read(tmp_path):
     """`acards validate` runs the scorer-pattern check too, with the pattern's line in the card."""
     from click.testing import CliRunner
 
@@ -371,10 +340,10 @@ def test_validate_refuses_an_unsafe_scorer_pattern_before_any_evidence_is_read(t
 
     card = tmp_path / "card.yaml"
     text = (Path(__file__).resolve().parents[1] / "cases" / "verify" / "full-pass" / "card.yaml").read_text()
-    assert "\nscorer:" not in text  # the base card has no scorer: give it an unsafe one
-    card.write_text(text.rstrip("\n") + "\nscorer: {kind: regex, pattern: '(a+)+$'}\n")
+    assert "\nscorer:" not in text  # the base card has no scorer: give it one RE2 cannot run (a lookbehind)
+    card.write_text(text.rstrip("\n") + "\nscorer: {kind: regex, pattern: '(?<!not )safe'}\n")
     result = CliRunner().invoke(main, ["validate", str(card), "--format", "json"])
     problems = json.loads(result.output)["problems"]
     assert result.exit_code == 2
-    unsafe = [p for p in problems if p["code"] == "card.unsafe-pattern"]
-    assert unsafe and unsafe[0]["location"]["pointer"] == "/scorer/pattern" and unsafe[0]["location"]["line"]
+    refused = [p for p in problems if p["code"] == "card.unsupported-pattern"]
+    assert refused and refused[0]["location"]["pointer"] == "/scorer/pattern" and refused[0]["location"]["line"]

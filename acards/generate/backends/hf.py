@@ -2,7 +2,9 @@
 
 One base model is held at a time; a cell's adapters are loaded into it by name (PEFT
 ``load_adapter``/``set_adapter``) and the ``base`` condition runs with adapters disabled, so
-switching conditions never reloads the base weights.  The model's own generation_config.json is
+switching conditions never reloads the base weights.  Weights and adapters are loaded from private
+copies whose bytes were hashed as they were copied (:mod:`acards.evidence.snapshot`), kept until
+:meth:`TransformersBackend.close`, never from the card's folders.  The model's own generation_config.json is
 replaced by acards' settings (only the card's decoding settings apply: no hidden top_k, repetition
 penalty or sampling defaults from the checkpoint).
 
@@ -21,7 +23,8 @@ import warnings
 import torch
 
 from acards.errors import AcardsError, Location
-from acards.generate.backends.base import Decoding, package_versions, select_device
+from acards.evidence.snapshot import Holdings
+from acards.generate.backends.base import BACKEND_PACKAGES, Decoding, cpu_threads, package_versions, select_device
 from acards.generate.prompting import _quiet_transformers
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -52,15 +55,22 @@ class TransformersBackend:
     def __init__(self, device: str | None = None, dtype: str = "float32"):
         self.device = select_device(device)
         self.dtype = dtype
+        self.threads_chosen_by = None
+        if self.device == "cpu":
+            from acards.settings import current
+
+            threads, self.threads_chosen_by = cpu_threads(current().cpu_threads)
+            torch.set_num_threads(threads)  # process-wide: torch's default is every core of the machine
         self.model_calls = 0
         self.generated = 0
         self._weights_key: str | None = None
         self._model = None
         self._adapters: dict[str, str] = {}  # adapter digest -> adapter name in the PeftModel
+        self._snapshots = Holdings()  # the private copies models are loaded from, kept until close()
 
     @staticmethod
     def versions() -> dict[str, str]:
-        return package_versions("transformers", "torch", "peft")
+        return package_versions(*BACKEND_PACKAGES["transformers"])
 
     def device_name(self) -> str:
         if self.device.startswith("cuda"):
@@ -69,7 +79,8 @@ class TransformersBackend:
             return "Apple MPS"
         import platform
 
-        return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        return (f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+                + (f": {self.threads_chosen_by})" if self.threads_chosen_by else ")"))
 
     # --- models ---------------------------------------------------------------------------------
 
@@ -78,9 +89,10 @@ class TransformersBackend:
 
         _quiet_transformers()
         folder = spec.weights_folder
-        self.close()
+        self._unload()
+        copy = self._snapshots.path(folder, spec.full_digest or spec.base_digest)  # the bytes hashed, never the folder
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=DTYPES[self.dtype], use_safetensors=True,
+            model = AutoModelForCausalLM.from_pretrained(str(copy), dtype=DTYPES[self.dtype], use_safetensors=True,
                                                          local_files_only=True, trust_remote_code=False)
         except Exception as error:  # noqa: BLE001
             raise AcardsError("model.load-failed", f"transformers cannot load the model in {folder}: {type(error).__name__}: {error}",
@@ -101,13 +113,14 @@ class TransformersBackend:
         name = self._adapters.get(spec.adapter_digest)
         if name is None:
             name = f"a{len(self._adapters)}"
+            copy = self._snapshots.path(spec.adapter, spec.adapter_digest)
             try:
                 with warnings.catch_warnings():  # PEFT calls a transformers API deprecated for v6
                     warnings.simplefilter("ignore", FutureWarning)
                     if isinstance(self._model, PeftModel):
-                        self._model.load_adapter(str(spec.adapter), adapter_name=name, is_trainable=False)
+                        self._model.load_adapter(str(copy), adapter_name=name, is_trainable=False)
                     else:
-                        self._model = PeftModel.from_pretrained(self._model, str(spec.adapter), adapter_name=name, is_trainable=False)
+                        self._model = PeftModel.from_pretrained(self._model, str(copy), adapter_name=name, is_trainable=False)
             except Exception as error:  # noqa: BLE001
                 raise AcardsError("model.bad-adapter", f"PEFT cannot load the adapter in {spec.adapter}: {type(error).__name__}: {error}",
                                   "the adapter must be a PEFT adapter (safetensors) trained on this base model",
@@ -118,6 +131,10 @@ class TransformersBackend:
         return self._model
 
     def close(self) -> None:
+        self._unload()
+        self._snapshots.close()
+
+    def _unload(self) -> None:
         self._model = None
         self._weights_key = None
         self._adapters = {}

@@ -3,7 +3,9 @@
 Installed separately (``pip install vllm``, GPU only).  Prompts are passed as token ids
 (``TokensPrompt``), so vLLM renders nothing itself: the chat-template and BOS policy is acards'
 (:mod:`acards.generate.prompting`).  Each request gets ``SamplingParams(seed=...)`` from its cache
-key, so samples do not depend on batching.  vLLM's kernels differ from transformers', so its
+key, so samples do not depend on batching.  The model, the tokenizer and LoRA adapters are read from
+private copies hashed as they were copied (:mod:`acards.evidence.snapshot`), kept until
+:meth:`VLLMBackend.close`, never from the card's folders.  vLLM's kernels differ from transformers', so its
 outputs are cached under their own backend name and never mixed with transformers' outputs.
 """
 
@@ -12,7 +14,8 @@ from __future__ import annotations
 import json
 
 from acards.errors import AcardsError, Location
-from acards.generate.backends.base import Decoding, package_versions
+from acards.evidence.snapshot import Holdings
+from acards.generate.backends.base import BACKEND_PACKAGES, Decoding, package_versions
 
 _RANKS = (8, 16, 32, 64, 128, 256, 512)
 
@@ -41,10 +44,11 @@ class VLLMBackend:
         self._key = None
         self._rank = 0
         self._lora_ids: dict[str, int] = {}
+        self._snapshots = Holdings()  # the private copies vLLM reads, kept until close()
 
     @staticmethod
     def versions() -> dict[str, str]:
-        return package_versions("vllm", "torch")
+        return package_versions(*BACKEND_PACKAGES["vllm"])
 
     def device_name(self) -> str:
         import torch
@@ -54,17 +58,21 @@ class VLLMBackend:
     def _llm_for(self, spec):
         rank = 0
         if spec.adapter is not None:
+            copy = self._snapshots.path(spec.adapter, spec.adapter_digest)
             try:
-                rank = int(json.loads((spec.adapter / "adapter_config.json").read_text(encoding="utf-8"))["r"])
+                rank = int(json.loads((copy / "adapter_config.json").read_text(encoding="utf-8"))["r"])
             except (OSError, ValueError, KeyError, TypeError):
                 raise AcardsError("model.bad-adapter", f"{spec.adapter}: adapter_config.json has no rank r",
                                   "re-save the adapter with PEFT", Location(file=str(spec.adapter))) from None
         key = spec.full_digest or spec.base_digest
         if self._llm is None or self._key != key or rank > self._rank:
-            self.close()
+            self._unload()
             max_rank = next((r for r in _RANKS if r >= max(rank, 16)), _RANKS[-1])
+            weights = self._snapshots.path(spec.weights_folder, spec.full_digest or spec.base_digest)
+            # the tokenizer is the base folder's: with full weights, a copy of its files but the weights
+            tokenizer = weights if spec.full is None else self._snapshots.path(spec.base, spec.base_digest, weights=False)
             try:
-                self._llm = self.vllm.LLM(model=str(spec.weights_folder), tokenizer=str(spec.base), dtype=self.dtype,
+                self._llm = self.vllm.LLM(model=str(weights), tokenizer=str(tokenizer), dtype=self.dtype,
                                           trust_remote_code=False, enable_lora=True, max_lora_rank=max_rank, seed=0)
             except Exception as error:  # noqa: BLE001
                 raise AcardsError("model.load-failed", f"vllm cannot load {spec.weights_folder}: {type(error).__name__}: {error}",
@@ -82,7 +90,7 @@ class VLLMBackend:
         lora = None
         if spec.adapter is not None:
             number = self._lora_ids.setdefault(spec.adapter_digest, len(self._lora_ids) + 1)
-            lora = LoRARequest(f"acards-{number}", number, str(spec.adapter))
+            lora = LoRARequest(f"acards-{number}", number, str(self._snapshots.path(spec.adapter, spec.adapter_digest)))
         params = []
         for position in range(len(prompts)):
             common = dict(max_tokens=decoding.max_new_tokens, stop_token_ids=list(eos_ids), detokenize=False,
@@ -99,6 +107,10 @@ class VLLMBackend:
         return [list(o.outputs[0].token_ids) for o in outputs]
 
     def close(self) -> None:
+        self._unload()
+        self._snapshots.close()
+
+    def _unload(self) -> None:
         self._llm = None
         self._key = None
         import gc
