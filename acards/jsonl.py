@@ -61,16 +61,21 @@ class Hashed:
     def __init__(self, handle: BinaryIO):
         self.handle = handle
         self.sha256 = hashlib.sha256()
+        self.size = 0  # bytes read so far
 
     def read(self, size: int = -1) -> bytes:
         block = self.handle.read(size)
         self.sha256.update(block)
+        self.size += len(block)
         return block
 
     def finish(self) -> str:
         """Read what is left (so the digest covers the whole file) and return the hex digest."""
-        while self.read(4 * 1024 * 1024):
-            pass
+        block = bytearray(1024 * 1024)  # one buffer, refilled: no new allocation per block
+        view = memoryview(block)
+        while size := self.handle.readinto(block):  # type: ignore[attr-defined]
+            self.sha256.update(view[:size])
+            self.size += size
         return self.sha256.hexdigest()
 
 
@@ -111,17 +116,15 @@ def chunks(handle: BinaryIO, file: str, problems: Problems, *, size: int = CHUNK
                 problems.add(too_long(file, line, max_line))
                 carry, carried, skipping = [], 0, True
             continue
-        head = block[start:last]
         if carry:
-            first = head.find(b"\n")
+            first = block.find(b"\n", start) - start
             if carried + first > max_line:
                 problems.add(too_long(file, line, max_line))
-                head, line = head[first + 1:], line + 1
-                piece = head
-            else:
-                piece = b"".join((*carry, head))
+                piece, line = block[start + first + 1:last], line + 1
+            else:  # joined from a view: the piece is the only copy made
+                piece = b"".join((*carry, memoryview(block)[start:last]))
         else:
-            piece = head
+            piece = block[start:last]
         carry = [block[last:]] if last < len(block) else []
         carried = len(block) - last
         if piece:

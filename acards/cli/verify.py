@@ -18,7 +18,7 @@ from acards.vocabulary import DEFAULT_BOOTSTRAP, DEFAULT_SEED
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report to this file.")
 @click.option("--bootstrap", type=click.IntRange(min=100), default=DEFAULT_BOOTSTRAP, show_default=True, help="Subject-bootstrap replicates B.")
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULT_SEED, show_default=True, help="Master seed; each cell derives its own stream.")
-@click.option("--no-cache", is_flag=True, help="Hash every evidence file again instead of trusting the digest cache.")
+@click.option("--no-cache", is_flag=True, help="Hash every evidence file again and parse every records file, instead of trusting the digest and records caches.")
 @click.option("--envelope", type=click.Path(dir_okay=False, path_type=Path), help="A signed envelope of CARD: check its signatures first.")
 @click.option("--trusted-key", "trusted", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="A signer's public key (PEM) to trust; repeat for several.")

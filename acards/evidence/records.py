@@ -1,11 +1,17 @@
-"""Read records JSONL (SPEC §5.1) into integer-coded numpy columns.
+"""Read records (SPEC §5.1) into integer-coded numpy columns.
 
-Files are read through the one bounded JSONL reader (acards.jsonl); decoding and validation are
-done by msgspec, a whole chunk at a time, against the Struct acards.schemas generates from
-schema/record-1.0.schema.json, so the schema stays the one description of a record.  Only compact
-arrays are kept (about 60 bytes per record), so a million records load comfortably.  Outputs and
-prompts are kept only where a later step needs them (an unscored output, a fresh prompt for the
-n-gram check).
+A records file is JSONL (the default), Parquet or Arrow IPC (``format`` of its pointer in the
+card).  JSONL is read through the one bounded JSONL reader (acards.jsonl) a piece of whole lines at
+a time; each piece goes first through the vectorized decoder (acards.evidence.flatjson), which
+makes columns straight from the bytes when it can prove the exact reader would accept the piece
+with the same values, and otherwise through the exact reader: msgspec, a whole piece at a time,
+against the Struct acards.schemas generates from schema/record-1.0.schema.json, so the schema stays
+the one description of a record and the exact reader words every problem.  Parquet and Arrow files
+are read by acards.evidence.columnar against the same schema.  A file's decoded columns may come
+from the records cache (acards.evidence.records_cache), keyed by the digest of the bytes hashed on
+this run.  Only compact arrays are kept (about 60 bytes per record), so millions of records load
+comfortably.  Outputs and prompts are kept only where a later step needs them (an unscored output,
+a fresh prompt for the n-gram check).
 """
 
 from __future__ import annotations
@@ -21,13 +27,20 @@ import numpy as np
 
 from acards import jsonl, schemas
 from acards.errors import AcardsError, Location, Problem
+from acards.evidence import columnar, flatjson
 from acards.evidence.digests import digest_mismatch
 from acards.evidence.paths import open_inside
+from acards.evidence.records_cache import RecordsCache
 
 RECORD = "record-1.0"
-CHUNK_BYTES = jsonl.CHUNK_BYTES
+# Pieces of about 1 MiB: the vectorized decoder's fixed cost per piece is then small, and its
+# arrays stay small enough to be reused by the allocator.
+CHUNK_BYTES = 1024 * 1024
 MAX_PROBLEMS_PER_FILE = jsonl.MAX_PROBLEMS
+FORMATS = ("jsonl", "parquet", "arrow")
 CODED = ("cell", "condition", "split", "task", "subject", "item", "framing")
+NUMERIC = ("seed", "sample", "score", "has_output")
+TEXT = frozenset({"prompt", "output"})  # kept only where needed, never interned
 # A record is identified by these; two records with the same values are duplicates.
 IDENTITY = ("cell", "condition", "split", "task", "item", "framing", "seed", "sample")
 # Seeds and sample indices are kept as int64 columns: the schema sets no maximum, so a larger one
@@ -45,6 +58,11 @@ def _decoder(schema: str = RECORD, coded_patterns: bool = True) -> msgspec.json.
     (a regex per record was half the decoding time)."""
     unchecked = frozenset() if coded_patterns or schema != RECORD else frozenset(CODED)
     return msgspec.json.Decoder(schemas.schema_struct(schema, unchecked))
+
+
+def _struct() -> type:
+    """The record Struct without the coded columns' patterns (see _decoder)."""
+    return schemas.schema_struct(RECORD, frozenset(CODED))
 
 
 def _describer(file: str, schema: str = RECORD) -> jsonl.Describe:
@@ -87,11 +105,12 @@ class RecordTable:
 
 
 class _Builder:
-    """Accumulates decoded chunks as compact arrays (optionally after an existing table's)."""
+    """Accumulates tables (pieces of a file, or whole files) as compact arrays with one vocabulary
+    per coded column, optionally after an existing table's rows."""
 
     def __init__(self, start: RecordTable | None = None):
         self.tables: dict[str, dict[str, int]] = {name: {} for name in CODED}
-        self.parts: dict[str, list[np.ndarray]] = {name: [] for name in (*CODED, "seed", "sample", "score", "has_output", "file_index", "line")}
+        self.parts: dict[str, list[np.ndarray]] = {name: [] for name in (*CODED, *NUMERIC, "file_index", "line")}
         self.outputs: dict[int, str] = {}
         self.prompts: dict[int, str] = {}
         self.rows = 0
@@ -103,29 +122,22 @@ class _Builder:
             self.parts["line"].append(start.line)
             self.outputs, self.prompts, self.rows = dict(start.outputs), dict(start.prompts), len(start)
 
-    def add(self, records: list, file_index: int, lines: np.ndarray) -> None:
+    def add(self, part: RecordTable, file_index: int | None = None) -> None:
+        """The rows of ``part`` (codes into its own vocabulary), from file ``file_index`` (None:
+        keep the part's own file indices)."""
         for name in CODED:
-            table = self.tables[name]
-            values = [getattr(r, name) for r in records]
-            if name == "item":  # items may be integers in the file; one id space
-                values = [str(v) for v in values]
-            self.parts[name].append(np.fromiter((table.setdefault(v, len(table)) for v in values), np.int32, len(values)))
-        unset = msgspec.UNSET
-        self.parts["seed"].append(np.fromiter((r.seed for r in records), np.int64, len(records)))
-        self.parts["sample"].append(np.fromiter((r.sample if r.sample is not unset else 0 for r in records), np.int64, len(records)))
-        scores = np.fromiter((r.score if r.score is not unset else np.nan for r in records), np.float64, len(records))
-        self.parts["score"].append(scores)
-        self.parts["has_output"].append(np.fromiter((r.output is not unset for r in records), bool, len(records)))
-        self.parts["file_index"].append(np.full(len(records), file_index, np.int32))
-        self.parts["line"].append(lines)
-        for offset in np.flatnonzero(np.isnan(scores)):
-            record = records[offset]
-            if record.output is not unset:
-                self.outputs[self.rows + int(offset)] = record.output
-        for offset, record in enumerate(records):
-            if record.split == "fresh" and record.prompt is not unset:
-                self.prompts[self.rows + offset] = record.prompt
-        self.rows += len(records)
+            table, vocab = self.tables[name], part.vocab[name]
+            new = dict.fromkeys(v for v in vocab if v not in table)  # a part's vocabulary may repeat a value ("42", 42)
+            table.update(zip(new, range(len(table), len(table) + len(new))))
+            mapping = np.fromiter(map(table.__getitem__, vocab), np.int32, len(vocab))
+            self.parts[name].append(mapping[part.columns[name]])
+        for name in NUMERIC:
+            self.parts[name].append(part.columns[name])
+        self.parts["file_index"].append(part.file_index if file_index is None else np.full(len(part), file_index, np.int32))
+        self.parts["line"].append(part.line)
+        self.outputs.update((self.rows + row, text) for row, text in part.outputs.items())
+        self.prompts.update((self.rows + row, text) for row, text in part.prompts.items())
+        self.rows += len(part)
 
     def table(self, files: list[str]) -> RecordTable:
         def joined(name, dtype):
@@ -140,43 +152,151 @@ class _Builder:
                            self.outputs, self.prompts)
 
 
+def _struct_part(records: list, lines: np.ndarray) -> RecordTable:
+    """Records decoded by the exact reader (Structs) as a one-file table."""
+    columns, vocab = {}, {}
+    for name in CODED:
+        local: dict[str, int] = {}
+        values = [getattr(r, name) for r in records]
+        if name == "item":  # items may be integers in the file; one id space
+            values = [str(v) for v in values]
+        columns[name] = np.fromiter((local.setdefault(v, len(local)) for v in values), np.int32, len(values))
+        vocab[name] = list(local)
+    unset = msgspec.UNSET
+    columns["seed"] = np.fromiter((r.seed for r in records), np.int64, len(records))
+    columns["sample"] = np.fromiter((r.sample if r.sample is not unset else 0 for r in records), np.int64, len(records))
+    scores = columns["score"] = np.fromiter((r.score if r.score is not unset else np.nan for r in records), np.float64, len(records))
+    columns["has_output"] = np.fromiter((r.output is not unset for r in records), bool, len(records))
+    outputs = {int(row): records[row].output for row in np.flatnonzero(np.isnan(scores)) if records[row].output is not unset}
+    prompts = {row: r.prompt for row, r in enumerate(records) if r.split == "fresh" and r.prompt is not unset}
+    return RecordTable(columns, vocab, [], np.zeros(len(records), np.int32), lines, outputs, prompts)
+
+
+def _columns_part(found: flatjson.Columns, first_line: int) -> RecordTable | None:
+    """A piece decoded by the vectorized decoder as a one-file table; None (read it exactly) if a
+    seed or sample is beyond int64, so that the exact reader reports it."""
+    columns, vocab = {}, {}
+    for name in CODED:
+        columns[name] = found.codes[name]
+        vocab[name] = [str(v) for v in found.values[name]] if name == "item" else found.values[name]
+    for name, default, dtype in (("seed", 0, np.int64), ("sample", 0, np.int64), ("score", np.nan, np.float64)):
+        values = found.values.get(name, [])
+        if dtype is np.int64 and values and max(values) > LARGEST_INTEGER:
+            return None
+        codes = found.codes.get(name)
+        # code -1 (field absent) picks the default appended last
+        columns[name] = np.array([*values, default], dtype)[codes] if codes is not None else np.full(len(found), default, dtype)
+    spans = found.spans.get("output")
+    columns["has_output"] = spans[:, 0] >= 0 if spans is not None else np.zeros(len(found), bool)
+    outputs = {int(row): found.text("output", int(row)) or "" for row in np.flatnonzero(np.isnan(columns["score"]) & columns["has_output"])}
+    prompts: dict[int, str] = {}
+    if "prompt" in found.spans and "fresh" in vocab["split"]:
+        fresh = (columns["split"] == vocab["split"].index("fresh")) & (found.spans["prompt"][:, 0] >= 0)
+        prompts = {int(row): found.text("prompt", int(row)) or "" for row in np.flatnonzero(fresh)}
+    return RecordTable(columns, vocab, [], np.zeros(len(found), np.int32), first_line + found.offsets, outputs, prompts)
+
+
 def read_records(root: Path, paths: list[tuple[str, Location]], chunk_bytes: int = CHUNK_BYTES,
-                 sha256: list[str | None] | None = None) -> RecordTable:
+                 sha256: list[str | None] | None = None, formats: list[str] | None = None,
+                 cache: RecordsCache | None = None) -> RecordTable:
     """Read every records file (paths relative to the card's folder) into one table.
 
-    Strictly one record per non-blank line (see acards.jsonl), so the table has one row per
-    non-blank line.  Collects up to 20 problems per file before raising; refuses duplicate records.
-    With ``sha256`` (the digests the card pins, one per path), the bytes parsed are hashed as they
-    are read and a file whose bytes differ is refused (``evidence.digest-mismatch``): the numbers
-    then come from exactly the bytes the card pins, even if the file was replaced after its digest
-    was checked.
+    JSONL is strictly one record per non-blank line (see acards.jsonl), so the table has one row
+    per non-blank line; Parquet and Arrow files have one row per record (``formats``: one of
+    FORMATS per path, default jsonl).  Collects up to 20 problems per file before raising; refuses
+    duplicate records.  With ``sha256`` (the digests the card pins, one per path), the bytes parsed
+    are hashed as they are read and a file whose bytes differ is refused
+    (``evidence.digest-mismatch``): the numbers then come from exactly the bytes the card pins,
+    even if the file was replaced after its digest was checked.  With ``cache``, a file whose pinned
+    digest has a verified cache entry is hashed (the digest check still happens) but not parsed:
+    its columns come from the entry, which was decoded from bytes with that digest.
     """
     builder = _Builder()
     problems: list[Problem] = []
     files = [relative for relative, _ in paths]
-    fast = _decoder(coded_patterns=False)
+    hashed = []  # (digest of the bytes read, format) per file
     for file_index, (relative, location) in enumerate(paths):
-        file_problems = jsonl.Problems()
-        describe = _describer(relative)
         expected = sha256[file_index] if sha256 is not None else None
-        with open_inside(root, relative, location) as raw:
-            handle = jsonl.Hashed(raw)
-            for first_line, piece in jsonl.chunks(handle, relative, file_problems, size=chunk_bytes):
-                lines, records = jsonl.decode_piece(piece, first_line, fast, _decoder(), describe, file_problems, relative)
-                _refuse_huge_integers(records, lines, relative, file_problems)
-                if records and not file_problems:
-                    builder.add(records, file_index, lines)
-            actual = handle.finish()
-        if expected is not None and actual != expected:
-            raise AcardsError.collect([digest_mismatch(relative, expected, actual, False, location)])
+        fmt = formats[file_index] if formats is not None else "jsonl"
+        part, file_problems, actual = _read_file(root, relative, location, expected, fmt, chunk_bytes, cache)
+        if part is not None and not file_problems:
+            builder.add(part, file_index)
         problems.extend(file_problems)
+        hashed.append((actual, fmt))
     if problems:
         raise AcardsError.collect(problems)
     table = builder.table(files)
-    _check_coded_patterns(table)
-    _refuse_duplicates(table)
-    _refuse_inconsistent_subjects(table)
+    # The checks across records depend only on the files' bytes: once passed for these digests,
+    # the records cache remembers it (MAC'd like its entries).
+    if cache is None or not cache.checked(hashed):
+        _check_coded_patterns(table)
+        _refuse_duplicates(table)
+        _refuse_inconsistent_subjects(table)
+        if cache is not None:
+            cache.mark_checked(hashed)
     return table
+
+
+def _read_file(root: Path, relative: str, location: Location, expected: str | None, fmt: str, chunk_bytes: int,
+               cache: RecordsCache | None) -> tuple[RecordTable | None, list[Problem], str]:
+    """One file as a one-file table (None when it has problems), its problems, and the digest of
+    the bytes read."""
+    cached = cache.get(root, relative, expected, fmt) if cache is not None and expected is not None else None
+    part: RecordTable | None
+    problems: list[Problem]
+    with open_inside(root, relative, location) as raw:
+        handle = jsonl.Hashed(raw)
+        if cached is not None:
+            part, problems = _part_of(cached), []
+        elif fmt == "jsonl":
+            part, problems = _read_jsonl(handle, relative, chunk_bytes)
+        else:
+            entry, problems = columnar.read_columnar(handle, relative, fmt, _struct())
+            part = _part_of(entry) if entry is not None else None
+        actual = handle.finish()
+    if expected is not None and actual != expected:
+        raise AcardsError.collect([digest_mismatch(relative, expected, actual, False, location)])
+    if cache is not None and cached is None and part is not None and not problems:
+        cache.put(actual, fmt, _cacheable(part), handle.size)
+    return part, problems, actual
+
+
+def _read_jsonl(handle, relative: str, chunk_bytes: int) -> tuple[RecordTable | None, list[Problem]]:
+    builder = _Builder()
+    problems = jsonl.Problems()
+    describe = _describer(relative)
+    fast = _decoder(coded_patterns=False)
+    plan = flatjson.plan(_struct(), TEXT)
+    for first_line, piece in jsonl.chunks(handle, relative, problems, size=chunk_bytes):
+        if first_line == 1 and columnar.sniff(piece[:8]):  # a Parquet or Arrow file left as JSONL
+            found_format = columnar.sniff(piece[:8])
+            problems.add(columnar.bad_format(relative, f"{relative} is a {found_format} file, not JSONL",
+                                             f"set `format: {found_format}` on its records pointer in the card"))
+            break
+        found = flatjson.decode_columns(piece, plan)
+        part = _columns_part(found, first_line) if found is not None else None
+        if part is None:  # the exact reader: the same records, or the problems of this piece
+            lines, records = jsonl.decode_piece(piece, first_line, fast, _decoder(), describe, problems, relative)
+            _refuse_huge_integers(records, lines, relative, problems)
+            if records and not problems:
+                part = _struct_part(records, lines)
+        if part is not None and not problems:
+            builder.add(part, 0)
+    return (None if problems else builder.table([relative])), list(problems)
+
+
+def _cacheable(part: RecordTable) -> dict[str, Any]:
+    """A one-file table as the records cache stores it."""
+    return {"columns": {**part.columns, "line": part.line}, "vocab": part.vocab,
+            "outputs": part.outputs, "prompts": part.prompts}
+
+
+def _part_of(entry: dict[str, Any]) -> RecordTable:
+    """A one-file table from what the records cache or the columnar reader give."""
+    columns = dict(entry["columns"])
+    line = columns.pop("line")
+    return RecordTable(columns, entry["vocab"], [], np.zeros(len(line), np.int32), line,
+                       entry["outputs"], entry["prompts"])
 
 
 def _refuse_huge_integers(records: list, lines: np.ndarray, file: str, problems: jsonl.Problems) -> None:
@@ -212,13 +332,15 @@ def _check_coded_patterns(table: RecordTable) -> None:
 
 def _composite(table: RecordTable, names: tuple[str, ...]) -> np.ndarray:
     """One int64 key per record from several columns (mixed radix; lexsort ranks if it would overflow)."""
-    columns = [table.columns[name].astype(np.int64) for name in names]
+    columns = [table.columns[name] for name in names]
     radices = [int(column.max()) + 1 if len(column) else 1 for column in columns]
     if np.prod([float(r) for r in radices]) < 2**62:
         key = np.zeros(len(table), np.int64)
-        for column, radix in zip(columns, radices):
-            key = key * radix + column
+        for column, radix in zip(columns, radices):  # in place: no temporary arrays of a million rows
+            key *= radix
+            key += column
         return key
+    columns = [column.astype(np.int64) for column in columns]
     order = np.lexsort(columns[::-1])
     ranks = np.empty(len(order), np.int64)
     stacked = np.stack([c[order] for c in columns])
@@ -232,6 +354,9 @@ def _refuse_duplicates(table: RecordTable) -> None:
     if not len(table):
         return
     key = _composite(table, IDENTITY)
+    ordered = np.sort(key)  # several times faster than argsort: the rows are looked up only on a repeat
+    if not (ordered[1:] == ordered[:-1]).any():
+        return
     order = np.argsort(key, kind="stable")
     same = np.flatnonzero(key[order][1:] == key[order][:-1])
     if not len(same):
@@ -253,6 +378,12 @@ def _refuse_inconsistent_subjects(table: RecordTable) -> None:
     if not len(table):
         return
     item_key = _composite(table, ("cell", "split", "task", "item"))
+    radix = max(len(table.vocab["subject"]), 1)
+    if int(item_key.max()) < 2**62 // radix:  # one sort of (item, subject) finds any clash
+        ordered = np.sort(item_key * radix + table.columns["subject"])
+        items = ordered // radix
+        if not ((items[1:] == items[:-1]) & (ordered[1:] != ordered[:-1])).any():
+            return
     order = np.argsort(item_key, kind="stable")
     keys, subjects = item_key[order], table.columns["subject"][order]
     clash = np.flatnonzero((keys[1:] == keys[:-1]) & (subjects[1:] != subjects[:-1]))
@@ -289,8 +420,8 @@ def append_records(table: RecordTable, records: list[dict], source: str) -> Reco
         return table
     struct = schemas.schema_struct(RECORD)
     builder = _Builder(table)
-    builder.add([msgspec.convert(record, struct) for record in records], len(table.files),
-                np.arange(1, len(records) + 1, dtype=np.int64))
+    builder.add(_struct_part([msgspec.convert(record, struct) for record in records],
+                             np.arange(1, len(records) + 1, dtype=np.int64)), len(table.files))
     extended = builder.table([*table.files, source])
     _refuse_duplicates(extended)
     return extended

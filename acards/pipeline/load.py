@@ -15,6 +15,7 @@ from acards.errors import AcardsError
 from acards.evidence.digests import DigestCache, PointerResult, check_pointers
 from acards.evidence.prompts import Prompts, read_prompts
 from acards.evidence.records import RecordTable, read_objects, read_records
+from acards.evidence.records_cache import RecordsCache
 
 
 @dataclass
@@ -36,7 +37,7 @@ def check_envelope(card: Card, envelope: bytes, trusted_keys: dict) -> dict:
     return {"digest": digest, "signers": list(signers)}
 
 
-def read_evidence(card: Card, cache: DigestCache) -> tuple[list[PointerResult], RecordTable]:
+def read_evidence(card: Card, cache: DigestCache, records_cache: RecordsCache | None = None) -> tuple[list[PointerResult], RecordTable]:
     """Check every digest (every problem collected), then read the records."""
     results, problems = check_pointers(card.folder, card.pointers(), cache)
     if problems:
@@ -44,17 +45,20 @@ def read_evidence(card: Card, cache: DigestCache) -> tuple[list[PointerResult], 
     pointers = card.data["evidence"]["records"]
     paths = [(p["path"], card.source.locate(f"/evidence/records/{i}/path")) for i, p in enumerate(pointers)]
     # the records are hashed again as they are parsed: a file replaced since its digest was checked is refused
-    return results, read_records(card.folder, paths, sha256=[p.get("sha256") for p in pointers])
+    return results, read_records(card.folder, paths, sha256=[p.get("sha256") for p in pointers],
+                                 formats=[p.get("format", "jsonl") for p in pointers], cache=records_cache)
 
 
 def load(card_path: str | Path, *, use_cache: bool = True, envelope: bytes | None = None,
-         trusted_keys: dict | None = None, digests: DigestCache | None = None) -> Loaded:
-    """Validate the card, check its envelope (when given), check every digest, read records and prompts."""
+         trusted_keys: dict | None = None, digests: DigestCache | None = None, cache_dir: Path | None = None) -> Loaded:
+    """Validate the card, check its envelope (when given), check every digest, read records and
+    prompts.  ``use_cache=False`` bypasses the digest and records caches (``cache_dir``: the
+    folder of the records cache, default acards.settings)."""
     card = load_card(card_path)
     signed = check_envelope(card, envelope, trusted_keys or {}) if envelope is not None else None
     cache = DigestCache.or_default(digests, use_cache)  # the command's cache, else one for this call
     try:
-        pointers, table = read_evidence(card, cache)
+        pointers, table = read_evidence(card, cache, RecordsCache.default(cache_dir) if use_cache else None)
     finally:
         cache.close()
     return Loaded(card, pointers, table, read_prompts(card), signed)

@@ -27,7 +27,8 @@ def verify(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: i
     file and evidence pointers must be the ones the signed statement names.  ``digests`` is the
     command's DigestCache and ``cache_dir`` the folder of the output cache (defaults: acards.settings).
     """
-    loaded = load(card_path, use_cache=use_cache, envelope=envelope, trusted_keys=trusted_keys, digests=digests)
+    loaded = load(card_path, use_cache=use_cache, envelope=envelope, trusted_keys=trusted_keys, digests=digests,
+                  cache_dir=cache_dir)
     card = loaded.card
     table, generation = complete_evidence(card, loaded.table, loaded.prompts, generate=generate, device=device,
                                           spot_check_n=spot_check, progress=progress, digests=digests, cache_dir=cache_dir)
