@@ -19,6 +19,8 @@ API
     The seed-variance term added to SE² when U and D each have at least two seeds.
 ``total_se(se_cl, seed_term) -> float``
     sqrt(SE_cl² + seed term); the seed term may be ``None`` (not available).
+``seed_spread(values, codes, n_clusters=None) -> SeedSpread | None``
+    Standard 1.1: spread of per-seed means, and the part sampling noise explains (seed component).
 ``bootstrap_weights(rng, n_clusters, B, max_bytes=...) -> Iterator[ndarray]``
     Row chunks of the B×C multinomial weight matrix of the subject bootstrap.
 ``bootstrap_ratio(numerators, denominators, rng, B, max_bytes=...) -> ndarray``
@@ -26,7 +28,8 @@ API
 ``jackknife_ratio(numerators, denominators) -> ndarray``
     Leave-one-subject-out values of a ratio of sums, in closed form.
 ``ci_from_replicates(estimate, replicates, method, level=0.95, jackknife=None, ...) -> BootstrapCI``
-    Percentile or BCa interval, with Monte-Carlo errors of the endpoints.
+    Percentile or BCa interval, with Monte-Carlo errors of the endpoints (standard 1.1,
+    ``atoms=True``: never 0 on lumpy replicates).
 ``ratio_ci(numerators, denominators, rng, B=10_000, level=0.95, method="auto", ...) -> BootstrapCI``
     Subject-bootstrap interval of sum(numerators)/sum(denominators).
 ``mean_ci(values, codes, rng, ...) -> BootstrapCI``
@@ -54,12 +57,13 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import ndtr, ndtri
+from scipy.special import log_ndtr, ndtr, ndtri
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "PERCENTILE_MIN_CLUSTERS",
     "BootstrapCI",
+    "SeedSpread",
     "bootstrap_ratio",
     "bootstrap_weights",
     "cell_rng",
@@ -74,6 +78,7 @@ __all__ = [
     "normal_pvalue",
     "ratio_ci",
     "seed_se2",
+    "seed_spread",
     "total_se",
 ]
 
@@ -172,6 +177,59 @@ def total_se(se_cl: float, seed_term: float | None) -> float:
     """``sqrt(SE_cl² + seed term)``; a ``None`` seed term means seed variance is not included."""
     extra = 0.0 if seed_term is None else float(seed_term)
     return float(np.sqrt(float(se_cl) ** 2 + extra))
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """Standard 1.1 (SPEC §10.2): the spread (s², ddof=1) of S per-seed means, and ``noise``, what
+    within-seed sampling noise alone explains of it."""
+
+    n_seeds: int
+    spread: float
+    noise: float
+
+    @property
+    def component(self) -> float:
+        """The seed variance component by the method of moments: spread − noise, truncated at 0."""
+        return max(0.0, float(self.spread - self.noise))
+
+
+def seed_spread(values: ArrayLike, codes: ArrayLike, n_clusters: int | None = None) -> SeedSpread | None:
+    """Split the spread of per-seed item means ``values`` (S × n) by the method of moments.
+
+    With per-seed subject sums M_sc (n_c items, n in all, w_c = n_c/n), the seed means Δ_s have
+    E[s²] = σ²_seed + V/n², V = Σ_c v_c the per-seed noise variance of the sums.  The residuals
+    R_sc = M_sc − M̄_c − n_c·(Δ_s − Δ̄) hold no seed or subject effect and q_c = Σ_s R_sc²/(S − 1)
+    has mean v_c·(1 − 2w_c) + w_c²·V, so V̂ = Σ q_c/(1 − 2w_c) / (1 + Σ w_c²/(1 − 2w_c)) is
+    unbiased (Σ q_c/(1 − Σ w_c²) when a subject holds half the items); ``noise`` = V̂/n².  One
+    item per subject, equal sizes: the two-way ANOVA (MS_seed − MS_residual)/C.  ``None`` with
+    fewer than two seeds or no items; NaN noise with one subject.
+    """
+    v = np.asarray(values, dtype=float)
+    c = np.asarray(codes).reshape(-1)
+    if v.ndim != 2 or v.shape[0] < 2 or v.shape[1] == 0:
+        return None
+    seeds, n_items = v.shape
+    if c.size != n_items:
+        raise ValueError(f"values have {n_items} items but codes {c.size}")
+    k = int(c.max()) + 1 if n_clusters is None else int(n_clusters)
+    flat = (np.arange(seeds)[:, None] * k + c[None, :]).ravel()
+    sums = np.bincount(flat, weights=v.ravel(), minlength=seeds * k).reshape(seeds, k)
+    counts = np.bincount(c, minlength=k).astype(float)
+    sums, counts = sums[:, counts > 0], counts[counts > 0]
+    n = counts.sum()
+    means = sums.sum(axis=1) / n
+    spread = float(np.var(means, ddof=1))
+    resid = sums - sums.mean(axis=0) - np.outer(means - means.mean(), counts)
+    q = np.einsum("sc,sc->c", resid, resid) / (seeds - 1)
+    w = counts / n
+    if counts.size < 2:
+        return SeedSpread(seeds, spread, float("nan"))
+    if np.all(w < 0.5):
+        total = float(np.sum(q / (1.0 - 2.0 * w)) / (1.0 + np.sum(w * w / (1.0 - 2.0 * w))))
+    else:
+        total = float(q.sum() / (1.0 - np.dot(w, w)))
+    return SeedSpread(seeds, spread, total / (n * n))
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,11 +345,15 @@ def _nan_ci(estimate: float, method: Method, level: float, B: int, n_clusters: i
 
 
 def _endpoint_mc(
-    reps_sorted: np.ndarray, p: float, z0_gain: float = 0.0, p0: float = 0.5
+    reps_sorted: np.ndarray, p: float, z0_gain: float = 0.0, p0: float = 0.5, atoms: bool = False
 ) -> tuple[float, float]:
     """Endpoint at probability p and its Monte-Carlo SD (see :func:`ci_from_replicates`)."""
     b = reps_sorted.size
     value = float(np.quantile(reps_sorted, p))
+    if atoms:
+        g = z0_gain
+        var_p = (p * (1.0 - p) + g * g * p0 * (1.0 - p0) - 2.0 * g * (min(p, p0) - p * p0)) / b
+        return value, _atom_sd(reps_sorted, p, float(np.sqrt(max(var_p, 0.0))))
     half = np.sqrt(p * (1.0 - p) / b)
     if half == 0.0:
         return value, 0.0
@@ -303,6 +365,33 @@ def _endpoint_mc(
     return value, float(slope * np.sqrt(max(var_p, 0.0)))
 
 
+def _atom_sd(reps_sorted: np.ndarray, p: float, sd_p: float) -> float:
+    """Monte-Carlo SD of the p-quantile of B replicates over reruns, from their distinct values x_j:
+    the rerun quantile is at most x_j with probability Φ((F̂(x_j) − p)/sd_p).  Smooth replicates:
+    the rank-spread estimate; lumpy ones: the jumps to neighbouring values, where the rank spread
+    sees a flat step and says 0.  Never 0 with two or more values (0 would say the end never moves).
+    """
+    values, counts = np.unique(reps_sorted, return_counts=True)
+    if values.size < 2:
+        return 0.0
+    cdf = np.cumsum(counts) / reps_sorted.size
+    if not sd_p > 0.0:
+        return float(np.finfo(float).tiny)
+    at_most = ndtr((cdf - p) / sd_p)
+    at_most[-1] = 1.0
+    probs = np.diff(at_most, prepend=0.0)
+    mean = float(probs @ values)
+    sd = float(np.sqrt(probs @ (values - mean) ** 2))
+    if sd > 0.0:
+        return sd
+    # far in the tails ndtr underflows: the jumps to the nearest values, in log space
+    j = int(np.searchsorted(cdf, p))  # the value the quantile sits on
+    logs = [log_ndtr((cdf[j - 1] - p) / sd_p) + 2.0 * np.log(values[j] - values[j - 1])] if j > 0 else []
+    if j + 1 < values.size:
+        logs.append(log_ndtr((p - cdf[j]) / sd_p) + 2.0 * np.log(values[j + 1] - values[j]))
+    return max(float(np.exp(0.5 * max(logs))), float(np.finfo(float).tiny))
+
+
 def ci_from_replicates(
     estimate: float,
     replicates: ArrayLike,
@@ -310,6 +399,7 @@ def ci_from_replicates(
     level: float = 0.95,
     jackknife: ArrayLike | None = None,
     n_clusters: int | None = None,
+    atoms: bool = False,
 ) -> BootstrapCI:
     """Percentile or BCa interval from bootstrap replicates of ``estimate``.
 
@@ -328,7 +418,9 @@ def ci_from_replicates(
     the endpoint, f the bootstrap density there and g = (dp/dz0)/φ(z0), dp/dz0 =
     φ(Φ⁻¹(p))·(1 + 1/(1 − a·(z0 + z))²).  Its variance uses Cov(X₀, X_p) =
     (min(p, p₀) − p·p₀)/B, with p₀ the share below θ̂; 1/f comes from the same rank spread.  The
-    jackknife acceleration has no Monte-Carlo error.
+    jackknife acceleration has no Monte-Carlo error.  With ``atoms`` (standard 1.1) the endpoint's
+    error comes from the distribution of the replicates' distinct values instead (see
+    :func:`_atom_sd`), with the same variance of the effective probability.
 
     NaN endpoints when the replicates are not all finite, have no spread, or put every replicate
     on one side of the estimate (z0 infinite), or when BCa's level map breaks down
@@ -371,8 +463,8 @@ def ci_from_replicates(
             return BootstrapCI(est, nan, nan, method, level, b, c, nan, nan, z0, a)
         probs = ndtr(z0 + (z0 + zt) / denom)
         gains = _norm_pdf(ndtri(probs)) * (1.0 + 1.0 / denom**2) / _norm_pdf(z0)
-    low, mc_low = _endpoint_mc(reps, float(probs[0]), float(gains[0]), share)
-    high, mc_high = _endpoint_mc(reps, float(probs[1]), float(gains[1]), share)
+    low, mc_low = _endpoint_mc(reps, float(probs[0]), float(gains[0]), share, atoms)
+    high, mc_high = _endpoint_mc(reps, float(probs[1]), float(gains[1]), share, atoms)
     return BootstrapCI(est, low, high, method, level, b, c, mc_low, mc_high, z0, a)
 
 
@@ -385,6 +477,7 @@ def ratio_ci(
     method: Literal["auto", "percentile", "bca"] = "auto",
     percentile_min_clusters: int = PERCENTILE_MIN_CLUSTERS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    atoms: bool = False,
 ) -> BootstrapCI:
     """Subject-bootstrap interval of ``Σ num_c / Σ den_c`` from per-subject sums (SPEC §3).
 
@@ -417,7 +510,7 @@ def ratio_ci(
         return _nan_ci(est, chosen, level, 0, c)
     reps = bootstrap_ratio(num, den, rng, B, max_bytes)
     jk = jackknife_ratio(num, den) if chosen == "bca" else None
-    return ci_from_replicates(est, reps, chosen, level, jackknife=jk, n_clusters=c)
+    return ci_from_replicates(est, reps, chosen, level, jackknife=jk, n_clusters=c, atoms=atoms)
 
 
 def mean_ci(
@@ -430,19 +523,12 @@ def mean_ci(
     method: Literal["auto", "percentile", "bca"] = "auto",
     percentile_min_clusters: int = PERCENTILE_MIN_CLUSTERS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    atoms: bool = False,
 ) -> BootstrapCI:
     """Subject-bootstrap interval of the item mean (e.g. Δ = mean d_i); see :func:`ratio_ci`."""
     sums, counts = cluster_sums(values, codes, n_clusters)
-    return ratio_ci(
-        sums,
-        counts,
-        rng,
-        B=B,
-        level=level,
-        method=method,
-        percentile_min_clusters=percentile_min_clusters,
-        max_bytes=max_bytes,
-    )
+    return ratio_ci(sums, counts, rng, B=B, level=level, method=method,
+                    percentile_min_clusters=percentile_min_clusters, max_bytes=max_bytes, atoms=atoms)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from acards.card.validate import (
     SCHEMA_NAME,
     _field_hint,
     _placeholders,
+    card_standard,
     evidence_pointers,
     schema_at,
     schema_problems,
@@ -51,19 +52,24 @@ class Card:
     def pointers(self) -> list[tuple[str, str, str, Location]]:
         return list(evidence_pointers(self.data, self.source))
 
+    @property
+    def standard(self) -> str:
+        """The version of the standard whose rules verify this card: "1.0" or "1.1" (SPEC §10.10)."""
+        return card_standard(self.data)
+
     def coding_mode(self, cell: dict) -> str:
         return cell.get("coding_mode") or self.data.get("coding_mode") or "strict"
 
     def thresholds(self, group: str, claim: dict | None = None) -> dict[str, Any]:
         """Defaults, then the card's values, then the claim's: the thresholds in force."""
-        merged = dict(threshold_defaults()[group])
+        merged = dict(threshold_defaults(self.standard)[group])
         for source in (self.data.get("thresholds") or {}, (claim or {}).get("thresholds") or {}):
             merged.update({k: v for k, v in (source.get(group) or {}).items() if k != "justification"})
         return merged
 
     def overrides(self) -> list[dict]:
         """Every threshold that differs from its default, where it is set, with its justification."""
-        defaults = threshold_defaults()
+        defaults = threshold_defaults(self.standard)
         found = []
         scopes = [("card", self.data.get("thresholds") or {})]
         scopes += [(f"claim {c['id']}", c.get("thresholds") or {}) for c in self.claims]
@@ -87,7 +93,7 @@ def validate_document(raw: bytes, text: str, path: Path) -> Card:
     if not isinstance(data, dict):
         raise AcardsError("schema.type", "a card is a YAML mapping of fields", "start from `acards init`", source.locate(""))
     version = data.get("acard")
-    if version is not None and version not in SUPPORTED_CARD_VERSIONS and version != 1.0:
+    if version is not None and version not in SUPPORTED_CARD_VERSIONS and version not in (1.0, 1.1):
         raise AcardsError("card.unknown-version", f"this card follows version {version!r} of the standard",
                           f"acards {__version__} reads versions: {', '.join(SUPPORTED_CARD_VERSIONS)}; "
                           "upgrade acards or write the card for a supported version", source.locate("/acard"))

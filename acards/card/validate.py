@@ -10,6 +10,7 @@ import re
 from dataclasses import replace
 from typing import Any, Iterator
 
+from acards import SUPPORTED_CARD_VERSIONS
 from acards.card.yaml import SourceMap, child
 from acards.errors import AcardsError, Location, Problem
 from acards.evidence.paths import check_relative_path
@@ -74,9 +75,13 @@ def _describe(schema: dict, error, pointer: str, source: SourceMap) -> Iterator[
             yield Problem("schema.unknown-field", f"unknown field '{extra}'", hint, source.locate(child(pointer, extra), at_key=True))
         return
     message, hint = error.message, _field_hint(schema, subschema)
-    if kind == "const" and pointer == "/acard":
-        message = f"acard must be the string \"1.0\", not {_compact(error.instance)}"
-        hint = 'quote the version: acard: "1.0"'
+    if kind in ("const", "enum") and pointer == "/acard":
+        # only a number that reads as a known version gets this far (acards.card.model refuses others)
+        versions = " or ".join(f'"{v}"' for v in SUPPORTED_CARD_VERSIONS)
+        message = f"acard must be the string {versions}, not {_compact(error.instance)}"
+        quoted = f"{float(error.instance)}" if isinstance(error.instance, (int, float)) else SUPPORTED_CARD_VERSIONS[-1]
+        hint = f'quote the version: acard: "{quoted}"'
+        kind = "const"  # one fixed value per version: the code a misquoted version has always had
     yield Problem(keyword_code(kind), message, hint, source.locate(pointer))
 
 
@@ -96,15 +101,33 @@ def _placeholders(data: Any, pointer: str = "") -> Iterator[str]:
         yield pointer
 
 
-def threshold_defaults() -> dict[str, dict[str, Any]]:
-    """The standard's default thresholds per diagnostic, read from the schema (one source)."""
+# The defaults a later version of the standard changes; the schema holds 1.0's (SPEC §10.1).
+STANDARD_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {"1.1": {
+    "reliability": {"min_seeds": 3},
+    # the codebook rules 1.1 adds (SPEC §10.5, §10.8); acards.mechanism.codebook.THRESHOLD_NAMES_1_1
+    "mechanism": {"reflection_max_negative": 0.01, "mask_min_share": 0.9, "mask_min_zeroed": 0.01,
+                  "merge_max_residual": 0.01, "merge_min_weight": 0.01, "additive_max_outside": 0.1,
+                  "noise_max_cosine": 0.1, "noise_max_spike": 2.0},
+}}
+
+
+def threshold_defaults(standard: str = "1.0") -> dict[str, dict[str, Any]]:
+    """The default thresholds per diagnostic under a version of the standard: the schema's defaults
+    (one source), with the changes of :data:`STANDARD_DEFAULTS` for that version."""
     schema = load_schema(SCHEMA_NAME)
     groups = resolve(schema, schema["$defs"]["thresholdSet"])["properties"]
     defaults = {}
     for group, ref in groups.items():
         properties = resolve(schema, ref)["properties"]
         defaults[group] = {name: resolve(schema, spec)["default"] for name, spec in properties.items() if "default" in resolve(schema, spec)}
+        defaults[group].update(STANDARD_DEFAULTS.get(standard, {}).get(group, {}))
     return defaults
+
+
+def card_standard(data: Any) -> str:
+    """The version of the standard whose rules a card's data follows ("1.0" when it names none we read)."""
+    version = data.get("acard") if isinstance(data, dict) else None
+    return version if version in SUPPORTED_CARD_VERSIONS else "1.0"
 
 
 def section_defaults(name: str) -> dict[str, Any]:
@@ -121,7 +144,7 @@ def semantic_problems(data: dict, source: SourceMap) -> list[Problem]:
     cell_ids = _unique_ids(data.get("cells"), "/cells", "cell", source, problems)
     _unique_ids(data.get("claims"), "/claims", "claim", source, problems)
 
-    defaults = threshold_defaults()
+    defaults = threshold_defaults(card_standard(data))
     thresholds = data.get("thresholds")
     if isinstance(thresholds, dict):
         for group, values in thresholds.items():
@@ -177,7 +200,25 @@ def semantic_problems(data: dict, source: SourceMap) -> list[Problem]:
             problems.extend(error.problems)
     _check_records_pointers(data, source, problems)
     _check_scorer_pattern(data, source, problems)
+    _check_observable(data, source, problems)
     return problems
+
+
+def _check_observable(data: dict, source: SourceMap, problems: list[Problem]) -> None:
+    """Standard 1.1 refuses a declared mechanism the codebook could never observe (SPEC §10.8)."""
+    from acards.mechanism.codebook import unobservable
+
+    for index, cell in enumerate(_list(data.get("cells"))):
+        if not isinstance(cell, dict) or not isinstance(cell.get("declared_mechanism"), str):
+            continue
+        checkpoints = cell.get("checkpoints") if isinstance(cell.get("checkpoints"), dict) else {}
+        why = unobservable(cell["declared_mechanism"], card_standard(data), {"undefended", "defended"} <= set(checkpoints),
+                           "reference_subspace" in checkpoints)
+        if why:
+            problems.append(Problem("card.unobservable-mechanism", f"declared_mechanism {cell['declared_mechanism']!r}: {why}",
+                                    "add the reference subspace (checkpoints.reference_subspace) the rule needs, or declare "
+                                    "the class the weights can show (see docs/diagnostics.md, D3 under 1.1)",
+                                    source.locate(f"/cells/{index}/declared_mechanism")))
 
 
 def _check_scorer_pattern(data: dict, source: SourceMap, problems: list[Problem]) -> None:

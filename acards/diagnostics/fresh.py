@@ -10,6 +10,7 @@ from msgspec.structs import replace
 from acards.diagnostics.common import (
     Comparison,
     bootstrap_details,
+    critical_symbol,
     has_reason,
     reason,
     reduction_estimates,
@@ -60,11 +61,13 @@ def freshness(fresh_subjects: set[str], other_subjects: set[str], fresh_prompts:
 
 def generalization(name: str, c: Comparison | None, unavailable: list[Reason], heldout_relative: float | None,
                    th: dict, extra_reasons: list[Reason] | None = None, extra_estimates: dict | None = None) -> Diagnostic:
-    """Shared by D2 and D4: pass iff Δ − z·SE > 0 and ρ / ρ_heldout ≥ min_retention."""
+    """Shared by D2 and D4: pass iff Δ − z·SE > 0 and ρ / ρ_heldout ≥ min_retention.  Under standard
+    1.1 also at least ``min_seeds`` seeds (the card's reliability value), t critical values for z."""
     z = th["z"]
     if c is None or unavailable or c.n_items == 0:
         return result("insufficient", unavailable or [reason("no-paired-items", f"no {name} item has both framings under U and D")],
                       extra_estimates or {}, th)
+    v11 = c.standard == "1.1"
     estimates = reduction_estimates(c, z)
     estimates.update(extra_estimates or {})
     estimates["relative_reduction_heldout"] = heldout_relative
@@ -75,13 +78,22 @@ def generalization(name: str, c: Comparison | None, unavailable: list[Reason], h
     estimates["retention"] = retention
     reasons = list(extra_reasons or [])
     details = bootstrap_details(c)
-    if c.n_subjects < 2:
-        reasons.append(reason("too-few-subjects", f"{c.n_subjects} {name} subject: a clustered SE needs at least 2"))
+    if v11:
+        details["seed_variance_included"] = bool(c.spreads)
+        if not c.spreads:
+            reasons.append(reason("seed-variance-not-included", "U or D has fewer than 2 seeds: SE_tot is the clustered SE alone"))
+    seeds = min(len(c.seeds_a), len(c.seeds_b))
+    if c.n_subjects < 2 or (v11 and seeds < th["min_seeds"]):
+        if c.n_subjects < 2:
+            reasons.append(reason("too-few-subjects", f"{c.n_subjects} {name} subject: a clustered SE needs at least 2"))
+        if v11 and seeds < th["min_seeds"]:
+            reasons.append(reason("too-few-seeds", f"{seeds} seeds, fewer than min_seeds = {th['min_seeds']}"))
         return result("insufficient", reasons, estimates, th, details)
     failed = has_reason(reasons, "not-fresh")
     if not estimates["reduction_lower"] > 0:
         failed = True
-        reasons.append(reason("reduction-not-reliable", f"Δ − z·SE = {fixed(estimates['reduction_lower'], 4)} on the {name} split is not above 0"))
+        rule = critical_symbol(estimates["critical_value"], estimates["df"]) if v11 else "z"
+        reasons.append(reason("reduction-not-reliable", f"Δ − {rule}·SE = {fixed(estimates['reduction_lower'], 4)} on the {name} split is not above 0"))
     if held is None:
         reasons.append(reason("heldout-relative-undefined", "the held-out relative reduction is undefined (no reliable held-out gap) "
                               "or not positive, so retention cannot be computed"))

@@ -12,12 +12,30 @@ from acards.report.model import MechanismDiagnostic, Reason, Relabel, extend
 REPORT_NAMES = {"alpha_T": "alpha_t", "alpha_A": "alpha_a", "kappa": "cosine", "r": "norm_ratio",
                 "unchanged_ratio": "change_ratio", "t_in": "t_in", "t_out": "t_out", "S": "selectivity",
                 "e_C": "e_c", "changed_share": "changed_share", "n_modules": "n_modules"}
+# The estimates a standard 1.1 signature adds (SPEC §10.7–§10.9), under the same names.
+REPORT_NAMES_1_1 = ("noise_floor", "mask_share", "mask_zeroed", "merge_residual", "merge_weight", "additive_outside",
+                    "noise_cos_u", "noise_cos_v", "noise_spike", "layer_selective")
 
 
 # For a cell whose checkpoints would let acards build the shrinkage control but whose records hold none.
 NO_CONTROL = reason("no-control", "no control:shrinkage records: the mechanism is judged on the weights alone (run "
                     "`acards verify` with the generate extra and the card's prompts, without --no-generate, to build "
                     "the shrinkage control)")
+
+def _per_module_view(signature: dict, estimates: dict, details: dict, reasons: list[Reason]) -> None:
+    """SPEC §10.9: each changed module's own class, and a layer-selective action flagged."""
+    for name in REPORT_NAMES_1_1:
+        estimates[name] = signature["estimates"].get(name)
+    classes = signature["estimates"]["module_classes"]
+    details.update(aggregate_rule=signature["rule"], module_classes=classes)
+    if signature["estimates"]["layer_selective"]:
+        counts: dict[str, int] = {}
+        for observed in classes.values():
+            counts[observed] = counts.get(observed, 0) + 1
+        kinds = ", ".join(f"{n} {c}" for c, n in sorted(counts.items()))
+        reasons.append(reason("layer-selective", f"the defense changed {len(classes)} of {signature['estimates']['n_modules']} "
+                              f"modules ({kinds}); the aggregate rule is {signature['rule']}"))
+
 
 def mechanism(signature: dict | None, control: Comparison | None, control_unavailable: list[Reason],
               control_reduction: float | None, declared: str, coding_mode: str, th: dict) -> MechanismDiagnostic:
@@ -35,13 +53,15 @@ def mechanism(signature: dict | None, control: Comparison | None, control_unavai
         details.update(rule=signature["rule"], changed_modules=signature["estimates"]["changed_modules"],
                        modules=signature["modules"], reference=signature["reference"], notes=signature["notes"])
         reasons.append(reason("weight-signature", f"weights coded {observed} ({signature['rule']})"))
+        if signature.get("standard") == "1.1":
+            _per_module_view(signature, estimates, details, reasons)
     else:
         reasons.append(reason("no-weight-signature", "the cell gives no undefended and defended checkpoints"))
 
     if control is not None and not control_unavailable and control.n_items and not math.isfinite(control.se_total):
         reasons.append(reason("control-too-small", "the shrinkage control's margin has no standard error (fewer than 2 subjects)"))
     elif control is not None and not control_unavailable and control.n_items:
-        z = th["z"]
+        z = control.critical(th["z"])  # z itself under 1.0; the t critical value under 1.1
         margin, se = control.difference, control.se_total
         estimates.update(control_reduction=number(control_reduction), control_margin=number(margin),
                          se_control_margin=number(se), control_margin_lower=number(margin - z * se))

@@ -5,9 +5,11 @@ from __future__ import annotations
 from msgspec.structs import replace
 
 from acards import stats
+from acards.diagnostics import critical
 from acards.diagnostics.common import (
     Comparison,
     bootstrap_details,
+    critical_symbol,
     reason,
     reduction_estimates,
     result,
@@ -17,19 +19,25 @@ from acards.report.model import Diagnostic, Reason
 
 
 def reliability(c: Comparison | None, unavailable: list[Reason], th: dict) -> Diagnostic:
-    """Pass iff G_U − z·SE(G_U) > 0 and Δ − z·SE_tot > margin, with enough subjects and seeds."""
+    """Pass iff G_U − z·SE(G_U) > 0 and Δ − z·SE_tot > margin, with enough subjects and seeds (under
+    standard 1.1, t critical values in place of z: see acards.diagnostics.critical)."""
     z, margin = th["z"], th["margin"]
     if c is None or unavailable or c.n_items == 0:
         return result("insufficient", unavailable or [reason("no-paired-items", "no held-out item has both framings under U and D")], {}, th)
-    estimates = reduction_estimates(c, z)
-    estimates["p_value"] = stats.normal_pvalue(c.difference - margin, c.se_total)
+    v11 = c.standard == "1.1"
+    estimates = reduction_estimates(c, z, margin)
+    if v11:
+        estimates["p_value"] = critical.t_pvalue(c.difference - margin, c.se_total, c.df)
+    else:
+        estimates["p_value"] = stats.normal_pvalue(c.difference - margin, c.se_total)
     estimates["p_holm"] = None  # filled in across the card's cells
     estimates["per_seed_reduction"] = c.per_seed
     estimates["seeds_share_sign"] = (len({x > 0 for x in c.per_seed}) == 1) if c.per_seed and len(c.per_seed) > 1 else None
     details = bootstrap_details(c)
-    details["seed_variance_included"] = c.seed_term is not None
+    included = bool(c.spreads) if v11 else c.seed_term is not None
+    details["seed_variance_included"] = included
     reasons: list[Reason] = []
-    if c.seed_term is None:
+    if not included:
         reasons.append(reason("seed-variance-not-included", "U or D has fewer than 2 seeds: SE_tot is the clustered SE alone"))
     seeds = min(len(c.seeds_a), len(c.seeds_b))
     if c.n_subjects < th["min_subjects"] or seeds < th["min_seeds"]:
@@ -39,12 +47,14 @@ def reliability(c: Comparison | None, unavailable: list[Reason], th: dict) -> Di
             reasons.append(reason("too-few-seeds", f"{seeds} seeds, fewer than min_seeds = {th['min_seeds']}"))
         return result("insufficient", reasons, estimates, th, details)
     failed = False
+    gap_rule, rule = (critical_symbol(estimates["critical_value_gap"], estimates["df_gap"]),
+                      critical_symbol(estimates["critical_value"], estimates["df"])) if v11 else ("z", "z")
     if not estimates["gap_undefended_lower"] > 0:
         failed = True
-        reasons.append(reason("no-installed-gap", f"G_U − z·SE = {fixed(estimates['gap_undefended_lower'], 4)} is not above 0: the undefended fine-tune shows no reliable gap to remove"))
+        reasons.append(reason("no-installed-gap", f"G_U − {gap_rule}·SE = {fixed(estimates['gap_undefended_lower'], 4)} is not above 0: the undefended fine-tune shows no reliable gap to remove"))
     if not estimates["reduction_lower"] > margin:
         failed = True
-        message = f"Δ − z·SE_tot = {fixed(estimates['reduction_lower'], 4)} is not above the margin {margin}"
+        message = f"Δ − {rule}·SE_tot = {fixed(estimates['reduction_lower'], 4)} is not above the margin {margin}"
         if estimates["mde"] is not None:
             message += f" (MDE {fixed(estimates['mde'], 4)}: smaller true reductions are likely to be missed)"
         reasons.append(reason("reduction-not-reliable", message))

@@ -9,6 +9,7 @@ import sys
 from msgspec import UNSET
 
 from acards import __version__
+from acards.card.model import Card
 from acards.diagnostics.verdict import audit_summary
 from acards.errors import AcardsError, Location, Problem
 from acards.evidence.records import RecordTable, records_summary
@@ -26,6 +27,15 @@ def environment(device: str | None) -> dict:
             "device": device}
 
 
+def settings(card: Card, bootstrap: int, seed: int) -> dict:
+    """The report's settings; ``standard`` names the rules that ran when they are not 1.0's (a 1.0
+    report stays as it was, byte for byte)."""
+    found = {"bootstrap": bootstrap, "seed": seed, "coding_mode": card.data.get("coding_mode", "strict"), "confidence": 0.95}
+    if card.standard != "1.0":
+        found["standard"] = card.standard
+    return found
+
+
 def assemble(loaded: Loaded, table: RecordTable, cells: list[Cell], claims: list[Claim], generation: dict, *,
              bootstrap: int, seed: int) -> Report:
     """The report of a card: what was checked, every cell and claim, the audit summary, the generation."""
@@ -36,7 +46,7 @@ def assemble(loaded: Loaded, table: RecordTable, cells: list[Cell], claims: list
         card=CardRef(id=card.data["id"], version=card.data["version"], sha256=card.sha256, title=card.data["title"]),
         evidence=[EvidenceCheck(**r.as_json()) for r in loaded.pointers],
         environment=environment(generation["provenance"].get("device_name")),
-        settings={"bootstrap": bootstrap, "seed": seed, "coding_mode": card.data.get("coding_mode", "strict"), "confidence": 0.95},
+        settings=settings(card, bootstrap, seed),
         cells=cells,
         claims=claims,
         audit=audit_summary(cells),

@@ -25,11 +25,10 @@ from acards.diagnostics.reliability import reliability
 from acards.diagnostics.transfer import transfer
 from acards.diagnostics.values import GroupIndex, SplitValues, split_values
 from acards.diagnostics.verdict import full_card
-from acards.evidence.checkpoints import Pinned, read_signature_inputs
+from acards.evidence.checkpoints import Pinned, read_signature
 from acards.evidence.paths import resolve_inside
 from acards.evidence.prompts import Prompts
 from acards.evidence.records import RecordTable
-from acards.mechanism.signature import weight_signature
 from acards.report.model import Cell, Diagnostic, Diagnostics, Reason
 from acards.vocabulary import CONTROL_SHRINKAGE, DIAGNOSTICS
 
@@ -61,20 +60,27 @@ class Recomputed:
 
 
 def thresholds_for(card: Card, claim: dict | None = None) -> dict[str, dict]:
-    """The thresholds in force for every diagnostic: the card's, or a claim's."""
-    return {name: card.thresholds(name, claim) for name in DIAGNOSTICS}
+    """The thresholds in force for every diagnostic: the card's, or a claim's.  Under standard 1.1,
+    D2 and D4 also need the reliability group's ``min_seeds`` (one setting for the three)."""
+    thresholds = {name: card.thresholds(name, claim) for name in DIAGNOSTICS}
+    if card.standard == "1.1":
+        for name in ("fresh", "transfer"):
+            thresholds[name]["min_seeds"] = thresholds["reliability"]["min_seeds"]
+    return thresholds
 
 
-def _compare_split(values: SplitValues, first: str, second: str, rng, bootstrap: int, split: str) -> tuple[Comparison | None, list[Reason]]:
+def _compare_split(values: SplitValues, first: str, second: str, rng, bootstrap: int, split: str,
+                   standard: str) -> tuple[Comparison | None, list[Reason]]:
     missing = availability(split, values.conditions, (first, second))
     if missing:
         return None, missing
     a, b, subjects, _ = values.paired(first, second)
-    return compare(a, b, subjects, values.conditions[first].seeds, values.conditions[second].seeds, rng, bootstrap), []
+    return compare(a, b, subjects, values.conditions[first].seeds, values.conditions[second].seeds, rng, bootstrap, standard), []
 
 
-def cell_evidence(cell: dict, index: GroupIndex, master_seed: int, bootstrap: int) -> CellEvidence:
-    """The threshold-free statistics of one cell; each split bootstraps from its own stream."""
+def cell_evidence(cell: dict, index: GroupIndex, master_seed: int, bootstrap: int, standard: str = "1.0") -> CellEvidence:
+    """The threshold-free statistics of one cell under the rules of ``standard``; each split
+    bootstraps from its own stream."""
     cell_id = cell["id"]
     splits = {
         "heldout": split_values(index, cell_id, "heldout", cell["task"]),
@@ -85,13 +91,15 @@ def cell_evidence(cell: dict, index: GroupIndex, master_seed: int, bootstrap: in
     comparisons, unavailable = {}, {}
     for split in ("heldout", "fresh", "transfer"):
         rng = stats.cell_rng(master_seed, cell_id, split)
-        comparisons[split], unavailable[split] = _compare_split(splits[split], "undefended", "defended", rng, bootstrap, split)
-    comparisons["capability"], unavailable["capability"] = _compare_split(splits["capability"], "defended", "undefended", None, 0, "capability")
+        comparisons[split], unavailable[split] = _compare_split(splits[split], "undefended", "defended", rng, bootstrap, split, standard)
+    comparisons["capability"], unavailable["capability"] = _compare_split(splits["capability"], "defended", "undefended", None, 0,
+                                                                          "capability", standard)
     comparisons["control"], unavailable["control"], control_reduction = None, [], None
     if CONTROL_SHRINKAGE in splits["heldout"].conditions:
         # The margin Δ_D − Δ_C = G_C − G_D, and the control's own reduction Δ_C = G_U − G_C.
-        comparisons["control"], unavailable["control"] = _compare_split(splits["heldout"], CONTROL_SHRINKAGE, "defended", None, 0, "heldout")
-        control_u, _ = _compare_split(splits["heldout"], "undefended", CONTROL_SHRINKAGE, None, 0, "heldout")
+        comparisons["control"], unavailable["control"] = _compare_split(splits["heldout"], CONTROL_SHRINKAGE, "defended", None, 0,
+                                                                        "heldout", standard)
+        control_u, _ = _compare_split(splits["heldout"], "undefended", CONTROL_SHRINKAGE, None, 0, "heldout", standard)
         control_reduction = control_u.difference if control_u else None
     elif {"base", "undefended", "defended"} <= set(cell.get("checkpoints") or {}):
         # The control could have been built: say that the mechanism was judged without it.
@@ -137,9 +145,9 @@ def signature(card: Card, evidence: CellEvidence, th: dict):
             return Pinned(resolve_inside(card.folder, relative, location), checkpoints[name].get("sha256"), relative, location)
 
         names = [n for n in ("undefended", "defended", "base", "reference_subspace") if n in checkpoints]
-        # every file read once, hashed as read, and checked against the digest the card pins
-        undefended, defended, reference = read_signature_inputs({name: pinned(name) for name in names})
-        evidence.signatures[key] = weight_signature(undefended, defended, reference, th)
+        # every file hashed as read and checked against the digest the card pins; full weights streamed
+        rank = (checkpoints.get("reference_subspace") or {}).get("rank")
+        evidence.signatures[key] = read_signature({name: pinned(name) for name in names}, th, card.standard, rank)
     return evidence.signatures[key]
 
 
@@ -190,7 +198,7 @@ def recompute(card: Card, table: RecordTable, prompts: Prompts, training: Traini
     (:func:`acards.pipeline.load.read_training`)."""
     index = GroupIndex(table)
     file_prompts = fresh_prompts_by_task(prompts)
-    evidence = {cell["id"]: cell_evidence(cell, index, seed, bootstrap) for cell in card.cells}
+    evidence = {cell["id"]: cell_evidence(cell, index, seed, bootstrap, card.standard) for cell in card.cells}
     thresholds = thresholds_for(card)
     per_cell = [diagnose_cell(card, evidence[cell["id"]], thresholds, training, file_prompts) for cell in card.cells]
     adjusted = apply_holm([diagnostics.reliability for diagnostics in per_cell])
