@@ -14,7 +14,11 @@ This module is the one place that reads these variables:
 - ``ACARDS_KEY_PASSPHRASE``: the passphrase of private keys (default: ask on a terminal);
 - ``ACARDS_CACHE_KEY``: the file of the secret that authenticates cache entries (default:
   ``cache-mac.key`` in the platform's user config folder for acards, never inside the cache folder;
-  see acards.evidence.cachekey).
+  see acards.evidence.cachekey);
+- ``ACARDS_SNAPSHOT_DIR``: where the private copy of a model is made before it is loaded (default:
+  the system temp folder; see acards.evidence.snapshot);
+- ``ACARDS_CPU_THREADS``: torch's threads when generating on the CPU (default: ``OMP_NUM_THREADS``
+  when set, else the usable cores that are idle; see acards.generate.backends.base.cpu_threads).
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ CACHE_DIR = "ACARDS_CACHE_DIR"
 DEVICE = "ACARDS_DEVICE"
 KEY_PASSPHRASE = "ACARDS_KEY_PASSPHRASE"
 CACHE_KEY = "ACARDS_CACHE_KEY"
+SNAPSHOT_DIR = "ACARDS_SNAPSHOT_DIR"
+CPU_THREADS = "ACARDS_CPU_THREADS"
+OMP_NUM_THREADS = "OMP_NUM_THREADS"  # OpenMP's own, which torch reads too: the default of CPU_THREADS
 
 DIGESTS_FILE = "digests.sqlite"
 CACHE_KEY_FILE = "cache-mac.key"  # the secret that MACs cache entries
@@ -43,6 +50,8 @@ class Settings:
     device: str | None = None
     key_passphrase: str | None = field(default=None, repr=False)  # never printed
     cache_key: Path | None = None  # $ACARDS_CACHE_KEY; None: the platform default (cache_key_path)
+    snapshot_dir: Path | None = None  # $ACARDS_SNAPSHOT_DIR; None: the system temp folder
+    cpu_threads: tuple[str, str] | None = None  # (variable, value) of $ACARDS_CPU_THREADS, else $OMP_NUM_THREADS; None: automatic
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -53,6 +62,8 @@ class Settings:
             device=env.get(DEVICE) or None,
             key_passphrase=env.get(KEY_PASSPHRASE),
             cache_key=Path(env[CACHE_KEY]) if env.get(CACHE_KEY) else None,
+            snapshot_dir=Path(env[SNAPSHOT_DIR]) if env.get(SNAPSHOT_DIR) else None,
+            cpu_threads=next(((name, env[name]) for name in (CPU_THREADS, OMP_NUM_THREADS) if env.get(name)), None),
         )
 
     @property

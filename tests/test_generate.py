@@ -513,19 +513,25 @@ def test_chat_template_false_encodes_the_plain_prompt(world):
 
 def test_cache_key_names_every_ingredient():
     context = {"weights": {"base": "a" * 64, "adapter": None, "full": None}, "tokenizer": "b" * 64,
-               "decoding": {"max_new_tokens": 8, "do_sample": False, "eos_token_ids": [1]},
+               "prompting": {"rules": "r/1", "chat_template": True, "packages": {"tokenizers": "0.2"}},
+               "decoding": {"max_new_tokens": 8, "do_sample": False},
                "backend": {"name": "transformers", "versions": {"transformers": "5"}, "dtype": "float32"}}
-    base = output_cache.request_key(output_cache.context_digest(context), [1, 2, 3], 0)
-    variants = [output_cache.request_key(output_cache.context_digest(context), [1, 2, 4], 0),
-                output_cache.request_key(output_cache.context_digest(context), [1, 2, 3], 1)]
+    digest = output_cache.context_digest(context)
+    base = output_cache.request_key(digest, "hi", None, 0)
+    variants = [output_cache.request_key(digest, "hi!", None, 0), output_cache.request_key(digest, "hi", "", 0),
+                output_cache.request_key(digest, "hi", "be brief", 0), output_cache.request_key(digest, "hi", None, 1),
+                output_cache.request_key(digest, "h", "i", 0)]
     for path, value in [(("weights", "base"), "c" * 64), (("weights", "adapter"), "d" * 64), (("tokenizer",), "e" * 64),
-                        (("decoding", "max_new_tokens"), 9), (("backend", "dtype"), "bfloat16")]:
+                        (("prompting", "rules"), "r/2"), (("prompting", "chat_template"), False),
+                        (("prompting", "packages", "tokenizers"), "0.3"), (("decoding", "max_new_tokens"), 9),
+                        (("decoding", "do_sample"), True), (("backend", "dtype"), "bfloat16"),
+                        (("backend", "versions", "transformers"), "6")]:
         changed = json.loads(json.dumps(context))
         node = changed
         for part in path[:-1]:
             node = node[part]
         node[path[-1]] = value
-        variants.append(output_cache.request_key(output_cache.context_digest(changed), [1, 2, 3], 0))
+        variants.append(output_cache.request_key(output_cache.context_digest(changed), "hi", None, 0))
     assert len({base, *variants}) == len(variants) + 1
 
 

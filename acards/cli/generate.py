@@ -37,7 +37,10 @@ def generate_command(card: Path, shard, executor, shards, device, backend, contr
         click.echo(dumps({"ok": True, **summary}))
         return
     counts = summary["counts"]
-    click.echo(f"{card}: {summary['requests']} outputs needed; {counts.get('cache_hits', 0)} from the cache, "
+    shared = counts.get("in_shard", 0) - counts.get("distinct", counts.get("in_shard", 0))  # requests sharing an output
+    click.echo(f"{card}: {summary['requests']} outputs needed"
+               + (f" ({counts['distinct']} distinct: {shared} shared with another request)" if shared > 0 else "")
+               + f"; {counts.get('cache_hits', 0)} from the cache, "
                f"{counts.get('generated', 0)} generated in {counts.get('model_calls', 0)} model calls"
                + (f" (shard {shard}: {counts.get('in_shard', 0)} of them)" if shard else ""))
     if summary.get("out"):

@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from acards.errors import AcardsError, Location, codes
@@ -58,7 +59,7 @@ class ModelSpec:
     def weights_folder(self) -> Path:
         return self.full or self.base
 
-    @property
+    @cached_property  # asked once per request: computed once per spec
     def ident(self) -> str:
         return digest(self.weights)
 

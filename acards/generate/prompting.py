@@ -14,6 +14,10 @@ Rendering policy (recorded in provenance):
 - Outputs are the generated ids up to (not including) the first end-of-sequence id, decoded with
   ``skip_special_tokens=True``.  End-of-sequence ids are the tokenizer's EOS and every
   ``eos_token_id`` of the model's generation_config.json (a chat model's end-of-turn token).
+
+The tokenizer and the generation config are read from a private copy of the base (and full-weights)
+folder's files, whose digest (the whole folder's, weight files hashed in place) must be the pinned
+one (:func:`pinned_encoder`, :mod:`acards.evidence.snapshot`), never from the card's folder.
 """
 
 from __future__ import annotations
@@ -21,6 +25,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from acards.errors import AcardsError, Location
+
+# The rules above, named in the output cache's key (its outputs are keyed by prompt text, so what
+# turns that text into ids, and generated ids into text, must be named): change the name whenever
+# a rule changes.  The packages that apply them are named by version.
+RULES = "acards/prompt-rendering/1: chat template with add_generation_prompt, add_special_tokens=False, one BOS, " \
+        "no EOS; outputs cut at the first stop id, decoded with skip_special_tokens"
+PACKAGES = ("transformers", "tokenizers", "jinja2", "sentencepiece", "protobuf")
+
+
+def rendering_key(use_chat_template: bool) -> dict:
+    """What the output cache's key says of rendering and decoding text (imports no tokenizer); the
+    tokenizer files themselves, chat template included, are named by their digest beside it."""
+    from acards.generate.backends.base import package_versions
+
+    return {"rules": RULES, "chat_template": bool(use_chat_template), "packages": package_versions(*PACKAGES)}
 
 
 def _quiet_transformers() -> None:
@@ -30,7 +49,9 @@ def _quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def load_tokenizer(folder: Path):
+def load_tokenizer(folder: Path, shown: Path | None = None):
+    """The tokenizer saved in ``folder`` (a private copy: see :func:`pinned_encoder`); ``shown``:
+    the folder to name in errors (default ``folder``)."""
     import os
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -40,17 +61,40 @@ def load_tokenizer(folder: Path):
     try:
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     except Exception as error:  # noqa: BLE001 — transformers raises many kinds; all mean the same here
-        raise AcardsError("model.bad-tokenizer", f"cannot load the tokenizer in {folder}: {type(error).__name__}: {error}",
+        shown = shown or folder
+        raise AcardsError("model.bad-tokenizer", f"cannot load the tokenizer in {shown}: {type(error).__name__}: {error}",
                           "the base model folder must hold the tokenizer files save_pretrained writes (no remote code)",
-                          Location(file=str(folder))) from None
+                          Location(file=str(shown))) from None
+
+
+def pinned_encoder(spec, use_chat_template: bool, digests=None) -> tuple["PromptEncoder", str]:
+    """The prompt encoder of a :class:`~acards.generate.models.ModelSpec` and its tokenizer's digest.
+
+    The tokenizer, the generation configs' end-of-sequence ids and the tokenizer digest are read
+    from private copies of the base folder (and of the full-weights folder, whose generation config
+    comes first) without their weight files; each copy's folder digest must be the pinned one, the
+    weight files hashed in place (``digests``: the caller's DigestCache for those)."""
+    from contextlib import ExitStack
+
+    from acards.evidence.digests import DigestCache
+    from acards.evidence.snapshot import pinned
+    from acards.generate.models import eos_token_ids, tokenizer_digest
+
+    with ExitStack() as copies, DigestCache.or_default(digests) as cache:
+        base = copies.enter_context(pinned(spec.base, spec.base_digest, label=str(spec.base), weights=False, digests=cache))
+        full = copies.enter_context(pinned(spec.full, spec.full_digest, label=str(spec.full), weights=False, digests=cache)) \
+            if spec.full is not None else base
+        extra_eos = eos_token_ids(full.path) or eos_token_ids(base.path)
+        encoder = PromptEncoder(base.path, use_chat_template, extra_eos, shown=spec.base)
+        return encoder, tokenizer_digest(base.path, DigestCache(None))  # a private copy: nothing to cache
 
 
 class PromptEncoder:
     """Encodes prompts for one tokenizer and decodes generated ids."""
 
-    def __init__(self, folder: Path, use_chat_template: bool, extra_eos: list[int] | None = None):
-        self.folder = folder
-        self.tokenizer = tokenizer = load_tokenizer(folder)
+    def __init__(self, folder: Path, use_chat_template: bool, extra_eos: list[int] | None = None, shown: Path | None = None):
+        self.folder = shown or folder  # named in errors
+        self.tokenizer = tokenizer = load_tokenizer(folder, shown)
         self.chat = bool(use_chat_template and getattr(tokenizer, "chat_template", None))
         bos = tokenizer.bos_token_id
         probe = tokenizer("a", add_special_tokens=True)["input_ids"]

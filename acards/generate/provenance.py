@@ -41,16 +41,20 @@ def generation_provenance(*, backend_name: str, backend_versions: dict, dtype: s
 
 def report_section(result=None, *, scored: int = 0, scorer: dict | None = None) -> dict[str, Any]:
     """The report's ``generation`` object: counts, cache hits and provenance (scorer included).
+    ``requested`` counts records; ``distinct`` the outputs they need (records that share one, such
+    as the same model and prompt in two cells, need it once), which cache_hits + cache_misses add
+    up to.
 
     ``result`` is a :class:`~acards.generate.GenerationResult` (or None when nothing needed
     generating); ``scorer`` the provenance :func:`acards.generate.scorers.score` returned.
     """
     if result is None:
-        section = {"requested": 0, "generated": 0, "cache_hits": 0, "cache_misses": 0, "scored": scored,
+        section = {"requested": 0, "distinct": 0, "generated": 0, "cache_hits": 0, "cache_misses": 0, "scored": scored,
                    "provenance": {"scorer": scorer} if scorer else {}}
         return section
     counts = result.counts
     provenance = dict(result.provenance)
     provenance["scorer"] = scorer
-    return {"requested": counts["requested"], "generated": counts["generated"], "cache_hits": counts["cache_hits"],
-            "cache_misses": counts["cache_misses"], "scored": scored, "provenance": provenance}
+    return {"requested": counts["requested"], "distinct": counts.get("distinct", counts["requested"]),
+            "generated": counts["generated"], "cache_hits": counts["cache_hits"], "cache_misses": counts["cache_misses"],
+            "scored": scored, "provenance": provenance}

@@ -43,9 +43,11 @@ class GenerationResult:
     """What :func:`run` returns.
 
     ``outputs[i]`` is the output of ``requests[i]``; it is ``None`` only for a request outside the
-    shard that was run (``--shard i/N``).  ``counts`` holds
-    requested / in_shard / cache_hits / cache_misses / generated / model_calls / skipped;
-    ``provenance`` is the dict the report's ``generation.provenance`` carries.
+    shard that was run (``--shard i/N``).  ``counts`` holds requested / in_shard / skipped (requests)
+    and distinct / cache_hits / cache_misses / generated (distinct outputs: requests that share a
+    cache key, such as the same model asked the same prompt by two cells, are one output, looked up
+    and generated once; cache_hits + cache_misses = distinct), model_calls (batched calls) and
+    cache_rejected; ``provenance`` is the dict the report's ``generation.provenance`` carries.
     """
 
     outputs: list[str | None]

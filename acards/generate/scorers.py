@@ -5,7 +5,8 @@ The rule-based scorers are pure Python (no torch import):
 - ``refusal-keywords``: 1 if the output contains any refusal phrase (case-insensitive, with
   typographic apostrophes read as ``'``), else 0.  ``keywords`` replaces the default list
   :data:`DEFAULT_REFUSAL_KEYWORDS`.
-- ``regex``: 1 if ``re.search(pattern, output)`` finds a match, else 0.
+- ``regex``: 1 if ``re.search(pattern, output)`` finds a match, else 0 — Python's answer, computed by
+  RE2 in linear time (acards.patterns; a pattern it cannot run so is refused).
 - ``exact``: 1 if the output equals the reference; ``normalize`` (default true) strips surrounding
   whitespace and compares case-insensitively (``str.casefold``).
 - ``choice``: 1 if the option letter extracted from the output (:func:`extract_choice`) equals
@@ -84,8 +85,8 @@ def refusal_scores(outputs: list[str | None], keywords: list[str] | tuple[str, .
 
 
 def regex_scores(outputs: list[str | None], pattern: str) -> list[float]:
-    compiled = check_pattern(pattern)
-    return [math.nan if o is None else float(compiled.search(o) is not None) for o in outputs]
+    matcher = check_pattern(pattern)
+    return [math.nan if o is None else float(matcher.search(o)) for o in outputs]
 
 
 def _normalized(text: str, normalize: bool) -> str:
@@ -98,6 +99,10 @@ def exact_scores(outputs: list[str | None], references: list[str | None], normal
             for o, r in zip(outputs, references)]
 
 
+_SPACE_RUN = re.compile(r"\s+")
+_LOWER_WORD_NEXT = re.compile(r"\s+[a-z]")
+
+
 def extract_choice(output: str, choices: str = "ABCD") -> str | None:
     """The option letter an output picks, or None.
 
@@ -108,7 +113,10 @@ def extract_choice(output: str, choices: str = "ABCD") -> str | None:
     """
     letters = re.escape(choices)
     text = output.strip()
-    explicit = re.search(rf"(?i:answer|option|choice)\s*(?i:is|:)?\s*[:\-]?\s*[\(\[*]*([{letters}])(?![A-Za-z])", text)
+    # Its three \s* split a long run of spaces in cubic time; nothing else in it matches a space,
+    # so one space stands for each run and the answer is the same, in linear time.
+    explicit = re.search(rf"(?i:answer|option|choice)\s*(?i:is|:)?\s*[:\-]?\s*[\(\[*]*([{letters}])(?![A-Za-z])",
+                         _SPACE_RUN.sub(" ", text))
     if explicit:
         return explicit.group(1)
     opening = re.match(rf"^[\s*\(\[]*([{letters}])(?:[\)\]\.:*,]|\s|$)", text)
@@ -118,7 +126,7 @@ def extract_choice(output: str, choices: str = "ABCD") -> str | None:
     if bracketed:
         return bracketed.group(1)
     for match in re.finditer(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z'])", text):
-        if match.group(1) == "A" and re.match(r"\s+[a-z]", text[match.end():]):
+        if match.group(1) == "A" and _LOWER_WORD_NEXT.match(text, match.end()):  # no slice: no copy per "A"
             continue
         return match.group(1)
     return None
@@ -146,11 +154,14 @@ def _need_references(references, kind: str) -> None:
 
 
 def classifier_scores(outputs: list[str | None], folder: Path, label: str, batch_size: int = 32,
-                      device: str | None = None, progress: bool | None = None) -> tuple[list[float], dict]:
-    """Softmax probability of ``label`` under the sequence classifier saved in ``folder``."""
+                      device: str | None = None, progress: bool | None = None,
+                      digest: str | None = None) -> tuple[list[float], dict]:
+    """Softmax probability of ``label`` under the sequence classifier saved in ``folder``, loaded from
+    a private copy whose digest must be ``digest`` (None: any; see acards.evidence.snapshot)."""
     from acards.generate import require_extra
 
     require_extra()
+    from acards.evidence.snapshot import pinned
     from acards.generate.backends.base import select_device
     from acards.generate.models import check_model_folder
     from acards.generate.progress import bar
@@ -162,37 +173,38 @@ def classifier_scores(outputs: list[str | None], folder: Path, label: str, batch
     from transformers import AutoModelForSequenceClassification
 
     _quiet_transformers()
-    tokenizer = load_tokenizer(folder)
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(str(folder), use_safetensors=True, local_files_only=True,
-                                                                   trust_remote_code=False)
-    except Exception as error:  # noqa: BLE001
-        raise AcardsError("model.load-failed", f"transformers cannot load the classifier in {folder}: {type(error).__name__}: {error}",
-                          "scorer.model must be a sequence-classification model saved with save_pretrained (safetensors)", where) from None
-    labels = {str(name): int(index) for index, name in model.config.id2label.items()}
-    if label not in labels:
-        raise AcardsError("model.unknown-label", f"the classifier has no label {label!r}",
-                          "scorer.label must be one of: " + ", ".join(sorted(labels)), where)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    tokenizer.padding_side = "right"
-    device = select_device(device)
-    model = model.to(device).eval()
-    limit = getattr(model.config, "max_position_embeddings", None) or 512
-    index = labels[label]
-    scores: list[float] = [math.nan] * len(outputs)
-    present = [i for i, o in enumerate(outputs) if o is not None]
-    with bar(len(present), "scoring", progress) as scoring, torch.inference_mode():
-        for start in range(0, len(present), batch_size):
-            rows = present[start:start + batch_size]
-            batch = tokenizer([outputs[i] for i in rows], padding=True, truncation=True, max_length=limit, return_tensors="pt")
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
-            probabilities = torch.softmax(logits, dim=-1)[:, index].cpu().tolist()
-            for row, value in zip(rows, probabilities):
-                scores[row] = float(value)
-            scoring.update(len(rows))
+    with pinned(folder, digest, label=str(folder), location=where) as copy:  # the bytes hashed, never the folder
+        tokenizer = load_tokenizer(copy.path, folder)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(str(copy.path), use_safetensors=True, local_files_only=True,
+                                                                       trust_remote_code=False)
+        except Exception as error:  # noqa: BLE001
+            raise AcardsError("model.load-failed", f"transformers cannot load the classifier in {folder}: {type(error).__name__}: {error}",
+                              "scorer.model must be a sequence-classification model saved with save_pretrained (safetensors)", where) from None
+        labels = {str(name): int(index) for index, name in model.config.id2label.items()}
+        if label not in labels:
+            raise AcardsError("model.unknown-label", f"the classifier has no label {label!r}",
+                              "scorer.label must be one of: " + ", ".join(sorted(labels)), where)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        tokenizer.padding_side = "right"
+        device = select_device(device)
+        model = model.to(device).eval()
+        limit = getattr(model.config, "max_position_embeddings", None) or 512
+        index = labels[label]
+        scores: list[float] = [math.nan] * len(outputs)
+        present = [i for i, o in enumerate(outputs) if o is not None]
+        with bar(len(present), "scoring", progress) as scoring, torch.inference_mode():
+            for start in range(0, len(present), batch_size):
+                rows = present[start:start + batch_size]
+                batch = tokenizer([outputs[i] for i in rows], padding=True, truncation=True, max_length=limit, return_tensors="pt")
+                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
+                probabilities = torch.softmax(logits, dim=-1)[:, index].cpu().tolist()
+                for row, value in zip(rows, probabilities):
+                    scores[row] = float(value)
+                scoring.update(len(rows))
     return scores, {"labels": sorted(labels), "device": device, "batch_size": batch_size, "max_length": limit}
 
 
@@ -242,7 +254,7 @@ def score(scorer_settings: dict, outputs: list[str | None], references: list[str
             cache.close()
         if pointer.get("sha256") and actual != pointer["sha256"]:
             raise AcardsError.collect([digest_mismatch(pointer["path"], pointer["sha256"], actual, folder.is_dir(), where)])
-        scores, details = classifier_scores(outputs, folder, settings["label"], device=device, progress=progress)
+        scores, details = classifier_scores(outputs, folder, settings["label"], device=device, progress=progress, digest=actual)
         provenance.update(model={"path": pointer["path"], "sha256": actual}, label=settings["label"], **details)
     else:
         raise AcardsError("card.unknown-scorer", f"unknown scorer kind {kind!r}",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
 from typing import Protocol
 
 from acards.errors import AcardsError
@@ -51,15 +55,89 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def package_versions(*names: str) -> dict[str, str]:
-    """Installed versions (from package metadata: nothing is imported)."""
-    found = {}
-    for name in names:
+# The packages whose versions name a backend's outputs in the cache key (read from metadata, so the
+# key of a fully cached run is computed without importing any of them).
+BACKEND_PACKAGES = {"transformers": ("transformers", "torch", "peft"), "vllm": ("vllm", "torch")}
+
+
+def package_versions(*names: str) -> dict[str, str | None]:
+    """Installed versions (from package metadata: nothing is imported; None when not installed)."""
+    return {name: _version(name) for name in names}
+
+
+@lru_cache(maxsize=None)
+def _version(name: str) -> str | None:
+    """One package's version, looked up once per process (each lookup scans sys.path: milliseconds)."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+CGROUP_QUOTAS = (  # (quota file, period file or None), cgroup v2 then v1, as a container sees its own
+    (Path("/sys/fs/cgroup/cpu.max"), None),
+    (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")),
+    (Path("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us")),
+)
+
+
+def _cgroup_cpus() -> float | None:
+    """The CPU quota of this process's cgroup in cores (e.g. 2.5), or None when there is none."""
+    for quota_file, period_file in CGROUP_QUOTAS:
         try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+            if period_file is None:  # v2: "max 100000" or "<quota> <period>"
+                quota, period = quota_file.read_text().split()[:2]
+            else:
+                quota, period = quota_file.read_text().strip(), period_file.read_text().strip()
+            if quota in ("max", "-1"):
+                return None
+            return int(quota) / int(period)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity (else os.cpu_count()), capped by its
+    cgroup's CPU quota when one is set (a container limited to 2 CPUs on a 64-core host: 2)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpus()
+    if quota is not None:
+        cores = min(cores, math.ceil(quota))
+    return max(1, cores)
+
+
+def cpu_threads(setting: tuple[str, str] | None = None) -> tuple[int, str]:
+    """torch's intra-op threads for generating on the CPU, and why.
+
+    ``setting`` (``$ACARDS_CPU_THREADS``, else ``$OMP_NUM_THREADS``; read by acards.settings) wins.
+    Otherwise: the usable cores (:func:`usable_cores`) that other processes leave idle: the machine's
+    cores less its 1-minute load average (less the one this process adds), at least 1.  torch's own
+    default is every core of the machine; on cores that other processes keep busy its threads wait
+    for each other at every operation (docs/generation.md, "CPU threads": one thread about 6× faster
+    than two on 2 shared cores).
+    """
+    if setting is not None:
+        name, value = setting
+        try:
+            threads = int(value.split(",")[0])  # OMP_NUM_THREADS may list one count per nesting level
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise AcardsError("usage.bad-threads", f"{name}={value!r} is not a number of threads",
+                              f"set {name} to a whole number of at least 1, or unset it to let acards choose")
+        return threads, f"{name}={value}"
+    cores = usable_cores()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return cores, f"{cores} usable cores"
+    others = max(0.0, load - 1)  # this process has been running (one thread) before it generates
+    idle = max(1, min(cores, round((os.cpu_count() or cores) - others)))
+    return idle, f"{cores} usable cores, load average {load:.1f} on {os.cpu_count()} cores"
 
 
 def select_device(override: str | None = None) -> str:
