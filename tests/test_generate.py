@@ -575,8 +575,10 @@ def test_cache_cli_info_merge_clear(main_card):
     assert merged.exit_code == 0, merged.output
     info = json.loads(runner.invoke(main, ["cache", "info", "--format", "json"]).output)
     assert info["main"]["outputs"] == len(requests) and info["shards"] == [] and info["models"][0]["outputs"] == len(requests)
+    assert info["records"]["files"] >= 1  # load_all decoded the card's records into the records cache
     assert runner.invoke(main, ["cache", "clear"]).exit_code == 0
-    assert json.loads(runner.invoke(main, ["cache", "info", "--format", "json"]).output)["main"]["outputs"] == 0
+    cleared = json.loads(runner.invoke(main, ["cache", "info", "--format", "json"]).output)
+    assert cleared["main"]["outputs"] == 0 and cleared["records"]["files"] == 0
 
 
 def test_bad_shard_is_a_usage_error():

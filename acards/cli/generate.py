@@ -102,6 +102,8 @@ def cache_info_command(fmt: str) -> None:
         click.echo(f"  shard {shard['path']}: {shard['outputs']} outputs (merge with `acards cache merge`)")
     if found["controls"]:
         click.echo(f"  {len(found['controls'])} control:shrinkage adapters")
+    if found["records"]["files"]:
+        click.echo(f"  decoded records: {found['records']['files']} files, {found['records']['bytes']} bytes in {found['records']['path']}")
 
 
 @cache_group.command("clear")
@@ -109,7 +111,7 @@ def cache_info_command(fmt: str) -> None:
 @FORMAT
 @handled
 def cache_clear_command(keep_controls: bool, fmt: str) -> None:
-    """Delete every cached output (and the control:shrinkage adapters)."""
+    """Delete every cached output and decoded records file (and the control:shrinkage adapters)."""
     from acards.generate.cache import clear
     from acards.present.text import dumps
 

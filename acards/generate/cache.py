@@ -407,15 +407,20 @@ def info(cache_dir: Path | None = None) -> dict[str, Any]:
     for path in shard_files(cache_dir):
         with OutputCache(path, readonly=True) as cache:
             shards.append({"path": str(path), "outputs": cache.count(), "bytes": _size(path)})
+    from acards.evidence.records_cache import FOLDER as RECORDS_FOLDER
+
     controls = cache_dir / "controls"
+    records = [p for p in (cache_dir / RECORDS_FOLDER).rglob("*") if p.is_file() and not p.is_symlink()] \
+        if (cache_dir / RECORDS_FOLDER).is_dir() else []
     return {"folder": str(outputs_dir(cache_dir)), "main": {"path": str(main), "exists": main.exists(), "outputs": entries,
                                                    "bytes": _size(main) if main.exists() else 0},
             "models": contexts, "shards": shards,
-            "controls": sorted(p.name for p in controls.iterdir() if p.is_dir() and not p.name.startswith(".")) if controls.is_dir() else []}
+            "controls": sorted(p.name for p in controls.iterdir() if p.is_dir() and not p.name.startswith(".")) if controls.is_dir() else [],
+            "records": {"path": str(cache_dir / RECORDS_FOLDER), "files": len(records), "bytes": sum(p.stat().st_size for p in records)}}
 
 
 def clear(include_controls: bool = True, cache_dir: Path | None = None) -> dict[str, Any]:
-    """Delete the main output cache, every shard file and (by default) the control adapters."""
+    """Delete the main output cache, every shard file, the decoded records and (by default) the control adapters."""
     import shutil
 
     from acards.settings import cache_dir as default_cache_dir
@@ -427,11 +432,14 @@ def clear(include_controls: bool = True, cache_dir: Path | None = None) -> dict[
             if part.exists():
                 part.unlink()
                 removed.append(str(part))
-    for name in ("controls", "control-seals"):
-        controls = cache_dir / name
-        if include_controls and controls.is_dir():
-            shutil.rmtree(controls)
-            removed.append(str(controls))
+    from acards.evidence.records_cache import FOLDER as RECORDS_FOLDER
+
+    folders = [RECORDS_FOLDER, *(("controls", "control-seals") if include_controls else ())]
+    for name in folders:
+        folder = cache_dir / name
+        if folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder)
+            removed.append(str(folder))
     return {"removed": removed}
 
 
