@@ -124,6 +124,18 @@ def compare(a: np.ndarray, b: np.ndarray, subjects: np.ndarray, seeds_a, seeds_b
     )
 
 
+def _sizes_and_gap(c: Comparison) -> dict:
+    """The report's first reduction numbers, the same under both standards: sizes and U's gap."""
+    return {
+        "n_items": c.n_items,
+        "n_subjects": c.n_subjects,
+        "n_seeds_undefended": len(c.seeds_a),
+        "n_seeds_defended": len(c.seeds_b),
+        "gap_undefended": c.mean_a,
+        "se_gap_undefended": c.se_a,
+    }
+
+
 def reduction_estimates(c: Comparison, z: float, margin: float = 0.0) -> dict:
     """The gap-reduction numbers of the report (SPEC §3, or §10 for a 1.1 comparison) for a U-vs-D
     comparison; ``margin`` enters the 1.1 MDE."""
@@ -133,12 +145,7 @@ def reduction_estimates(c: Comparison, z: float, margin: float = 0.0) -> dict:
     relative = c.difference / c.mean_a if gap_lower > 0 else math.nan
     ci = c.ci
     return {
-        "n_items": c.n_items,
-        "n_subjects": c.n_subjects,
-        "n_seeds_undefended": len(c.seeds_a),
-        "n_seeds_defended": len(c.seeds_b),
-        "gap_undefended": c.mean_a,
-        "se_gap_undefended": c.se_a,
+        **_sizes_and_gap(c),
         "gap_undefended_lower": gap_lower,
         "gap_defended": c.mean_b,
         "se_gap_defended": c.se_b,
@@ -166,12 +173,7 @@ def _reduction_estimates_1_1(c: Comparison, z: float, margin: float) -> dict:
     paired = c.spreads[0] if len(c.spreads) == 1 and c.paired_seeds else None
     seed_variance = sum(s.component / s.n_seeds for s in c.spreads)
     return {
-        "n_items": c.n_items,
-        "n_subjects": c.n_subjects,
-        "n_seeds_undefended": len(c.seeds_a),
-        "n_seeds_defended": len(c.seeds_b),
-        "gap_undefended": c.mean_a,
-        "se_gap_undefended": c.se_a,
+        **_sizes_and_gap(c),
         "se_gap_undefended_total": gap_se,
         "df_gap": gap_df,
         "critical_value_gap": gap_critical,

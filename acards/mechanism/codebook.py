@@ -109,18 +109,24 @@ def effective_thresholds(thresholds: Mapping[str, object], standard: str = "1.0"
     return {key: checked[key] for key in names}
 
 
-def classify(x: Mapping[str, float], reference_kind: str | None, th: Mapping[str, float]) -> tuple[str, str]:
-    """The first codebook rule that holds: (class, the rule as text).  nan never satisfies a rule."""
-    rules = [
+def _first_rules(x: Mapping[str, float], th: Mapping[str, float]) -> list[tuple[str, bool, str]]:
+    """The rules both standards try first, in order: unchanged, ablation, shrinkage."""
+    return [
         ("unchanged", x["unchanged_ratio"] < th["unchanged_max"], f"||dD-dU||/||dU|| < {th['unchanged_max']}"),
         ("ablation", x["r"] < th["ablation_max_norm_ratio"], f"r < {th['ablation_max_norm_ratio']}"),
         (
             "shrinkage",
             0 < x["alpha_T"] < th["shrinkage_max_alpha_t"]
             and x["alpha_A"] <= th["shrinkage_max_off_direction"] * x["alpha_T"],
-            f"0 < alpha_T < {th['shrinkage_max_alpha_t']} and "
-            f"alpha_A <= {th['shrinkage_max_off_direction']}*alpha_T",
+            f"0 < alpha_T < {th['shrinkage_max_alpha_t']} and alpha_A <= {th['shrinkage_max_off_direction']}*alpha_T",
         ),
+    ]
+
+
+def classify(x: Mapping[str, float], reference_kind: str | None, th: Mapping[str, float]) -> tuple[str, str]:
+    """The first codebook rule that holds: (class, the rule as text).  nan never satisfies a rule."""
+    rules = [
+        *_first_rules(x, th),
         (
             "soft-spectral-reweighting",
             reference_kind == "V" and x["e_C"] < th["spectral_max_residual"],
@@ -155,14 +161,7 @@ def classify_1_1(x: Mapping[str, float], reference_kind: str | None, th: Mapping
     neg = -th["reflection_max_negative"]
     has_ref, has_v = reference_kind is not None, reference_kind == "V"
     rules = [
-        ("unchanged", x["unchanged_ratio"] < th["unchanged_max"], f"||dD-dU||/||dU|| < {th['unchanged_max']}"),
-        ("ablation", x["r"] < th["ablation_max_norm_ratio"], f"r < {th['ablation_max_norm_ratio']}"),
-        (
-            "shrinkage",
-            0 < x["alpha_T"] < th["shrinkage_max_alpha_t"]
-            and x["alpha_A"] <= th["shrinkage_max_off_direction"] * x["alpha_T"],
-            f"0 < alpha_T < {th['shrinkage_max_alpha_t']} and alpha_A <= {th['shrinkage_max_off_direction']}*alpha_T",
-        ),
+        *_first_rules(x, th),
         (
             "mask",
             x["mask_share"] >= th["mask_min_share"] and x["mask_zeroed"] >= th["mask_min_zeroed"],
