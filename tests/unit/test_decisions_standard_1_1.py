@@ -25,7 +25,7 @@ D1 = {"z": 2.0, "margin": 0.0, "min_subjects": 10, "min_seeds": 3, "alpha": 0.05
 D2 = {"z": 2.0, "min_retention": 0.5, "max_shared_ngram": 8, "min_seeds": 3}
 D4 = {"z": 2.0, "min_retention": 0.5, "min_seeds": 3}
 CLEAN = Freshness(shared_subjects=[], ngram_checked=True, prompts_sharing=0, examples=[])
-NO_SEED_COMPONENT = SeedSpread(3, spread=0.001, noise=0.002)  # spread below noise: component 0
+NO_SEED_COMPONENT = SeedSpread(3, spread=0.0, noise=0.0)  # seeds agree exactly: SE_tot = SE_cl on C − 1 df
 
 
 def v11(seeds=3, spreads=None, **numbers):
@@ -50,7 +50,7 @@ def test_t_replaces_z_a_row_that_passes_on_z_fails_on_t():
     new = plain(reliability(v11(**numbers), [], D1))
     assert new["outcome"] == "fail" and "reduction-not-reliable" in codes(new)
     e = new["estimates"]
-    assert e["df"] == 11 and e["critical_value"] == pytest.approx(t_crit(11))
+    assert e["df"] == pytest.approx(11) and e["critical_value"] == pytest.approx(t_crit(11))
     assert e["reduction_lower"] == pytest.approx(0.22 - t_crit(11) * 0.1)
     assert "Δ − t(11.0)=2.25·SE_tot" in new["reasons"][0]["message"]
     assert plain(reliability(v11(difference=0.23, se_cluster=0.1, se_a=0.0625), [], D1))["outcome"] == "pass"
@@ -87,7 +87,10 @@ def test_the_seed_component_enters_se_total_once():
 
 def test_mde_uses_the_same_critical_value_and_the_margin():
     e = plain(reliability(v11(difference=0.5, se_cluster=0.0625), [], {**D1, "margin": 0.125}))["estimates"]
-    assert e["mde"] == pytest.approx((t_crit(11) + sps.t.ppf(0.8, 11)) * 0.0625 + 0.125)
+    # The margin adds; the rest, δ·SE_tot/c4, is the reduction the rule detects 80% of the time when SE_tot
+    # is estimated on 11 df: at noncentrality δ scipy's noncentral t clears t_crit with probability 0.8.
+    c4 = sps.chi(11).mean() / math.sqrt(11)
+    assert sps.nct.sf(t_crit(11), 11, (e["mde"] - 0.125) * c4 / 0.0625) == pytest.approx(0.8, abs=0.005)
     assert e["p_value"] == pytest.approx(2 * sps.t.sf((0.5 - 0.125) / 0.0625, 11))
     assert (e["ci_low"], e["ci_high"]) == pytest.approx(sps.t.interval(0.95, 11, loc=0.5, scale=0.0625))
     assert e["ci_mc_error"] is None
