@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from shared_vectors import VECTORS, needs_vectors  # noqa: E402
 
 from acards.attest import dsse, in_toto
+from acards.attest import keys as key_files
 from acards.attest.keys import keyid, load_private_key, load_public_key, new_key
 from acards.canonical import canonical_bytes, is_canonical, parse_strict_json
 from acards.errors import AcardsError
@@ -178,11 +179,16 @@ def test_fuzz_parse_strict_json_documents(value, ensure_ascii):
 # --- keys --------------------------------------------------------------------------------------
 
 
+FAST = 2**10  # a test-only scrypt cost: the file records it; the default is asserted below
+
+
 def test_new_key_files(tmp_path):
     path = tmp_path / "author.key"
-    returned = new_key(path, b"correct horse")
+    returned = new_key(path, b"correct horse", scrypt_n=FAST)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    sealed = json.loads(path.read_bytes())
+    assert sealed["format"] == key_files.ENCRYPTED_FORMAT and sealed["keyid"] == returned
+    assert sealed["kdf"]["name"] == "scrypt" and sealed["kdf"]["n"] == FAST
     public_pem = Path(f"{path}.pub").read_bytes()
     assert public_pem.startswith(b"-----BEGIN PUBLIC KEY-----")
     public_key = load_public_key(f"{path}.pub")
@@ -212,16 +218,89 @@ def test_unencrypted_key(tmp_path):
     assert _code(excinfo) == "key.bad-passphrase"
 
 
+def test_a_new_key_is_sealed_with_scrypt_at_the_default_cost(tmp_path):
+    """The one test that pays the real cost: scrypt with N = 2^17, r = 8 (128 MiB), p = 1."""
+    assert (key_files.SCRYPT_N, key_files.SCRYPT_R, key_files.SCRYPT_P) == (2**17, 8, 1)
+    path = tmp_path / "author.key"
+    returned = new_key(path, b"correct horse")
+    kdf = json.loads(path.read_bytes())["kdf"]
+    assert (kdf["name"], kdf["n"], kdf["r"], kdf["p"], len(base64.b64decode(kdf["salt"]))) == ("scrypt", 2**17, 8, 1, 16)
+    assert keyid(load_private_key(path, b"correct horse").public_key()) == returned
+    assert not key_files.reencrypt_key(path, b"correct horse")  # already at the default cost
+
+
+def _legacy_pkcs8(path: Path, passphrase: bytes) -> Ed25519PrivateKey:
+    """A key file as earlier acards wrote it: PKCS#8 PEM under PBKDF2 (BestAvailableEncryption)."""
+    private_key = Ed25519PrivateKey.generate()
+    path.write_bytes(private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.BestAvailableEncryption(passphrase)))
+    path.chmod(0o600)
+    return private_key
+
+
+def test_old_pkcs8_key_files_still_load_and_can_be_re_encrypted(tmp_path):
+    path = tmp_path / "old.key"
+    private_key = _legacy_pkcs8(path, b"old secret")
+    assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert keyid(load_private_key(path, b"old secret").public_key()) == keyid(private_key.public_key())
+    with pytest.raises(AcardsError) as excinfo:
+        key_files.reencrypt_key(path, b"wrong", scrypt_n=FAST)
+    assert _code(excinfo) == "key.bad-passphrase" and path.read_bytes().startswith(b"-----BEGIN ENCRYPTED")
+    assert key_files.reencrypt_key(path, b"old secret", scrypt_n=FAST)
+    assert json.loads(path.read_bytes())["format"] == key_files.ENCRYPTED_FORMAT
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert keyid(load_private_key(path, b"old secret").public_key()) == keyid(private_key.public_key())
+    assert [p.name for p in tmp_path.iterdir()] == ["old.key"]  # no temporary file left
+    plain = tmp_path / "plain.key"
+    new_key(plain)
+    with pytest.raises(AcardsError) as excinfo:
+        key_files.reencrypt_key(plain, b"anything", scrypt_n=FAST)
+    assert _code(excinfo) == "key.bad-passphrase"
+
+
+@pytest.mark.parametrize("change, code", [
+    (lambda v: v["kdf"].update(n=2**11), "key.bad-passphrase"),  # a bound parameter: the tag fails
+    (lambda v: v["kdf"].update(salt=base64.b64encode(b"0" * 16).decode()), "key.bad-passphrase"),
+    (lambda v: v.update(ciphertext=_flip_b64(v["ciphertext"], 0)), "key.bad-passphrase"),
+    (lambda v: v.update(keyid="ab" * 32), "key.bad-passphrase"),  # the keyid is bound too
+    (lambda v: v["kdf"].update(n=2**30), "key.malformed"),  # never let a file ask for 128 GiB
+    (lambda v: v["kdf"].update(n=1000), "key.malformed"),
+    (lambda v: v["kdf"].update(name="pbkdf2"), "key.malformed"),
+    (lambda v: v["kdf"].update(r=0), "key.malformed"),
+    (lambda v: v["cipher"].update(name="none"), "key.malformed"),
+    (lambda v: v["cipher"].update(nonce="AAAA"), "key.malformed"),
+    (lambda v: v.update(format="other/1"), "key.malformed"),
+    (lambda v: v.pop("keyid"), "key.malformed"),
+])
+def test_a_sealed_key_file_that_was_altered_is_refused(tmp_path, change, code):
+    path = tmp_path / "author.key"
+    new_key(path, b"right", scrypt_n=FAST)
+    value = json.loads(path.read_bytes())
+    change(value)
+    path.write_bytes(canonical_bytes(value))
+    with pytest.raises(AcardsError) as excinfo:
+        load_private_key(path, b"right")
+    assert _code(excinfo) == code
+
+
+def test_the_scrypt_cost_is_checked(tmp_path):
+    for cost in (0, 1, 3, 2**21, True, 2.0):
+        with pytest.raises(AcardsError) as excinfo:
+            new_key(tmp_path / "k", b"pw", scrypt_n=cost)
+        assert _code(excinfo) == "key.unsupported"
+    assert not (tmp_path / "k").exists()
+
+
 def test_passphrase_errors(tmp_path):
     path = tmp_path / "author.key"
-    new_key(path, b"right")
+    new_key(path, b"right", scrypt_n=FAST)
     for passphrase in (b"wrong", None):
         with pytest.raises(AcardsError) as excinfo:
             load_private_key(path, passphrase)
         assert _code(excinfo) == "key.bad-passphrase"
     for passphrase in (b"", "right"):
         with pytest.raises(AcardsError) as excinfo:
-            new_key(tmp_path / "other.key", passphrase)
+            new_key(tmp_path / "other.key", passphrase, scrypt_n=FAST)
         assert _code(excinfo) == "key.bad-passphrase"
     assert not (tmp_path / "other.key").exists()
 
@@ -524,6 +603,15 @@ def test_co_signing_verifies_the_existing_signatures_first(keys):
     with pytest.raises(AcardsError) as excinfo:
         dsse.add_signature(forged, keys["bob"][0], _trusted(keys, "alice"))
     assert _code(excinfo) == "envelope.bad-signature"
+    # A forged repeat of a valid signer's entry is still a forgery (verify_envelope counts it once).
+    repeated = dict(envelope, signatures=envelope["signatures"] + forged["signatures"])
+    assert dsse.verify_envelope(canonical_bytes(repeated), _trusted(keys, "alice")).keyids == (keys["alice"][1],)
+    with pytest.raises(AcardsError) as excinfo:
+        dsse.add_signature(repeated, keys["bob"][0], _trusted(keys, "alice"))
+    assert _code(excinfo) == "envelope.bad-signature"
+    with pytest.raises(AcardsError) as excinfo:  # an extra, unknown signer is not vouched for either
+        dsse.add_signature(json.loads(_signed(keys, "alice", "carol")), keys["bob"][0], _trusted(keys, "alice"))
+    assert _code(excinfo) == "envelope.unknown-keyid"
     both = dsse.add_signature(envelope, keys["bob"][0], _trusted(keys, "alice"))
     assert dsse.verify_envelope(canonical_bytes(both), _trusted(keys, "alice", "bob"), threshold=2).keyids
 

@@ -34,7 +34,7 @@ from acards.attest import dsse, in_toto
 from acards.attest.keys import keyid, load_private_key, new_key
 from acards.canonical import canonical_bytes
 from acards.errors import AcardsError, Problem
-from acards.registry import audit, checkpoints, entries, proofs, reader, state, store, trie
+from acards.registry import audit, checkpoints, entries, proofs, reader, state, store, trie, trust
 
 ORIGIN = "acards.test/registry"
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -170,7 +170,8 @@ def test_init_creates_the_layout(tmp_path, registry_key_file):
     key_id = keyid(load_private_key(registry_key_file).public_key())
     assert config == {"origin": ORIGIN, "registry_keyid": key_id}
     assert json.loads((path / "registry.json").read_bytes()) == config
-    assert (path / "keys" / f"{key_id}.pub").is_file()
+    assert keyid(serialization.load_pem_public_key((path / "registry.pub").read_bytes())) == key_id
+    assert list((path / "keys").iterdir()) == []  # the registry key is no card signer
     assert (path / "cards").is_dir() and (path / "log" / "entries.jsonl").read_bytes() == b""
     assert (path / "log" / "checkpoints" / "0.json").is_file()
     result = audit.check_registry(path)
@@ -178,6 +179,80 @@ def test_init_creates_the_layout(tmp_path, registry_key_file):
     with pytest.raises(AcardsError) as excinfo:
         store.init_registry(path, ORIGIN, registry_key_file)
     assert excinfo.value.code == "registry.exists"
+
+
+def test_the_registry_key_signs_cards_only_when_trusted_as_a_signer(reg):
+    by_registry = make_card(reg.key, "card-r", 1)
+    with pytest.raises(AcardsError) as excinfo:
+        reg.publish(by_registry)
+    assert excinfo.value.code == "envelope.unknown-keyid"
+    assert reader.trusted_keys(reg.path).keys() == {keyid(reg.author.public_key())}
+    store.add_trusted_key(reg.path, reg.path / "registry.pub")  # an explicit choice
+    assert reg.publish(by_registry)["signers"] == [keyid(reg.key.public_key())]
+    assert audit.check_registry(reg.path, render=render).warnings == []
+
+
+def _legacy(reg: Registry) -> str:
+    """Turn a registry into one from before registry.pub: its key filed among the signers."""
+    key_id = keyid(reg.key.public_key())
+    os.replace(reg.path / "registry.pub", reg.path / "keys" / f"{key_id}.pub")
+    return key_id
+
+
+def test_a_registry_from_before_registry_pub_verifies_and_is_migrated(filled):
+    reg, cards = filled
+    key_id = _legacy(reg)
+    result = audit.verify_registry(reg.path, render=render)
+    assert result.ok and [w.code for w in result.warnings] == ["registry.legacy-keys"]
+    assert proofs.verify_inclusion_proof(proofs.inclusion(reg.path, cards[0].digest), reader.registry_key(reg.path))
+    reg.publish(make_card(reg.author, "card-c", 1))  # the writer moves the key out of keys/ first
+    assert not (reg.path / "keys" / f"{key_id}.pub").exists() and (reg.path / "registry.pub").is_file()
+    assert audit.check_registry(reg.path, render=render).warnings == []
+    with pytest.raises(AcardsError) as excinfo:
+        reg.publish(make_card(reg.key, "card-r", 1))
+    assert excinfo.value.code == "envelope.unknown-keyid"
+    assert not trust.migrate_keys(reg.path)
+
+
+def test_migration_keeps_the_registry_key_as_a_signer_of_the_cards_it_signed(reg):
+    store.add_trusted_key(reg.path, reg.path / "registry.pub")
+    by_registry = make_card(reg.key, "card-r", 1)
+    reg.publish(by_registry)
+    (reg.path / "registry.pub").unlink()  # as an old init left it: the key in keys/ only
+    assert [w.code for w in audit.check_registry(reg.path, render=render).warnings] == ["registry.legacy-keys"]
+    assert trust.migrate_keys(reg.path)
+    key_id = keyid(reg.key.public_key())
+    assert (reg.path / "registry.pub").read_bytes() == (reg.path / "keys" / f"{key_id}.pub").read_bytes()
+    result = audit.check_registry(reg.path, render=render)
+    assert result.warnings == [] and result.size == 1
+
+
+def test_registry_migrate_keys_on_the_command_line(filled):
+    from click.testing import CliRunner
+
+    from acards.cli import main
+
+    reg, _ = filled
+    key_id = _legacy(reg)
+    verified = CliRunner().invoke(main, ["registry", "verify", str(reg.path), "--no-render"])
+    assert verified.exit_code == 0 and "registry.legacy-keys" in verified.output, verified.output
+    moved = CliRunner().invoke(main, ["registry", "migrate-keys", str(reg.path)])
+    assert moved.exit_code == 0 and "already" not in moved.output, moved.output
+    assert not (reg.path / "keys" / f"{key_id}.pub").exists()
+    again = CliRunner().invoke(main, ["registry", "migrate-keys", str(reg.path)])
+    assert again.exit_code == 0 and "already" in again.output
+    assert audit.check_registry(reg.path, render=render).warnings == []
+
+
+def test_a_registry_pub_that_is_not_the_registry_key_is_a_problem(filled, tmp_path):
+    reg, _ = filled
+    write_public_key(reg.author, reg.path / "registry.pub")
+    assert "registry.bad-key" in codes(audit.verify_registry(reg.path))
+    with pytest.raises(AcardsError) as excinfo:
+        reg.publish(make_card(reg.author, "card-c", 1))
+    assert excinfo.value.code == "registry.bad-key"
+    (reg.path / "registry.pub").write_bytes(b"not a key")
+    assert "registry.bad-key" in codes(audit.verify_registry(reg.path))
 
 
 def test_init_with_an_encrypted_key_and_a_bad_origin(tmp_path):
@@ -984,14 +1059,87 @@ def test_publish_after_a_crash_between_the_entry_and_the_state_is_safe(filled, p
     assert result.ok and result.size == 4
     assert "registry.stale-state" in {w.code for w in result.warnings} <= CRASH_TOLERATED
     reads = _count_log_reads(monkeypatch)
-    with pytest.raises(AcardsError) as excinfo:  # the crashed entry stands: the state must know it
+    # The crashed entry stands; retrying the same publish finishes it instead of refusing it.
+    retried = reg.publish(card, now=datetime(2030, 1, 1, tzinfo=timezone.utc))
+    assert retried == json.loads(reg.lines()[3]) and retried["time"] == "2026-05-01T12:00:00Z"
+    assert reads == [1]
+    assert audit.check_registry(reg.path, render=render).warnings == []
+    with pytest.raises(AcardsError) as excinfo:  # once finished, it is a duplicate like any other
         reg.publish(card)
     assert excinfo.value.code == "registry.duplicate-digest"
-    assert reads == [1]
     entry = reg.publish(make_card(reg.author, "card-a", 3, "third"))
     assert (entry["index"], entry["supersedes"], reads) == (4, cards[1].digest, [1])
     result = audit.check_registry(reg.path, render=render)
     assert result.size == 5 and result.warnings == []
+
+
+_PUBLISH_POINTS = [point for point in store.CRASH_POINTS if not point.startswith("repair-")]
+
+
+@pytest.mark.parametrize("point", _PUBLISH_POINTS)
+def test_retrying_a_publish_killed_at_any_point_publishes_it_exactly_once(filled, point):
+    """kill -9 at each step boundary of publish, then the same publish again: it succeeds (a new
+    entry, or the interrupted one finished), the registry verifies clean and logs the card once."""
+    reg, cards = filled
+    card = make_card(reg.author, "card-c", 1)
+    status = _in_child(lambda: reg.publish(card, crash_at=kill_at(point)))
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (point, status)
+    entry = reg.publish(card)
+    assert (entry["digest"], entry["index"], entry["card_id"]) == (card.digest, 3, "card-c")
+    digests = [logged["digest"] for logged in reader.entries(reg.path)]
+    assert digests.count(card.digest) == 1 and len(digests) == 4, point
+    result = audit.check_registry(reg.path, render=render)
+    assert result.ok and result.warnings == [] and result.size == 4, point
+    assert reg.publish(make_card(reg.author, "card-a", 3, "third"))["index"] == 4
+
+
+@pytest.mark.parametrize("first, second", [("append-torn", "repair-truncated"),
+                                           ("append-written", "repair-checkpointed"),
+                                           ("appended", "repair-checkpointed")])
+def test_a_retry_killed_while_it_repairs_is_finished_by_the_next(filled, first, second):
+    reg, cards = filled
+    card = make_card(reg.author, "card-c", 1)
+    for point in (first, second):
+        status = _in_child(lambda: reg.publish(card, crash_at=kill_at(point)))
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (point, status)
+    assert reg.publish(card)["digest"] == card.digest
+    digests = [logged["digest"] for logged in reader.entries(reg.path)]
+    assert digests.count(card.digest) == 1 and len(digests) == 4
+    assert audit.check_registry(reg.path, render=render).warnings == []
+
+
+def test_only_the_interrupted_publish_itself_is_finished(filled):
+    """A retry is the same envelope bytes: the same card under other signatures, or the card before
+    the newest one, is still a duplicate."""
+    reg, cards = filled
+    co_signer = Ed25519PrivateKey.generate()
+    store.add_trusted_key(reg.path, write_public_key(co_signer, reg.path.parent / "co.pub"))
+    card = make_card(reg.author, "card-c", 1)
+    status = _in_child(lambda: reg.publish(card, crash_at=kill_at("appended")))
+    assert os.WIFSIGNALED(status)
+    both = make_card(reg.author, "card-c", 1, co_signers=(co_signer,))
+    assert both.digest == card.digest and both.envelope != card.envelope
+    for other in (both, cards[2]):
+        with pytest.raises(AcardsError) as excinfo:
+            reg.publish(other)
+        assert excinfo.value.code == "registry.duplicate-digest"
+    assert reg.publish(card)["index"] == 3
+    assert audit.check_registry(reg.path, render=render).warnings == []
+
+
+@pytest.mark.parametrize("point", ["append-written", "appended", "checkpointed", "indexed"])
+def test_retrying_a_revoke_killed_after_its_line_landed_finishes_it(filled, point):
+    reg, cards = filled
+    status = _in_child(lambda: store.revoke(reg.path, cards[1].digest, "withdrawn", reg.key, now=NOW,
+                                            crash_at=kill_at(point)))
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (point, status)
+    with pytest.raises(AcardsError) as excinfo:  # another reason is another revocation: refused
+        store.revoke(reg.path, cards[1].digest, "another reason", reg.key, now=NOW)
+    assert excinfo.value.code == "registry.bad-revoke"
+    entry = store.revoke(reg.path, cards[1].digest, "withdrawn", reg.key, now=NOW)
+    assert (entry["kind"], entry["index"]) == ("revoke", 3)
+    result = audit.check_registry(reg.path, render=render)
+    assert result.size == 4 and result.warnings == [] and result.revoked == {cards[1].digest: "withdrawn"}
 
 
 @pytest.mark.parametrize("name", sorted(TAMPERING))
@@ -1000,9 +1148,11 @@ def test_publish_after_any_tampering_signs_only_the_true_history(filled, name):
     covers the log as it was signed plus the new entry, never the tampered bytes."""
     reg, cards = filled
     true_lines = [line.rstrip(b"\n") for line in reg.lines()]
+    signer = Ed25519PrivateKey.generate()  # a signer no tampering touches
+    store.add_trusted_key(reg.path, write_public_key(signer, reg.path.parent / "signer.pub"))
     TAMPERING[name][0](reg, cards)
     try:
-        entry = reg.publish(make_card(reg.key, "card-c", 1))
+        entry = reg.publish(make_card(signer, "card-c", 1))
     except AcardsError as error:
         assert error.code in {"registry.root-mismatch", "registry.log-truncated", "registry.bad-index",
                               "registry.bad-line", "registry.missing-checkpoint", "registry.bad-checkpoint"}, name

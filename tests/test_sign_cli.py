@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from acards.attest.keys import ENCRYPTED_FORMAT, new_key
 from acards.cli import main
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny-defense"
@@ -25,8 +27,7 @@ def signed(tmp_path_factory):
     root = tmp_path_factory.mktemp("signed")
     shutil.copytree(EXAMPLE, root / "card", ignore=shutil.ignore_patterns("*.envelope.json"))
     assert invoke("key", "new", "--out", root / "author.key", "--no-passphrase").exit_code == 0
-    result = invoke("key", "new", "--out", root / "co.key", env={"ACARDS_KEY_PASSPHRASE": "correct horse"})
-    assert result.exit_code == 0, result.output
+    new_key(root / "co.key", b"correct horse", scrypt_n=2**10)  # cheap to load; `key new`'s cost is tested below
     assert invoke("verify", root / "card" / "card.yaml", "--bootstrap", 500, "--report", root / "report.json").exit_code == 0
     result = invoke("sign", root / "card" / "card.yaml", "--key", root / "author.key", "--report", root / "report.json")
     assert result.exit_code == 0, result.output
@@ -37,8 +38,44 @@ def test_keys_are_private_and_have_a_public_half(signed):
     for name in ("author.key", "co.key"):
         assert stat.S_IMODE(os.stat(signed / name).st_mode) == 0o600
         assert (signed / f"{name}.pub").read_text().startswith("-----BEGIN PUBLIC KEY-----")
-    assert b"ENCRYPTED" in (signed / "co.key").read_bytes()
+    assert json.loads((signed / "co.key").read_bytes())["format"] == ENCRYPTED_FORMAT
     assert invoke("key", "new", "--out", signed / "author.key", "--no-passphrase").exit_code != 0  # never overwritten
+
+
+def test_key_new_seals_at_the_default_cost_and_reencrypt_upgrades_an_old_key(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    env = {"ACARDS_KEY_PASSPHRASE": "correct horse"}
+    result = invoke("key", "new", "--out", tmp_path / "new.key", env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "new.key").read_bytes())["kdf"]["n"] == 2**17
+    old = tmp_path / "old.key"  # PKCS#8 under PBKDF2, as earlier versions of `key new` wrote it
+    old.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"correct horse")))
+    assert invoke("key", "reencrypt", old).exit_code == 2  # no passphrase: key.no-passphrase
+    result = invoke("key", "reencrypt", old, env=env)
+    assert result.exit_code == 0 and "re-encrypted" in result.output, result.output
+    kdf = json.loads(old.read_bytes())["kdf"]
+    assert (kdf["name"], kdf["n"]) == ("scrypt", 2**17)
+
+
+def test_co_signing_refuses_an_envelope_whose_signatures_do_not_all_verify(signed, tmp_path):
+    folder = tmp_path / "card"
+    shutil.copytree(signed / "card", folder)
+    envelope = folder / "card.envelope.json"
+    value = json.loads(envelope.read_text())
+    signature = bytearray(base64.b64decode(value["signatures"][0]["sig"]))
+    signature[0] ^= 1
+    forged = dict(value["signatures"][0], sig=base64.b64encode(bytes(signature)).decode())  # same keyid, bad signature
+    value["signatures"].append(forged)
+    envelope.write_text(json.dumps(value))
+    before = envelope.read_bytes()
+    result = invoke("sign", folder / "card.yaml", "--key", signed / "co.key", "--co-sign",
+                    "--trusted-key", signed / "author.key.pub", env={"ACARDS_KEY_PASSPHRASE": "correct horse"})
+    assert result.exit_code == 3 and "envelope.bad-signature" in result.output, result.output
+    assert envelope.read_bytes() == before and "Traceback" not in result.output
 
 
 def test_a_new_key_needs_a_passphrase_or_an_explicit_throwaway(tmp_path):
@@ -95,7 +132,7 @@ def test_a_card_whose_results_are_not_reproduced_is_not_signed(signed, tmp_path)
     folder = tmp_path / "card"
     shutil.copytree(signed / "card", folder)
     card = folder / "card.yaml"
-    card.write_text(card.read_text().replace("reduction: 0.044", "reduction: 0.3"))
+    card.write_text(card.read_text().replace("reduction: 0.0625", "reduction: 0.3"))
     result = invoke("sign", card, "--key", signed / "author.key", "--out", tmp_path / "e.json")
     assert result.exit_code == 1 and "reproduce.not-reproduced" in result.output
     assert not (tmp_path / "e.json").exists()

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from acards.attest.keys import keyid
-from acards.canonical import canonical_bytes, parse_strict_json
+from acards.canonical import parse_strict_json
 from acards.errors import AcardsError, Location
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -145,6 +145,30 @@ def sign_envelope(payload_type: str, payload: bytes, private_key: Ed25519Private
     }
 
 
+def _verify_every_signature(parsed: _ParsedEnvelope, trusted_keys: Mapping[str, Ed25519PublicKey]) -> None:
+    """Each signature entry, repeated keyids included, verifies under a trusted key: what a co-signer
+    countersigns must hold as a whole (verify_envelope counts valid signers, and so lets a bad
+    signature by a key that also signed validly pass)."""
+    _check_trusted_keys(trusted_keys)
+    message = pae(parsed.payload_type, parsed.payload)
+    for signer, signature in parsed.signatures:
+        public_key = trusted_keys.get(signer)
+        if public_key is None:
+            raise AcardsError(
+                "envelope.unknown-keyid",
+                f"signed by a key that is not trusted: {_brief(signer)}; a co-signer vouches for every signature",
+                "give the public key of each signer already on the envelope (--trusted-key)",
+            )
+        try:
+            public_key.verify(signature, message)
+        except InvalidSignature:
+            raise AcardsError(
+                "envelope.bad-signature",
+                f"the signature by {_brief(signer)} does not match the payload",
+                "the envelope was altered or signed with another key; do not co-sign it",
+            ) from None
+
+
 def add_signature(envelope: dict, private_key: Ed25519PrivateKey, trusted_keys: Mapping[str, Ed25519PublicKey]) -> dict:
     """A copy of ``envelope`` with a co-signature by ``private_key`` appended.
 
@@ -162,7 +186,7 @@ def add_signature(envelope: dict, private_key: Ed25519PrivateKey, trusted_keys: 
             f"key {new_keyid} has already signed this envelope",
             "co-sign with a different key",
         )
-    verify_envelope(canonical_bytes(envelope), trusted_keys, threshold=len(existing))
+    _verify_every_signature(parsed, trusted_keys)
     signature = _signature_entry(private_key, parsed.payload_type, parsed.payload)
     return {
         "payload": envelope["payload"],

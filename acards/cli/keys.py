@@ -20,7 +20,7 @@ def key() -> None:
 @click.option("--no-passphrase", is_flag=True, help="Write an unencrypted throwaway key (tests, demos).")
 @handled
 def key_new(path: Path, no_passphrase: bool) -> None:
-    """Create an Ed25519 key: passphrase-encrypted PKCS#8 (mode 0600) and OUT.pub."""
+    """Create an Ed25519 key: passphrase-sealed with scrypt (mode 0600) and OUT.pub."""
     from acards.attest.keys import new_key
 
     passphrase = None if no_passphrase else read_passphrase(confirm=True)
@@ -28,6 +28,21 @@ def key_new(path: Path, no_passphrase: bool) -> None:
         raise AcardsError(codes.KEY_NO_PASSPHRASE, "no passphrase for the new key",
                           "set ACARDS_KEY_PASSPHRASE, run on a terminal to be asked, or pass --no-passphrase for a throwaway key")
     click.echo(f"keyid {new_key(path, passphrase)}\nwrote {path} and {path}.pub")
+
+
+@key.command("reencrypt")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@handled
+def key_reencrypt(path: Path) -> None:
+    """Rewrite an encrypted key (e.g. PKCS#8 from an earlier acards) sealed with scrypt, same passphrase."""
+    from acards.attest.keys import reencrypt_key
+
+    passphrase = read_passphrase(path)
+    if passphrase is None:
+        raise AcardsError(codes.KEY_NO_PASSPHRASE, f"no passphrase for {path}",
+                          "set ACARDS_KEY_PASSPHRASE or run on a terminal to be asked")
+    done = reencrypt_key(path, passphrase)
+    click.echo(f"{'re-encrypted' if done else 'already sealed with scrypt at the default cost:'} {path}")
 
 
 def load_signing_key(path: Path):
@@ -65,10 +80,10 @@ def sign(card: Path, key_path: Path, report_path: Path | None, out: Path | None,
         default_envelope_path,
         payload_bytes,
     )
-    from acards.attest.dsse import PAYLOAD_TYPE, add_signature, sign_envelope
+    from acards.attest.dsse import PAYLOAD_TYPE, add_signature, sign_envelope, verify_envelope
     from acards.attest.in_toto import open_statement
     from acards.attest.keys import keyid
-    from acards.canonical import parse_strict_json
+    from acards.canonical import canonical_bytes, parse_strict_json
     from acards.card.model import load_card
     from acards.files import check_writable, write_output
     from acards.report.model import as_builtins
@@ -78,16 +93,11 @@ def sign(card: Path, key_path: Path, report_path: Path | None, out: Path | None,
     out = out or default_envelope_path(card)
     check_writable(out)
     if co_sign:
-        import base64
-
-        envelope = parse_strict_json(read_file(out, "envelope"), str(out))
-        try:
-            payload = base64.b64decode(envelope["payload"], validate=True)
-            statement = open_statement(envelope["payloadType"], payload)
-        except (KeyError, TypeError, ValueError):
-            raise AcardsError("envelope.malformed", f"{out} is not a DSSE envelope", "co-sign an envelope made by `acards sign`") from None
-        check_card_against_statement(loaded, statement)
-        envelope = add_signature(envelope, private_key, trusted_keys(trusted_key_paths))
+        existing = parse_strict_json(read_file(out, "envelope"), str(out))
+        # Every signature already there must verify before anything in the payload is read.
+        envelope = add_signature(existing, private_key, trusted_keys(trusted_key_paths))
+        verified = verify_envelope(canonical_bytes(envelope), {keyid(private_key.public_key()): private_key.public_key()})
+        check_card_against_statement(loaded, open_statement(verified.payload_type, verified.payload))
     else:
         if report_path:
             from acards.report.stored import check_report

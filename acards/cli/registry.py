@@ -41,6 +41,17 @@ def registry_trust_command(directory: Path, public_key: Path) -> None:
     click.echo(f"trusted {add_trusted_key(directory, public_key)} in {directory}")
 
 
+@registry_group.command("migrate-keys")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@handled
+def registry_migrate_keys_command(directory: Path) -> None:
+    """Move the registry key of a registry made before registry.pub out of the card signers' keys/."""
+    from acards.registry.trust import migrate_keys
+
+    moved = migrate_keys(directory)
+    click.echo(f"{directory}: the registry key is in registry.pub" + ("" if moved else " already"))
+
+
 @main.command("publish")
 @click.argument("envelope", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--registry", "directory", required=True, type=click.Path(file_okay=False, path_type=Path), help="The registry folder.")
@@ -86,7 +97,7 @@ def registry_verify_command(directory: Path, checkpoint_path: Path | None, no_re
                 "index": e["index"]} for e in result.entries if e["kind"] == "revoke"]
     code = 0 if result.ok else 3
     if fmt == "json":
-        click.echo(dumps({**result.to_dict(), "exit_code": code, "revoked_cards": revoked}))
+        click.echo(dumps({**result.to_dict(), "exit_code": code, "empty": result.size == 0, "revoked_cards": revoked}))
         sys.exit(code)
     click.echo(f"registry {directory} (origin {result.origin}): {result.size} log entr{'y' if result.size == 1 else 'ies'}, root {result.root}")
     for item in revoked:
@@ -94,7 +105,8 @@ def registry_verify_command(directory: Path, checkpoint_path: Path | None, no_re
     if result.warnings:
         click.echo("warnings:\n" + problems_text(result.warnings))
     if result.ok:
-        click.echo(f"OK: the registry verifies ({count(len(result.warnings), 'warning')})")
+        empty = "; empty registry: no card published yet" if result.size == 0 else ""
+        click.echo(f"OK: the registry verifies ({count(len(result.warnings), 'warning')}){empty}")
     else:
         click.echo(problems_text(result.problems), err=True)
         click.echo(count(len(result.problems), "problem"), err=True)
@@ -160,6 +172,8 @@ def registry_build_command(directory: Path) -> None:
     from acards.site.build import build_site
 
     summary = build_site(directory)
+    if summary["entries"] == 0:
+        click.echo(f"empty registry {directory}: no card published yet; the site says so")
     click.echo(f"built {summary['site']}: {count(summary['cards'], 'card')}, {count(summary['versions'], 'version')}, "
                f"log of {summary['entries']} entr{'y' if summary['entries'] == 1 else 'ies'}; open {Path(summary['site']) / 'index.html'}")
 

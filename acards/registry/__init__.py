@@ -9,6 +9,8 @@ One job per module; import from the module that has it (this package re-exports 
     checkpoints  signed checkpoints of the log's size and Merkle root (pure)
     disk         the lock, and raw reads of the folder's parts (config, log, keys, checkpoints)
     store        init, trust, and the writers publish and revoke, with crash repair
+    trust        the registry key (registry.pub) apart from the card signers (keys/), and moving
+                 the key of a registry made before registry.pub out of keys/
     state        the writer's signed state (size, root, compact range, index root), checked
                  against the folder before a publish trusts it
     index        the rules index a writer asks instead of re-reading the log (node file, views)
@@ -24,7 +26,9 @@ publish entry's ``supersedes`` is the digest of its card id's latest published v
 the first); the registry computes it, and a claim by the caller or by the signed predicate
 (``predicate.supersedes``, beside ``card`` and ``report``) must agree; a revocation names a
 published, not yet revoked digest; every entry carries this registry's origin and its position as
-index. Every key in keys/ is trusted to sign cards. ``store.publish`` extends the log from its signed
+index. Every key in keys/ is trusted to sign cards; the registry key (registry.pub) signs the log,
+and signs cards only when trusted in keys/ as well (``trust.migrate_keys`` for older folders).
+``store.publish`` extends the log from its signed
 state in O(log n), and reads the whole log again, checking it against its newest signed checkpoint,
 whenever the state does not describe the folder exactly; ``audit.verify_registry`` checks
 everything.

@@ -26,6 +26,7 @@ from acards.registry.checkpoints import Checkpoint, bad_checkpoint, open_checkpo
 from acards.registry.disk import (
     LOCK_TIMEOUT,
     Log,
+    is_legacy_layout,
     line_location,
     load_trusted_keys,
     locked,
@@ -40,11 +41,15 @@ from acards.registry.index import build_index
 from acards.registry.layout import (
     CARD_FILES,
     ENVELOPE,
+    KEYS,
     MANIFEST,
+    REGISTRY_KEY,
     STATEMENT,
     Layout,
     card_name,
     checkpoint_name,
+    key_file_name,
+    key_name,
 )
 from acards.registry.rules import LogRules
 from acards.registry.state import open_state, stale_state
@@ -407,10 +412,18 @@ def verify_registry(
         result = RegistryVerification(config.origin, tree.size, roots[-1].hex(), key_problems)
         rules = _verify_lines(log, config.origin, result)
         try:
-            registry_key = registry_public_key(config, keys)
+            registry_key = registry_public_key(layout, config)
         except AcardsError as error:
             result.problems += error.problems
         else:
+            if is_legacy_layout(layout):
+                result.warnings.append(Problem(
+                    "registry.legacy-keys",
+                    f"the registry key is filed in {KEYS}/ and so trusted to sign cards (a registry from before "
+                    f"{REGISTRY_KEY})",
+                    "run `acards registry migrate-keys DIR` (any publish, revoke or trust does it too)",
+                    Location(file=key_name(key_file_name(config.registry_keyid))),
+                ))
             _verify_stored_checkpoints(
                 stored_checkpoints, registry_key, config.origin, tree, roots, result
             )

@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -20,7 +20,16 @@ from acards.attest.keys import keyid, load_public_key
 from acards.canonical import parse_strict_json
 from acards.errors import AcardsError, Location, Problem
 from acards.registry.entries import HINT_RESTORE, is_origin, is_sha256, parse_entry
-from acards.registry.layout import CONFIG, KEYS, LOG, Layout, checkpoint_size, key_file_name, key_name
+from acards.registry.layout import (
+    CONFIG,
+    KEYS,
+    LOG,
+    REGISTRY_KEY,
+    Layout,
+    checkpoint_size,
+    key_file_name,
+    key_name,
+)
 
 LOCK_TIMEOUT = 30.0
 
@@ -37,7 +46,8 @@ def _not_a_registry(layout: Layout, message: str) -> AcardsError:
     return AcardsError(
         "registry.not-a-registry",
         message,
-        "give the folder made by `acards registry init` (init_registry)",
+        "give the folder made by `acards registry init DIRECTORY --origin NAME --key FILE` (a folder is a "
+        "registry, even an empty one, only once it has been initialised)",
         Location(file=str(layout.config)),
     )
 
@@ -143,7 +153,9 @@ def locked(layout: Layout, exclusive: bool, timeout: float) -> Iterator[None]:
 
 
 def load_trusted_keys(layout: Layout) -> tuple[dict[str, Ed25519PublicKey], list[Problem]]:
-    """Every key in keys/, indexed by keyid; misfiled or unreadable keys are problems."""
+    """The keys trusted to sign cards: every key in keys/, indexed by keyid; misfiled or unreadable
+    keys are problems. The registry key is among them only when it was trusted as a signer, or in a
+    registry from before registry.pub (``is_legacy_layout``), where init filed it in keys/."""
     keys: dict[str, Ed25519PublicKey] = {}
     problems = []
     for path in layout.key_files():
@@ -164,16 +176,30 @@ def load_trusted_keys(layout: Layout) -> tuple[dict[str, Ed25519PublicKey], list
     return keys, problems
 
 
-def registry_public_key(config: Config, keys: Mapping[str, Ed25519PublicKey]) -> Ed25519PublicKey:
-    """The registry key among ``keys`` (from ``load_trusted_keys``)."""
-    public_key = keys.get(config.registry_keyid)
-    if public_key is None:
-        raise AcardsError(
-            "registry.bad-key",
-            f"the registry key {config.registry_keyid} is not in {KEYS}/",
-            HINT_RESTORE,
-            Location(file=key_name(key_file_name(config.registry_keyid))),
-        )
+def is_legacy_layout(layout: Layout) -> bool:
+    """A registry from before registry.pub: its registry key is filed in keys/ among the signers."""
+    return not os.path.lexists(layout.registry_key)
+
+
+def registry_key_path(layout: Layout, config: Config) -> Path:
+    """registry.pub, or keys/<registry keyid>.pub in a registry from before registry.pub."""
+    return layout.key(config.registry_keyid) if is_legacy_layout(layout) else layout.registry_key
+
+
+def registry_public_key(layout: Layout, config: Config) -> Ed25519PublicKey:
+    """The registry key: the one its checkpoints and state are signed with (registry.pub)."""
+    path = registry_key_path(layout, config)
+    name = REGISTRY_KEY if path == layout.registry_key else key_name(path.name)
+    try:
+        public_key = load_public_key(path)
+    except AcardsError as error:
+        missing = not os.path.lexists(path)
+        message = (f"the registry key {config.registry_keyid} is in neither {REGISTRY_KEY} nor {KEYS}/" if missing
+                   else error.problems[0].message)
+        raise AcardsError("registry.bad-key", message, HINT_RESTORE, Location(file=name)) from None
+    if keyid(public_key) != config.registry_keyid:
+        raise AcardsError("registry.bad-key", f"{name} holds the key {keyid(public_key)}, but {CONFIG} names "
+                          f"{config.registry_keyid}", HINT_RESTORE, Location(file=name))
     return public_key
 
 

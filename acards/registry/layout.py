@@ -3,7 +3,10 @@
 ::
 
     registry.json                 {"origin", "registry_keyid"} (RFC 8785); written last by init
-    keys/<keyid>.pub              trusted signers' public keys (PEM), the registry key's among them
+    registry.pub                  the registry key's public key (PEM): it signs checkpoints and state
+    keys/<keyid>.pub              the public keys trusted to sign cards (PEM); the registry key is one
+                                  only when trusted explicitly (a registry from before registry.pub
+                                  kept it here: ``trust.migrate_keys``)
     cards/<digest>/envelope.json  the signed card exactly as published (DSSE envelope bytes)
     cards/<digest>/statement.json the verified payload (the in-toto Statement, RFC 8785 bytes)
     cards/<digest>/manifest.json  the statement's subjects (RFC 8785)
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CONFIG = "registry.json"
+REGISTRY_KEY = "registry.pub"
 KEYS = "keys"
 CARDS = "cards"
 LOG_DIR = "log"
@@ -90,6 +94,10 @@ class Layout:
     @property
     def config(self) -> Path:
         return self.root / CONFIG
+
+    @property
+    def registry_key(self) -> Path:
+        return self.root / REGISTRY_KEY
 
     @property
     def keys(self) -> Path:

@@ -26,6 +26,7 @@ from acards.registry.disk import (
     parse_log,
     read_config,
     read_log,
+    registry_key_path,
     registry_public_key,
 )
 from acards.registry.disk import (
@@ -163,8 +164,8 @@ def status(directory: str | os.PathLike, digest: str) -> dict:
 
 
 def trusted_keys(directory: str | os.PathLike) -> dict[str, Ed25519PublicKey]:
-    """The keys trusted to sign cards, by keyid; a misfiled or unreadable key is left out (publish
-    refuses it, verify reports it)."""
+    """The keys trusted to sign cards (keys/), by keyid; a misfiled or unreadable key is left out
+    (publish refuses it, verify reports it). The registry key is one only when trusted as a signer."""
     layout = _layout(directory)
     read_config(layout)
     return load_trusted_keys(layout)[0]
@@ -179,7 +180,15 @@ def key_files(directory: str | os.PathLike) -> dict[str, bytes]:
 def registry_key(directory: str | os.PathLike) -> Ed25519PublicKey:
     """The registry's public key, the one its checkpoints are signed with."""
     layout = _layout(directory)
-    return registry_public_key(read_config(layout), load_trusted_keys(layout)[0])
+    return registry_public_key(layout, read_config(layout))
+
+
+def registry_key_file(directory: str | os.PathLike) -> bytes:
+    """The PEM file of the registry key, byte for byte, once it checks out (``registry_key``)."""
+    layout = _layout(directory)
+    config = read_config(layout)
+    registry_public_key(layout, config)
+    return _read(registry_key_path(layout, config))
 
 
 def newest_checkpoint(directory: str | os.PathLike, max_size: int) -> tuple[bytes, Checkpoint] | None:

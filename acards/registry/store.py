@@ -19,6 +19,10 @@ against the newest checkpoint, repairs what a crash left, and writes the state a
 The state is written last, after the checkpoint, so a crash anywhere leaves a state that no longer
 matches and the next writer replays.
 
+Retries. A writer killed after its log line landed leaves the signed state one entry short. Running
+that writer again (the same envelope, or the same revocation) finishes it (``_unfinished_entry``,
+``_finish``) rather than refusing the digest as published; replays keep the short state until then.
+
 The writers take a ``crash_at`` hook, called with each of ``CRASH_POINTS`` as they pass it. It is
 None in use; the crash-safety tests pass one that SIGKILLs the process at a chosen point.
 """
@@ -32,7 +36,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from acards import merkle
@@ -76,6 +79,7 @@ from acards.registry.layout import ENVELOPE, MANIFEST, STATEMENT, Layout, is_tem
 from acards.registry.rules import LogRules
 from acards.registry.state import State, file_mark, open_state, sign_state, write_state
 from acards.registry.trie import EMPTY, Trie, TrieError
+from acards.registry.trust import migrate_keys_locked, public_pem, write_public_key
 
 # Where the writers call crash_at, in the order publish passes them (revoke passes the repair and
 # append points).
@@ -100,12 +104,6 @@ def _no_crash(_point: str) -> None:
     """The hook in use: every crash point passes."""
 
 
-def _public_pem(public_key: Ed25519PublicKey) -> bytes:
-    return public_key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 def _check_origin(origin: Any) -> None:
     if not is_origin(origin):
         raise AcardsError(
@@ -113,14 +111,6 @@ def _check_origin(origin: Any) -> None:
             f"origin {origin!r} is not 1–255 printable ASCII characters without spaces",
             "name the registry by where it is served, e.g. example.org/acards",
         )
-
-
-def _write_public_key(layout: Layout, public_key: Ed25519PublicKey) -> str:
-    key_id = keyid(public_key)
-    target = layout.key(key_id)
-    if not target.exists():
-        atomic_write(target, _public_pem(public_key))
-    return key_id
 
 
 def init_registry(
@@ -145,7 +135,9 @@ def init_registry(
                 )
             for folder in (layout.keys, layout.cards, layout.checkpoints):
                 folder.mkdir(parents=True, exist_ok=True)
-            key_id = _write_public_key(layout, private_key.public_key())
+            # Not in keys/: the registry key signs the log, not cards, unless trusted as a signer.
+            atomic_write(layout.registry_key, public_pem(private_key.public_key()))
+            key_id = keyid(private_key.public_key())
             atomic_write(layout.log, b"")
             empty = sign_checkpoint(origin, 0, merkle.EMPTY_ROOT, private_key)
             atomic_write(layout.checkpoint(0), empty)
@@ -158,12 +150,15 @@ def init_registry(
 
 
 def add_trusted_key(directory: str | os.PathLike, public_key_path: str | os.PathLike) -> str:
-    """Trust the Ed25519 public key at ``public_key_path`` to sign cards; return its keyid."""
+    """Trust the Ed25519 public key at ``public_key_path`` to sign cards; return its keyid.
+
+    The registry key too is a card signer only once trusted here."""
     layout = Layout(Path(directory))
-    read_config(layout)
+    config = read_config(layout)
     public_key = load_public_key(public_key_path)
     with io_errors(f"add a key to {layout.keys}"), locked(layout, True, LOCK_TIMEOUT):
-        return _write_public_key(layout, public_key)
+        migrate_keys_locked(layout, config)
+        return write_public_key(layout, public_key)
 
 
 @dataclass
@@ -176,6 +171,8 @@ class _Head:
     frontier: list[bytes]  # the compact range of their Merkle tree
     trie: Trie  # the rules index; ``rules`` asks it
     rules: LogRules
+    settled: int | None = None  # the size the signed state recorded, when the head was replayed
+    newest: bytes | None = None  # the newest log line, when the head was replayed from the log
 
 
 def _truncate_torn_tail(layout: Layout, log: Log, crash: CrashHook) -> None:
@@ -256,10 +253,11 @@ def _trusted_keys(layout: Layout, config: Config, registry_key: Ed25519PrivateKe
             f"this registry is signed by key {config.registry_keyid}",
             "give the registry's own private key",
         )
+    migrate_keys_locked(layout, config)
     keys, key_problems = load_trusted_keys(layout)
     if key_problems:
         raise AcardsError.collect(key_problems)
-    registry_public_key(config, keys)
+    registry_public_key(layout, config)
     return keys
 
 
@@ -295,9 +293,15 @@ def _replay(
     keys: dict[str, Ed25519PublicKey],
     nodes: NodeFile,
     crash: CrashHook,
+    settled: int | None = None,
 ) -> _Head:
     """Read the whole log, repair what a crash may have left, check the rest against the newest
-    checkpoint, and write the state and the rules index afresh."""
+    checkpoint, and write the state and the rules index afresh.
+
+    ``settled``: the size the signed state recorded. When the log has exactly one entry more, the
+    writer of that entry was killed before saving the state; the state is then left as it is, so
+    that a retry of that writer still finds its entry unfinished (``_unfinished_entry``) whatever
+    other writers were refused in between, and saves the state itself."""
     log = read_log(layout)
     _truncate_torn_tail(layout, log, crash)
     leaves = [merkle.leaf_hash(line) for line in log.lines]
@@ -322,11 +326,13 @@ def _replay(
     try:
         layout.state_dir.mkdir(exist_ok=True)
         nodes.replace(built)
-        _save_state(layout, config.origin, registry_key, len(leaves), frontier, index_root)
+        if settled is None or settled != len(leaves) - 1:
+            _save_state(layout, config.origin, registry_key, len(leaves), frontier, index_root)
     except (TrieError, OSError):
         pass  # this publish answers from memory; the next one replays again
     trie = Trie(built, index_root)
-    return _Head(config, keys, len(leaves), frontier, trie, view_rules(config.origin, len(leaves), trie))
+    return _Head(config, keys, len(leaves), frontier, trie, view_rules(config.origin, len(leaves), trie),
+                 settled, log.lines[-1] if log.lines else None)
 
 
 Decision = TypeVar("Decision")
@@ -343,12 +349,41 @@ def _decide(
     """Under the writer's lock: the head (resumed, or replayed from the log) and what ``decide``
     makes of it. An index that cannot answer for the signed root is rebuilt from the log, once."""
     keys = _trusted_keys(layout, config, registry_key)
-    head = _resume(layout, config, registry_key, keys, nodes) or _replay(layout, config, registry_key, keys, nodes, crash)
+    settled = _settled_size(layout, config, registry_key.public_key())
+    head = _resume(layout, config, registry_key, keys, nodes) or _replay(
+        layout, config, registry_key, keys, nodes, crash, settled)
     try:
         return head, decide(head)
     except TrieError:
-        head = _replay(layout, config, registry_key, keys, nodes, crash)
+        head = _replay(layout, config, registry_key, keys, nodes, crash, settled)
         return head, decide(head)
+
+
+def _settled_size(layout: Layout, config: Config, public_key: Ed25519PublicKey) -> int | None:
+    """The log size the registry key's signed state records, whether or not it still describes the
+    folder; None without a state that verifies. A writer saves the state last, so an entry beyond
+    it is one whose writer was killed after appending it."""
+    try:
+        data = read_optional(layout.state)
+        state = open_state(data, public_key) if data is not None else None
+    except (AcardsError, OSError):
+        return None
+    return state.size if state is not None and state.origin == config.origin else None
+
+
+def _unfinished_entry(head: _Head, kind: str, digest: str) -> dict | None:
+    """The newest log entry when it is a ``kind`` entry for ``digest`` that the signed state had not
+    recorded yet: the work of a writer killed after its line landed. The head was then replayed
+    from the log, which re-signed a missing checkpoint and rebuilt the index, so a retry of that
+    very writer has only the state left to save (``_finish``) before it answers the entry: publish
+    and revoke are idempotent across a crash. Anything else about an existing digest stays a rule
+    violation."""
+    if head.settled is None or head.settled != head.size - 1 or head.newest is None:
+        return None
+    newest = parse_entry_fields(head.newest, line_location(head.size - 1))
+    if newest["kind"] != kind or newest["digest"] != digest:
+        return None
+    return newest
 
 
 def _place_card_folder(
@@ -417,6 +452,14 @@ def _append_entry(
         pass  # the entry is logged and signed; without a matching state the next writer replays
 
 
+def _finish(layout: Layout, head: _Head, registry_key: Ed25519PrivateKey) -> None:
+    """Save the state a writer killed after its line landed did not get to save."""
+    try:
+        _save_state(layout, head.config.origin, registry_key, head.size, head.frontier, head.trie.root)
+    except OSError:
+        pass  # as in _append_entry: the next writer replays
+
+
 def _refuse_other_supersedes(card_id: str, expected: str | None, claims: list[str | None]) -> None:
     """The registry computes what a version supersedes; claims (caller, predicate) must agree."""
     for claim in claims:
@@ -454,10 +497,13 @@ def publish(
     with io_errors(f"publish to {layout.root}"), locked(layout, True, lock_timeout):
         crash("locked")
 
-        def decide(head: _Head) -> tuple[dict, dict[str, bytes]]:
+        def decide(head: _Head) -> tuple[dict, dict[str, bytes] | None]:
             payload, statement, signers = verified_card(envelope_bytes, head.keys)
             card_id, version, claimed = card_identity(statement)
             digest = sha256_hex(payload)
+            unfinished = _unfinished_entry(head, "publish", digest)
+            if unfinished is not None and read_optional(layout.card(digest) / ENVELOPE) == envelope_bytes:
+                return unfinished, None  # a retry of a publish killed after its line landed
             expected = head.rules.expected_supersedes(card_id)
             candidate = publish_entry(
                 head.config.origin, head.size, card_id, version, digest, expected, signers, {},
@@ -481,8 +527,11 @@ def publish(
         nodes = NodeFile(layout.index)
         try:
             head, (entry, files) = _decide(layout, config, registry_private_key, nodes, crash, decide)
-            _place_card_folder(layout, entry["digest"], files, crash)
-            _append_entry(layout, head, entry, registry_private_key, nodes, crash)
+            if files is None:
+                _finish(layout, head, registry_private_key)
+            else:
+                _place_card_folder(layout, entry["digest"], files, crash)
+                _append_entry(layout, head, entry, registry_private_key, nodes, crash)
         finally:
             nodes.close()
     return entry
@@ -510,7 +559,10 @@ def revoke(
     config = read_config(layout)
     with io_errors(f"revoke in {layout.root}"), locked(layout, True, lock_timeout):
 
-        def decide(head: _Head) -> dict:
+        def decide(head: _Head) -> tuple[dict, bool]:
+            unfinished = _unfinished_entry(head, "revoke", digest)
+            if unfinished is not None and unfinished["reason"] == reason:
+                return unfinished, False  # a retry of a revocation killed after its line landed
             target = head.rules.published.get(digest)
             if target is None:
                 raise unknown_digest(digest)
@@ -522,12 +574,15 @@ def revoke(
             if problems:
                 raise AcardsError.collect(problems)
             head.rules.record(entry)
-            return entry
+            return entry, True
 
         nodes = NodeFile(layout.index)
         try:
-            head, entry = _decide(layout, config, registry_private_key, nodes, crash, decide)
-            _append_entry(layout, head, entry, registry_private_key, nodes, crash)
+            head, (entry, new) = _decide(layout, config, registry_private_key, nodes, crash, decide)
+            if new:
+                _append_entry(layout, head, entry, registry_private_key, nodes, crash)
+            else:
+                _finish(layout, head, registry_private_key)
         finally:
             nodes.close()
     return entry

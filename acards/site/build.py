@@ -59,7 +59,7 @@ class _Builder:
         key_files = reader.key_files(self.root)
         for key_id, data in key_files.items():
             _write(self.out / "keys" / f"{key_id}.pub", data)
-        _write(self.out / "registry.pub", key_files[registry_keyid])
+        _write(self.out / "registry.pub", reader.registry_key_file(self.root))
         _write(self.out / "filter.js", script("filter.js"))
         if found:
             _write(self.out / "checkpoint.json", found[0])
