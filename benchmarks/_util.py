@@ -25,6 +25,7 @@ class Child:
     peak_rss: int  # bytes
     returncode: int
     stdout: bytes
+    cpu: float = 0.0  # seconds of user + system time (os.wait4)
 
 
 def run_child(argv: list[str], env: dict | None = None, capture: bool = False, check: bool = True) -> Child:
@@ -40,7 +41,8 @@ def run_child(argv: list[str], env: dict | None = None, capture: bool = False, c
         process.stdout.close()
     if check and process.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {process.returncode}")
-    return Child(wall, usage.ru_maxrss * 1024, process.returncode, out)  # ru_maxrss is in KiB on Linux
+    return Child(wall, usage.ru_maxrss * 1024, process.returncode, out,  # ru_maxrss is in KiB on Linux
+                 usage.ru_utime + usage.ru_stime)
 
 
 def median(values) -> float:

@@ -89,10 +89,10 @@ def _gaps(index: int, n_cells: int) -> dict[str, dict[str, float]]:
     }
 
 
-def write_cell(path: Path, rng: np.random.Generator, cell: str, gaps: dict) -> int:
+def write_cell(path: Path, rng: np.random.Generator, cell: str, gaps: dict, splits: dict = SPLITS) -> int:
     """Write one cell's records; returns how many."""
     lines: list[str] = []
-    for split, (task, conditions, framings, n_items, n_subjects) in SPLITS.items():
+    for split, (task, conditions, framings, n_items, n_subjects) in splits.items():
         per = n_items // n_subjects
         subject_of = np.repeat(np.arange(n_subjects), per)
         effects = rng.normal(0, 0.06, n_subjects)
@@ -147,11 +147,12 @@ def write_card(folder: Path, cells: list[str], files: list[str]) -> Path:
     return path
 
 
-def dataset(n_cells: int) -> Path:
-    """The card of the cached data set for these parameters, generating it on first use."""
-    params = {"version": GENERATOR_VERSION, "cells": n_cells, "splits": SPLITS, "seeds": SEEDS}
+def dataset(n_cells: int, splits: dict = SPLITS, base: Path | None = None) -> Path:
+    """The card of the cached data set for these parameters, generating it on first use (into
+    ``base``, default $ACARDS_BENCH_CACHE or ~/.cache/acards-bench)."""
+    params = {"version": GENERATOR_VERSION, "cells": n_cells, "splits": splits, "seeds": SEEDS}
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    base = Path(os.environ.get("ACARDS_BENCH_CACHE") or Path.home() / ".cache" / "acards-bench")
+    base = base or Path(os.environ.get("ACARDS_BENCH_CACHE") or Path.home() / ".cache" / "acards-bench")
     folder = base / f"verify-{n_cells}cells-{key}"
     card = folder / "card.json"
     if card.exists():
@@ -166,7 +167,7 @@ def dataset(n_cells: int) -> Path:
     files, total = [], 0
     for index, cell in enumerate(cells):
         name = f"evidence/{cell.replace('/', '-')}.jsonl"
-        total += write_cell(partial / name, rng, cell, _gaps(index, n_cells))
+        total += write_cell(partial / name, rng, cell, _gaps(index, n_cells), splits)
         files.append(name)
     write_card(partial, cells, files)
     from acards.card.model import load_card

@@ -3,7 +3,8 @@ and everything else two YAML readers could read differently."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ MAX_CARD_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 
 _TAG = "tag:yaml.org,2002:"
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # YAML's line breaks, as the reader's marks count them
+_COMMENT_NEXT = re.compile(r"[ \t]+#")
 
 
 def child(pointer: str, key: str | int) -> str:
@@ -32,6 +35,10 @@ class SourceMap:
     file: str
     values: dict[str, tuple[int, int]]
     keys: dict[str, tuple[int, int]]
+    # Plain (unquoted) text values that a same-line comment follows: pointer -> (line, column) of
+    # its '#'.  YAML ends a plain value at ' #', so `title: A #1 result` reads as "A"; validation
+    # warns (yaml.comment-in-text) where the schema says the value is free text.
+    comment_after: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def locate(self, pointer: str, at_key: bool = False) -> Location:
         """The location of ``pointer``, or of its nearest ancestor that has one."""
@@ -75,34 +82,24 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     if problems:
         raise AcardsError.collect(problems)
 
-    yaml = YAML(typ="rt")
     try:
-        documents = 0
-        aliases: dict[str, list[Location]] = {}  # one problem per anchor name, at its first use
-        for event in yaml.parse(text):
-            where = Location(file, *_mark(event.start_mark))
-            if isinstance(event, DocumentStartEvent):
-                documents += 1
-                if documents == 2:
-                    problems.append(Problem("yaml.multiple-documents", "the file holds more than one YAML document",
-                                            "a card is one document: remove the '---' separators", where))
-            elif isinstance(event, AliasEvent):
-                uses = aliases.setdefault(event.anchor, [])
-                uses.append(where)
-            elif isinstance(event, NodeEvent):
-                if event.anchor is not None:
-                    problems.append(Problem("yaml.anchor", f"anchor &{event.anchor}", "remove the anchor and write values out in full", where))
-                if getattr(event, "tag", None) is not None:
-                    problems.append(Problem("yaml.tag", f"explicit tag {event.tag}",
-                                            "remove the tag; quote a value to make it a string", where))
-        for anchor, uses in aliases.items():
-            more = f" (and {len(uses) - 1} more uses)" if len(uses) > 1 else ""
-            problems.append(Problem("yaml.alias", f"alias *{anchor}{more}",
-                                    "write the value out in full; aliases are refused so a small card cannot expand into a huge one", uses[0]))
-        if problems:
-            problems.sort(key=lambda p: (p.location.line, p.location.column))
-            raise AcardsError.collect(problems)
-        root = yaml.compose(text)
+        root = _compose_checked(text, file, problems)
+    except Exception:  # anything unusual: the two readings below meet it again and word it as before
+        root = None
+    if problems:
+        problems.sort(key=lambda p: (p.location.line, p.location.column))
+        raise AcardsError.collect(problems)
+    try:
+        if root is None:
+            yaml = YAML(typ="rt")
+            checks = _EventChecks(file, problems)
+            for event in yaml.parse(text):
+                checks.see(event)
+            checks.finish()
+            if problems:
+                problems.sort(key=lambda p: (p.location.line, p.location.column))
+                raise AcardsError.collect(problems)
+            root = yaml.compose(text)
     except MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = Location(file, *_mark(mark)) if mark else Location(file)
@@ -119,7 +116,72 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     data = _plain(root, "", source, 0, problems)
     if problems:
         raise AcardsError.collect(problems)
+    _find_comments_after(text, source)
     return data, source
+
+
+def _find_comments_after(text: str, source: SourceMap) -> None:
+    """Keep, of the plain text values (their ends, which :func:`_plain` put in ``comment_after``),
+    those followed on their last line by blanks then '#': a comment that may have cut the text."""
+    lines = _LINE_BREAK.split(text)
+    ends, source.comment_after = source.comment_after, {}
+    for pointer, (line, column) in ends.items():
+        found = _COMMENT_NEXT.match(lines[line], column) if line < len(lines) else None
+        if found:
+            source.comment_after[pointer] = (line + 1, found.end())
+
+
+class _EventChecks:
+    """The checks made on the parser's events: one document, no anchors, aliases or tags."""
+
+    def __init__(self, file: str, problems: list[Problem]):
+        self.file, self.problems = file, problems
+        self.documents = 0
+        self.aliases: dict[str, list[Location]] = {}  # one problem per anchor name, at its first use
+
+    def see(self, event) -> None:
+        where = Location(self.file, *_mark(event.start_mark))
+        if isinstance(event, DocumentStartEvent):
+            self.documents += 1
+            if self.documents == 2:
+                self.problems.append(Problem("yaml.multiple-documents", "the file holds more than one YAML document",
+                                             "a card is one document: remove the '---' separators", where))
+        elif isinstance(event, AliasEvent):
+            self.aliases.setdefault(event.anchor, []).append(where)
+        elif isinstance(event, NodeEvent):
+            if event.anchor is not None:
+                self.problems.append(Problem("yaml.anchor", f"anchor &{event.anchor}", "remove the anchor and write values out in full", where))
+            if getattr(event, "tag", None) is not None:
+                self.problems.append(Problem("yaml.tag", f"explicit tag {event.tag}",
+                                             "remove the tag; quote a value to make it a string", where))
+
+    def finish(self) -> None:
+        for anchor, uses in self.aliases.items():
+            more = f" (and {len(uses) - 1} more uses)" if len(uses) > 1 else ""
+            self.problems.append(Problem("yaml.alias", f"alias *{anchor}{more}",
+                                         "write the value out in full; aliases are refused so a small card cannot expand into a huge one", uses[0]))
+
+
+def _compose_checked(text: str, file: str, problems: list[Problem]):
+    """The document's node tree from one reading of the text: each event is checked as the composer
+    takes it from the parser.  Raises the reader's error on anything unusual (a second document, an
+    undefined alias, bad syntax); the caller then reads the text twice, events then nodes, and words
+    the problem as before."""
+    yaml = YAML(typ="rt")
+    parser = yaml.parser
+    checks = _EventChecks(file, [])
+    take = parser.get_event
+
+    def checked():
+        event = take()
+        checks.see(event)
+        return event
+
+    parser.get_event = checked
+    root = yaml.compose(text)
+    checks.finish()
+    problems.extend(checks.problems)
+    return root
 
 
 def _plain(node, pointer: str, source: SourceMap, depth: int, problems: list[Problem]) -> Any:
@@ -149,6 +211,8 @@ def _plain(node, pointer: str, source: SourceMap, depth: int, problems: list[Pro
         return result
     if isinstance(node, SequenceNode):
         return [_plain(item, child(pointer, index), source, depth + 1, problems) for index, item in enumerate(node.value)]
+    if node.style is None and node.tag == _TAG + "str":  # a plain text value: where it ends, for _find_comments_after
+        source.comment_after[pointer] = (node.end_mark.line, node.end_mark.column)
     return _scalar(node, where, problems)
 
 

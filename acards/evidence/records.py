@@ -41,6 +41,9 @@ FORMATS = ("jsonl", "parquet", "arrow")
 CODED = ("cell", "condition", "split", "task", "subject", "item", "framing")
 NUMERIC = ("seed", "sample", "score", "has_output")
 TEXT = frozenset({"prompt", "output"})  # kept only where needed, never interned
+# A record's `scores` (one per scorer, SPEC §5.1 judges) become float64 columns "scores.<name>",
+# NaN where a record has no score under that name.
+SCORES = "scores."
 # A record is identified by these; two records with the same values are duplicates.
 IDENTITY = ("cell", "condition", "split", "task", "item", "framing", "seed", "sample")
 # Seeds and sample indices are kept as int64 columns: the schema sets no maximum, so a larger one
@@ -103,6 +106,37 @@ class RecordTable:
     def where(self, row: int) -> Location:
         return Location(self.files[self.file_index[row]], int(self.line[row]))
 
+    def scorers(self) -> list[str]:
+        """The scorer names the records' ``scores`` carry, in order of first appearance."""
+        return [name[len(SCORES):] for name in self.columns if name.startswith(SCORES)]
+
+
+class _Column:
+    """One column's rows, grown in place.  ``ndarray.resize`` reallocates, and the C library moves
+    a large block by remapping its pages rather than copying them, so a table of millions of rows
+    is never held twice while it is built (joining a list of parts would need the parts and the
+    whole column at once, and the parts' memory often stays with the process after it is freed)."""
+
+    def __init__(self) -> None:
+        self.data: np.ndarray | None = None
+        self.size = 0
+
+    def append(self, values: np.ndarray) -> None:
+        end = self.size + len(values)
+        if self.data is None:
+            self.data = np.empty(max(end, 4096), values.dtype)
+        elif end > len(self.data):
+            self.data.resize(max(end, len(self.data) * 3 // 2), refcheck=False)  # no view of it exists
+        self.data[self.size:end] = values
+        self.size = end
+
+    def joined(self, dtype) -> np.ndarray:
+        data, self.data = self.data, None
+        if data is None:
+            return np.zeros(0, dtype)
+        data.resize(self.size, refcheck=False)
+        return data
+
 
 class _Builder:
     """Accumulates tables (pieces of a file, or whole files) as compact arrays with one vocabulary
@@ -110,14 +144,14 @@ class _Builder:
 
     def __init__(self, start: RecordTable | None = None):
         self.tables: dict[str, dict[str, int]] = {name: {} for name in CODED}
-        self.parts: dict[str, list[np.ndarray]] = {name: [] for name in (*CODED, *NUMERIC, "file_index", "line")}
+        self.parts: dict[str, Any] = {name: _Column() for name in (*CODED, *NUMERIC, "file_index", "line")}
         self.outputs: dict[int, str] = {}
         self.prompts: dict[int, str] = {}
         self.rows = 0
         if start is not None:
             self.tables = {name: {value: code for code, value in enumerate(start.vocab[name])} for name in CODED}
             for name, values in start.columns.items():
-                self.parts[name].append(values)
+                self.parts.setdefault(name, []).append(values)
             self.parts["file_index"].append(start.file_index)
             self.parts["line"].append(start.line)
             self.outputs, self.prompts, self.rows = dict(start.outputs), dict(start.prompts), len(start)
@@ -133,20 +167,38 @@ class _Builder:
             self.parts[name].append(mapping[part.columns[name]])
         for name in NUMERIC:
             self.parts[name].append(part.columns[name])
+        self._add_scores(part)
         self.parts["file_index"].append(part.file_index if file_index is None else np.full(len(part), file_index, np.int32))
         self.parts["line"].append(part.line)
         self.outputs.update((self.rows + row, text) for row, text in part.outputs.items())
         self.prompts.update((self.rows + row, text) for row, text in part.prompts.items())
         self.rows += len(part)
 
+    def _add_scores(self, part: RecordTable) -> None:
+        """The part's ``scores.<name>`` columns; NaN for rows (before, or in the part) without them."""
+        names = [name for name in part.columns if name.startswith(SCORES)]
+        for name in names:
+            if name not in self.parts:
+                self.parts[name] = [np.full(self.rows, np.nan)]
+            self.parts[name].append(part.columns[name])
+        for name in self.parts:
+            if name.startswith(SCORES) and name not in part.columns:
+                self.parts[name].append(np.full(len(part), np.nan))
+
     def table(self, files: list[str]) -> RecordTable:
+        """The rows added so far as one table (call it once: the builder lets its columns go)."""
         def joined(name, dtype):
             parts = self.parts[name]
-            return np.concatenate(parts) if parts else np.zeros(0, dtype)
+            if isinstance(parts, _Column):
+                return parts.joined(dtype)
+            column = np.concatenate(parts) if parts else np.zeros(0, dtype)
+            parts.clear()
+            return column
 
         columns = {name: joined(name, np.int32) for name in CODED}
         columns.update(seed=joined("seed", np.int64), sample=joined("sample", np.int64),
                        score=joined("score", np.float64), has_output=joined("has_output", bool))
+        columns.update((name, joined(name, np.float64)) for name in self.parts if name.startswith(SCORES))
         vocab = {name: list(table) for name, table in self.tables.items()}
         return RecordTable(columns, vocab, files, joined("file_index", np.int32), joined("line", np.int64),
                            self.outputs, self.prompts)
@@ -167,9 +219,23 @@ def _struct_part(records: list, lines: np.ndarray) -> RecordTable:
     columns["sample"] = np.fromiter((r.sample if r.sample is not unset else 0 for r in records), np.int64, len(records))
     scores = columns["score"] = np.fromiter((r.score if r.score is not unset else np.nan for r in records), np.float64, len(records))
     columns["has_output"] = np.fromiter((r.output is not unset for r in records), bool, len(records))
+    columns.update(_scores_columns([r.scores for r in records]))
     outputs = {int(row): records[row].output for row in np.flatnonzero(np.isnan(scores)) if records[row].output is not unset}
     prompts = {row: r.prompt for row, r in enumerate(records) if r.split == "fresh" and r.prompt is not unset}
     return RecordTable(columns, vocab, [], np.zeros(len(records), np.int32), lines, outputs, prompts)
+
+
+def _scores_columns(scores: list) -> dict[str, np.ndarray]:
+    """The ``scores.<name>`` columns of records' ``scores`` (UNSET where a record has none)."""
+    columns: dict[str, np.ndarray] = {}
+    for row, found in enumerate(scores):
+        if found is msgspec.UNSET:
+            continue
+        for name, value in found.items():
+            if SCORES + name not in columns:
+                columns[SCORES + name] = np.full(len(scores), np.nan)
+            columns[SCORES + name][row] = value
+    return columns
 
 
 def _columns_part(found: flatjson.Columns, first_line: int) -> RecordTable | None:
@@ -432,15 +498,21 @@ def fill_scores(table: RecordTable, records: list[dict]) -> int:
 
     Regenerated records of rows that lacked an output carry the row's identity and a score."""
     wanted = {tuple(str(record[name]) for name in IDENTITY): record.get("score") for record in records}
-    filled = 0
-    for row in np.flatnonzero(np.isnan(table.columns["score"])):
-        identity = tuple(str(table.vocab[name][table.columns[name][row]]) if name in CODED else str(table.columns[name][row])
-                         for name in IDENTITY)
-        score = wanted.get(identity)
-        if score is not None:
-            table.columns["score"][row] = score
-            filled += 1
-    return filled
+    rows = np.flatnonzero(np.isnan(table.columns["score"]))
+    if not wanted or not len(rows):
+        return 0
+    # The rows' identities as text a column at a time: a coded value's text is made once.
+    texts = []
+    for name in IDENTITY:
+        values = table.columns[name][rows]
+        if name in CODED:
+            texts.append(np.array([str(v) for v in table.vocab[name]], dtype=object)[values].tolist())
+        else:
+            texts.append([str(v) for v in values.tolist()])
+    hits = [(row, score) for row, score in zip(rows.tolist(), map(wanted.get, zip(*texts))) if score is not None]
+    for row, score in hits:
+        table.columns["score"][row] = score
+    return len(hits)
 
 
 def records_summary(table: RecordTable) -> dict[str, Any]:

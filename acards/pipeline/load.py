@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from acards.attest.card_statement import check_card_against_statement, open_card_envelope
 from acards.card.model import Card, load_card
 from acards.errors import AcardsError
 from acards.evidence.digests import DigestCache, PointerResult, check_pointers
 from acards.evidence.prompts import Prompts, read_prompts
 from acards.evidence.records import RecordTable, read_objects, read_records
 from acards.evidence.records_cache import RecordsCache
+from acards.pipeline.judges import resolve_judges
 
 
 @dataclass
@@ -32,6 +32,9 @@ class Loaded:
 def check_envelope(card: Card, envelope: bytes, trusted_keys: dict) -> dict:
     """The envelope's signatures against ``trusted_keys``; the card file and its evidence pointers
     must be the ones the signed statement names."""
+    # imported here: the signature code is only needed for a signed card (and costs ~0.1 s to import)
+    from acards.attest.card_statement import check_card_against_statement, open_card_envelope
+
     statement, digest, signers = open_card_envelope(envelope, trusted_keys)
     check_card_against_statement(card, statement)
     return {"digest": digest, "signers": list(signers)}
@@ -45,8 +48,10 @@ def read_evidence(card: Card, cache: DigestCache, records_cache: RecordsCache | 
     pointers = card.data["evidence"]["records"]
     paths = [(p["path"], card.source.locate(f"/evidence/records/{i}/path")) for i, p in enumerate(pointers)]
     # the records are hashed again as they are parsed: a file replaced since its digest was checked is refused
-    return results, read_records(card.folder, paths, sha256=[p.get("sha256") for p in pointers],
-                                 formats=[p.get("format", "jsonl") for p in pointers], cache=records_cache)
+    table = read_records(card.folder, paths, sha256=[p.get("sha256") for p in pointers],
+                         formats=[p.get("format", "jsonl") for p in pointers], cache=records_cache)
+    resolve_judges(card, table)  # several scorers: checked, the primary's scores in `score` before anything scores outputs
+    return results, table
 
 
 def load(card_path: str | Path, *, use_cache: bool = True, envelope: bytes | None = None,
