@@ -180,6 +180,8 @@ _TYPES = {"string": str, "integer": int, "number": float}
 def _field_type(name: str, spec: dict):
     import msgspec
 
+    if spec.get("type") == "object":  # a map of names to values (a record's `scores`)
+        return _map_type(name, spec)
     unknown = set(spec) - _SUPPORTED
     if unknown:
         raise RuntimeError(f"schema keyword(s) {sorted(unknown)} on '{name}' are not understood by acards.schemas.schema_struct")
@@ -197,6 +199,22 @@ def _field_type(name: str, spec: dict):
         meta["min_length"] = spec["minLength"]
     types = [Annotated[_TYPES[k], msgspec.Meta(**meta)] if meta else _TYPES[k] for k in kinds]
     return types[0] if len(types) == 1 else Union[tuple(types)]
+
+
+def _map_type(name: str, spec: dict):
+    """``{"type": "object", "propertyNames": {...}, "additionalProperties": {...}}`` as a dict type
+    whose keys and values carry the schema's constraints."""
+    unknown = set(spec) - {"description", "examples", "type", "propertyNames", "additionalProperties"}
+    names = dict(spec.get("propertyNames") or {})
+    if unknown or not isinstance(spec.get("additionalProperties"), dict) or set(names) - {"pattern", "maxLength"}:
+        raise RuntimeError(f"the object schema of '{name}' is not understood by acards.schemas.schema_struct")
+    import msgspec
+
+    meta = {"pattern": names["pattern"]} if "pattern" in names else {}
+    if "maxLength" in names:
+        meta["max_length"] = names["maxLength"]
+    key = Annotated[str, msgspec.Meta(**meta)] if meta else str
+    return dict[key, _field_type(name, spec["additionalProperties"])]  # type: ignore[valid-type]
 
 
 @lru_cache(maxsize=None)

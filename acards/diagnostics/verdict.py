@@ -30,6 +30,14 @@ def claim_verdict(outcomes: dict[str, dict[str, str]]) -> str:
     return {"pass": "supported", "fail": "unsupported", "insufficient": "insufficient"}[combined]
 
 
+def all_scorers_verdict(verdicts: list[str]) -> str:
+    """A claim that must hold under every scorer: unsupported if it is under one, else insufficient
+    if it is under one, else supported (the intersection again, over scorers)."""
+    outcome = {"supported": "pass", "unsupported": "fail", "insufficient": "insufficient"}
+    combined = combine([outcome[v] for v in verdicts])
+    return {"pass": "supported", "fail": "unsupported", "insufficient": "insufficient"}[combined]
+
+
 def _shortfall(diagnostic: Diagnostic) -> float | None:
     """How far a failing diagnostic's bounds fall short (a heuristic: score units plus retention
     shortfall); None when the failure is categorical (a class, missing evidence)."""

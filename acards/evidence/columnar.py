@@ -36,6 +36,7 @@ MAX_PROBLEMS = 20
 MAX_ROWS = 2 ** 31 - 1  # a bound on what one file makes acards allocate, checked before decompressing
 TEXT = frozenset({"prompt", "output"})
 CODED = ("cell", "condition", "split", "task", "subject", "item", "framing")
+SCORES = "scores."  # as acards.evidence.records names a scorer's column
 _MAGIC = {"parquet": (b"PAR1",), "arrow": (b"ARROW1",)}
 
 
@@ -150,6 +151,8 @@ class _Reader:
             elif name not in names:
                 columns[name] = np.full(self.rows, default, dtype)
         texts = {name: self.text(name) for name in TEXT if name in names}
+        if "scores" in names:
+            columns.update(self.scores())
         if self.problems:
             return None, self.problems
         output = texts.get("output")
@@ -273,6 +276,64 @@ class _Reader:
             self.problem(f"{name} {value}: {reason}", row + 1, name)
             return None
         return np.where(missing, 0, values) if dtype is np.int64 else values
+
+    def scores(self) -> dict[str, np.ndarray]:
+        """A ``scores`` column (a struct of one number field per scorer, or a map of scorer name to
+        number) as ``scores.<name>`` float64 columns, NaN where a row has no score under the name.
+        Names are checked as JSONL keys are; values against the schema's bounds (NaN refused)."""
+        types, array = self.pa.types, self.column("scores")
+        valid = array.is_valid().to_numpy(zero_copy_only=False)
+        if types.is_struct(array.type):
+            fields = [(array.type.field(i).name, array.field(i)) for i in range(array.type.num_fields)]
+        elif types.is_map(array.type) and (types.is_string(array.type.key_type) or types.is_large_string(array.type.key_type)):
+            fields = self.map_fields(array, valid)
+        else:
+            self.problem(f"the column scores holds {array.type} values; the schema says an object of numbers by scorer name "
+                         "(an Arrow struct of float fields, or a map of string to float)", 1, "scores")
+            return {}
+        key_type = self.plan.kinds["scores"].__args__[0]
+        spec = self.schema["properties"]["scores"]["additionalProperties"]
+        found = {}
+        for name, child in fields:
+            if not _fits(name, key_type):
+                self.problem(f"scores names the scorer {name!r}, which does not match "
+                             f"{self.schema['properties']['scores']['propertyNames']['pattern']}", 1, "scores")
+                continue
+            if not (types.is_floating(child.type) or types.is_integer(child.type) or types.is_null(child.type)):
+                self.problem(f"scores.{name} holds {child.type} values; the schema says numbers", 1, "scores")
+                continue
+            values = child.cast(self.pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False).copy()
+            present = ~child.is_null(nan_is_null=False).to_numpy(zero_copy_only=False) & valid
+            values[~valid] = np.nan
+            bad = present & (np.isnan(values) | (values < spec["minimum"]) | (values > spec["maximum"]))
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                self.problem(f"scores.{name} {values[row]}: a score is a number in [0, 1]", row + 1, "scores")
+                continue
+            found[SCORES + name] = values
+        return found
+
+    def map_fields(self, array, valid: np.ndarray) -> list:
+        """A map column's entries as (name, one float array per row) pairs, null where a row lacks the name."""
+        offsets = array.offsets.to_numpy(zero_copy_only=False)
+        first, last = int(offsets[0]), int(offsets[-1])
+        keys = array.keys.slice(first, last - first).to_numpy(zero_copy_only=False)
+        items = array.items.slice(first, last - first).cast(self.pa.float64())
+        rows = np.repeat(np.arange(self.rows), np.diff(offsets))
+        kept = valid[rows]  # entries of a null row do not count
+        fields = []
+        for name in dict.fromkeys(keys[kept].tolist()):
+            where = np.flatnonzero((keys == name) & kept)
+            if len(np.unique(rows[where])) != len(where):
+                self.problem(f"the scores map names {name!r} twice in one row", int(rows[where][0]) + 1, "scores")
+                continue
+            column = np.full(self.rows, np.nan)
+            present = np.zeros(self.rows, bool)
+            taken = items.take(self.pa.array(where))
+            column[rows[where]] = taken.fill_null(np.nan).to_numpy(zero_copy_only=False)
+            present[rows[where]] = taken.is_valid().to_numpy(zero_copy_only=False)
+            fields.append((name, self.pa.array(column, mask=~present)))
+        return fields
 
     def text(self, name: str):
         """A text column (outputs, prompts): only its type is checked, as for JSONL."""

@@ -42,7 +42,7 @@ import numpy as np
 
 from acards.errors import AcardsError, Location, Problem
 
-READER_VERSION = 1
+READER_VERSION = 2  # 2: the `scores.<name>` columns of records with several scorers
 PURPOSE = "acards/records-cache/1"
 CHECKED_PURPOSE = "acards/records-checked/1"
 MAGIC = b"acards-records-cache\n"

@@ -9,12 +9,13 @@ cells under the claim's reliability thresholds, the Holm gate applies when the c
 
 from __future__ import annotations
 
+from msgspec import UNSET
 from msgspec.structs import replace
 
 from acards.card.model import Card
 from acards.diagnostics.discrepancies import claim_discrepancies
 from acards.diagnostics.reliability import holm_gate, reliability
-from acards.diagnostics.verdict import claim_verdict
+from acards.diagnostics.verdict import all_scorers_verdict, claim_verdict
 from acards.pipeline.recompute import Recomputed, apply_holm, diagnose_cell, thresholds_for, with_p_holm
 from acards.report.model import Claim, Diagnostics
 from acards.vocabulary import FOUR
@@ -49,22 +50,35 @@ def claim_diagnostics(card: Card, recomputed: Recomputed, claim: dict, threshold
     return per_cell
 
 
-def judge_claim(card: Card, recomputed: Recomputed, claim: dict) -> Claim:
-    """The report's entry for one claim: verdict, outcomes, the thresholds it overrides, discrepancies."""
+def _outcomes(card: Card, recomputed: Recomputed, claim: dict, thresholds: dict[str, dict],
+              requires: list[str]) -> tuple[dict[str, Diagnostics], dict[str, dict[str, str]]]:
+    per_cell = claim_diagnostics(card, recomputed, claim, thresholds)
+    return per_cell, {cell_id: {name: per_cell[cell_id].by_name(name).outcome for name in requires} for cell_id in claim["cells"]}
+
+
+def judge_claim(card: Card, recomputed: Recomputed, claim: dict, scorers: dict[str, Recomputed] | None = None) -> Claim:
+    """The report's entry for one claim: verdict, outcomes, the thresholds it overrides, discrepancies.
+    With ``require_all_scorers`` and ``scorers`` (each scorer's recomputation, acards.pipeline.judges),
+    the verdict is the claim's under every scorer combined; outcomes stay the primary's."""
     thresholds = thresholds_for(card, claim)
     requires = claim.get("requires") or list(FOUR)
-    per_cell = claim_diagnostics(card, recomputed, claim, thresholds)
-    outcomes = {cell_id: {name: per_cell[cell_id].by_name(name).outcome for name in requires} for cell_id in claim["cells"]}
+    per_cell, outcomes = _outcomes(card, recomputed, claim, thresholds, requires)
     verdict = claim_verdict(outcomes)
+    under: dict[str, str] = {}
+    if claim.get("require_all_scorers") and scorers:
+        under = {name: verdict if found is recomputed else claim_verdict(_outcomes(card, found, claim, thresholds, requires)[1])
+                 for name, found in scorers.items()}
+        verdict = all_scorers_verdict(list(under.values()))
     discrepancies = claim_discrepancies(claim, verdict, per_cell)
     return Claim(
         id=claim["id"], statement=claim["statement"], cells=claim["cells"], requires=requires,
         verdict=verdict, outcomes=outcomes,
+        scorers=under or UNSET, broken_by=[name for name, v in under.items() if v != "supported"] if under else UNSET,
         thresholds={name: th for name, th in thresholds.items() if th != recomputed.thresholds[name]},
         discrepancies=discrepancies, reproduced=not discrepancies,
     )
 
 
-def judge_claims(card: Card, recomputed: Recomputed) -> list[Claim]:
-    """Every claim of the card, in the card's order."""
-    return [judge_claim(card, recomputed, claim) for claim in card.claims]
+def judge_claims(card: Card, recomputed: Recomputed, scorers: dict[str, Recomputed] | None = None) -> list[Claim]:
+    """Every claim of the card, in the card's order (``scorers``: see :func:`judge_claim`)."""
+    return [judge_claim(card, recomputed, claim, scorers) for claim in card.claims]

@@ -11,6 +11,7 @@ from pathlib import Path
 from acards.pipeline.assemble import assemble
 from acards.pipeline.claims import judge_claims
 from acards.pipeline.complete import complete_evidence
+from acards.pipeline.judges import declared, judge_scorers
 from acards.pipeline.load import load, read_training
 from acards.pipeline.recompute import recompute
 from acards.report.model import Report
@@ -33,5 +34,6 @@ def verify(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: i
     table, generation = complete_evidence(card, loaded.table, loaded.prompts, generate=generate, device=device,
                                           spot_check_n=spot_check, progress=progress, digests=digests, cache_dir=cache_dir)
     recomputed = recompute(card, table, loaded.prompts, read_training(card), bootstrap=bootstrap, seed=seed)
-    claims = judge_claims(card, recomputed)
-    return assemble(loaded, table, recomputed.cells, claims, generation, bootstrap=bootstrap, seed=seed)
+    cells, scorers = judge_scorers(card, declared(card), table, recomputed, bootstrap=bootstrap, seed=seed)
+    claims = judge_claims(card, recomputed, scorers)
+    return assemble(loaded, table, cells, claims, generation, bootstrap=bootstrap, seed=seed)

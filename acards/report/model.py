@@ -112,6 +112,7 @@ class Cell(Struct, frozen=True, kw_only=True):
     coding_mode: str  # strict | permissive
     diagnostics: Diagnostics
     full_card: FullCard
+    judges: dict[str, Any] | UnsetType = UNSET  # several scorers (acards.pipeline.judges): per-scorer numbers, κ
 
 
 class Discrepancy(Struct, frozen=True, kw_only=True):
@@ -135,6 +136,8 @@ class Claim(Struct, frozen=True, kw_only=True):
     requires: list[str] | UnsetType = UNSET
     verdict: str  # supported | unsupported | insufficient
     outcomes: dict[str, dict[str, str]] | UnsetType = UNSET
+    scorers: dict[str, str] | UnsetType = UNSET  # require_all_scorers: the verdict under each scorer
+    broken_by: list[str] | UnsetType = UNSET  # require_all_scorers: the scorers under which it is not supported
     thresholds: dict[str, Any] | UnsetType = UNSET
     discrepancies: list[Discrepancy]
     reproduced: bool

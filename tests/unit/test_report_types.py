@@ -139,7 +139,7 @@ def test_the_walk_catches_a_drift():
 
 
 def test_the_audit_cell_is_a_report_cell_and_its_card():
-    assert [f.name for f in msgspec.structs.fields(AuditCell)] == ["id", "coding_mode", "diagnostics", "full_card", "card"]
+    assert [f.name for f in msgspec.structs.fields(AuditCell)] == ["id", "coding_mode", "diagnostics", "full_card", "judges", "card"]
     assert [f.name for f in msgspec.structs.fields(Audit)] == ["acards_version", "cells", "summary"]
 
 
