@@ -270,8 +270,10 @@ def test_markdown_tables_keep_their_columns(fixture):
 def test_intervals_are_estimate_plus_minus_z_se(example):
     card, report = example
     e = report.cells[0].diagnostics.reliability.estimates
-    expected = interval_text(e["reduction"], e["se_total"], 2.0)
-    assert expected == "0.317 [0.208, 0.426]"
+    assert card["acard"] == "1.1" and e["critical_value"] > 2.0  # the t critical value for z = 2 on its df
+    expected = interval_text(e["reduction"], e["se_total"], e["critical_value"])
+    low, high = e["reduction"] - e["critical_value"] * e["se_total"], e["reduction"] + e["critical_value"] * e["se_total"]
+    assert expected == f"0.347 [{format_number(low)}, {format_number(high)}]"
     for fmt in ("md", "html"):
         assert expected in render_card(card, report, fmt)
     assert expected in forest_svg(report)
@@ -347,8 +349,13 @@ def test_a_missing_report_field_is_a_clear_error(example):
 
 @pytest.mark.parametrize("fmt", ["md", "html"])
 def test_a_missing_field_the_page_needs_is_a_clear_error(example, fmt):
-    # The schema leaves a diagnostic's thresholds open; the cost table needs z (the forest plot does not).
-    card, report = example[0], _edited(example[1], lambda data: data["cells"][1]["diagnostics"]["cost"]["thresholds"].pop("z"))
+    # The schema leaves a diagnostic's thresholds open; without its critical value (a 1.0 report's
+    # cost has none) the cost table needs z (the forest plot does not).
+    def edit(data):
+        data["cells"][1]["diagnostics"]["cost"]["estimates"].pop("critical_value", None)
+        data["cells"][1]["diagnostics"]["cost"]["thresholds"].pop("z")
+
+    card, report = example[0], _edited(example[1], edit)
     with pytest.raises(AcardsError) as caught:
         render_card(card, report, fmt)
     assert caught.value.code == "usage.bad-report"

@@ -37,14 +37,47 @@ def _per_module_view(signature: dict, estimates: dict, details: dict, reasons: l
                               f"modules ({kinds}); the aggregate rule is {signature['rule']}"))
 
 
+def _rank(observed: str, declared: str) -> int:
+    """How far a seed's class is from passing: 0 the declared class, 1 shrinkage, 2 any other."""
+    return 0 if observed == declared else 1 if observed == "shrinkage" else 2
+
+
+def across_seeds(seeds: list[tuple[int, dict]], declared: str, details: dict, reasons: list[Reason]) -> dict:
+    """The signature that decides a cell with several pinned seeds: the first (in the card's order)
+    of the seeds whose class is furthest from the declared one, so strict D3 passes only when every
+    seed shows the declared class and permissive D3 only when every seed shows it or shrinkage.
+    The per-seed classes and whether they agree go into ``details``; a disagreement is a reason."""
+    classes = [{"seed": seed, "observed": sig["observed"], "rule": sig["rule"]} for seed, sig in seeds]
+    worst = max(_rank(sig["observed"], declared) for _, sig in seeds)
+    seed, deciding = next((seed, sig) for seed, sig in seeds if _rank(sig["observed"], declared) == worst)
+    agrees = len({entry["observed"] for entry in classes}) == 1
+    details.update(per_seed=classes, seeds_agree=agrees, decided_by_seed=seed)
+    if not agrees:
+        listed = ", ".join(f"seed {entry['seed']} {entry['observed']}" for entry in classes)
+        reasons.append(reason("seeds-disagree", f"the weights of the {len(classes)} pinned seeds code different classes "
+                              f"({listed}); the cell is coded as seed {seed}'s"))
+    return deciding
+
+
 def mechanism(signature: dict | None, control: Comparison | None, control_unavailable: list[Reason],
-              control_reduction: float | None, declared: str, coding_mode: str, th: dict) -> MechanismDiagnostic:
+              control_reduction: float | None, declared: str, coding_mode: str, th: dict, *,
+              seeds: list[tuple[int, dict]] | None = None, unpinned: list[int] | None = None) -> MechanismDiagnostic:
     """Observe a class from the weight signature, let the shrinkage control overrule it, and code
-    the result strictly (observed == declared) and permissively (shrinkage also passes)."""
+    the result strictly (observed == declared) and permissively (shrinkage also passes).
+
+    ``seeds``: the signature of every pinned training seed, which replaces ``signature``: one seed
+    decides alone, several are combined by :func:`across_seeds`.  ``unpinned``: seeds whose records
+    exist but whose checkpoints are not pinned (named in a reason)."""
     estimates: dict = {}
     details: dict = {}
     reasons: list[Reason] = []
     observed = None
+    if seeds:
+        signature = seeds[0][1] if len(seeds) == 1 else across_seeds(seeds, declared, details, reasons)
+    if signature is not None and unpinned:
+        judged = ", ".join(str(seed) for seed, _ in seeds or [])
+        reasons.append(reason("unpinned-seeds", f"records hold fine-tuned outputs of seed(s) {', '.join(map(str, unpinned))}, "
+                              f"whose checkpoints the card does not pin: the weights are judged on seed(s) {judged} only"))
     if signature is not None:
         observed = signature["observed"]
         for key, name in REPORT_NAMES.items():

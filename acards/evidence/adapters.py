@@ -333,11 +333,13 @@ def read_adapter(folder: str | os.PathLike, base: str | os.PathLike | None = Non
 
 
 def write_control_shrinkage(
-    undefended: str | os.PathLike, defended: str | os.PathLike, out: str | os.PathLike
+    undefended: str | os.PathLike, defended: str | os.PathLike, out: str | os.PathLike,
+    scales: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Write the control:shrinkage adapter (SPEC §5.3) to the folder ``out``: the undefended adapter
     with each module's B scaled so that ‖ΔU_ℓ‖ = ‖ΔD_ℓ‖.  Same config and tensor names, float32.
-    Returns the per-module scales."""
+    ``scales``: the per-module factors when the caller computed them (a defended checkpoint of full
+    weights, acards.evidence.controls); else from the two adapters.  Returns the scales."""
     undefended, defended, out = Path(undefended), Path(defended), Path(out)
     if out.resolve() in (undefended.resolve(), defended.resolve()):
         raise fail(
@@ -346,7 +348,8 @@ def write_control_shrinkage(
             "write the control to a folder of its own",
             out,
         )
-    scales = control_scales(read_adapter(undefended), read_adapter(defended))
+    if scales is None:
+        scales = control_scales(read_adapter(undefended), read_adapter(defended))
     source = _adapter_weights_path(undefended)
     tensors: dict[str, np.ndarray] = {}
     with open_safetensors(source) as handle:

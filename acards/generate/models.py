@@ -4,13 +4,17 @@
 - ``undefended`` / ``defended``: the base model with the cell's PEFT adapter folder; a folder of
   full weights (config.json + safetensors) is also accepted, and then is the condition's model.
 - ``control:shrinkage``: the undefended adapter with each module's B scaled to the defended
-  module's norm (:func:`acards.evidence.adapters.write_control_shrinkage`), written once into a
+  module's norm (:func:`acards.evidence.controls.write_control`), written once into a
   content-addressed folder ``cache_dir()/controls/<digest of (recipe, U digest, D digest)>-<keyid>``
   (one per user's cache key), whose content digest is sealed with a MAC under that key in
   ``cache_dir()/control-seals/<folder>.json`` when it is written, and checked before every use: a
   folder whose digest is not the sealed one (replaced weights, a missing or forged seal) is rebuilt.
 
-Fine-tuned conditions exist only for the training seed ``checkpoints.seed`` (default 0).
+Fine-tuned conditions exist for the training seeds whose checkpoints the cell pins
+(``checkpoints.seed`` for the top-level pair, each entry of ``checkpoints.seeds``;
+acards.evidence.seeds): a record of seed s is generated from seed s's own checkpoints, and its
+control from seed s's pair.  The control of full-weight checkpoints is a full-weights folder, base +
+each module's ΔU scaled to ΔD's norm (:func:`acards.evidence.controls.write_control`).
 Everything here reads files and headers only; no model is loaded.  What an adapter, a checkpoint
 and a pinned digest must be is acards.evidence's to say (the rules verification applies too); this
 module adds only what loading needs: which folders make each condition's model, and that a model
@@ -28,8 +32,9 @@ from functools import cached_property
 from pathlib import Path
 
 from acards.errors import AcardsError, Location, codes
-from acards.evidence.adapters import ADAPTER_WEIGHTS, check_adapter, is_adapter, write_control_shrinkage
+from acards.evidence.adapters import ADAPTER_WEIGHTS, check_adapter, is_adapter
 from acards.evidence.safetensors_io import refuse_pickles
+from acards.evidence.seeds import FINE_TUNED, for_seed, seed_checkpoints
 from acards.generate.cache import digest
 from acards.vocabulary import BUILDABLE_CONDITIONS, CONTROL_SHRINKAGE
 
@@ -37,6 +42,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json", "vocab.txt", "merges.txt",
                    "chat_template.jinja", "chat_template.json")
 CONTROL_RECIPE = "control:shrinkage/1"
+FULL_CONTROL_RECIPE = "control:shrinkage-full/1"  # base + per-module scaled ΔU, for full-weight checkpoints
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,7 @@ class ModelResolver:
 
         self.card = card
         self._digests, self._cache_dir = DigestCache.or_default(digests), cache_dir
-        self._paths: dict[tuple[str, str], tuple[Path, str]] = {}
+        self._paths: dict[tuple[str, str, int | None], tuple[Path, str]] = {}
         self._specs: dict[tuple[str, str, int], ModelSpec] = {}
         self._checked: set[tuple[Path, Path]] = set()  # (adapter, base) pairs that passed the evidence rules
         self.rejected_controls = 0  # cached control adapters that failed their seal and were rebuilt
@@ -154,19 +160,25 @@ class ModelResolver:
         raise _model_error("model.unknown-cell", f"records name cell {cell_id!r}, which the card does not declare",
                            "add the cell to the card, or fix the records' cell field", location=Location(file=str(self.card.path)))
 
-    def _pointer(self, cell_id: str, name: str, condition: str) -> tuple[Path, str, Location]:
+    def _pointer(self, cell_id: str, name: str, condition: str, seed: int | None = None) -> tuple[Path, str, Location]:
+        """The folder of checkpoint ``name`` of the cell (of training ``seed`` for undefended and
+        defended), its digest checked once."""
         from acards.evidence.digests import check_digest
         from acards.evidence.paths import resolve_inside
 
         index, cell = self._cell(cell_id)
-        pointer = (cell.get("checkpoints") or {}).get(name)
-        where = self.card.source.locate(f"/cells/{index}/checkpoints/{name}" if pointer else f"/cells/{index}")
+        if name in FINE_TUNED:
+            entry = for_seed(cell, int(seed or 0))
+            pointer, at = (entry.pointer(name), f"{entry.at}/{name}") if entry else (None, "")
+        else:
+            pointer, at = (cell.get("checkpoints") or {}).get(name), f"/{name}"
+        where = self.card.source.locate(f"/cells/{index}/checkpoints{at}" if pointer else f"/cells/{index}")
         if not pointer:
             raise _model_error("model.missing-checkpoint",
                                f"cell {cell_id} has no checkpoints.{name}, which regenerating {condition} outputs needs",
                                f"add checkpoints.{name} (a folder of safetensors weights or a PEFT adapter) to the cell, or supply the outputs",
                                location=where)
-        key = (cell_id, name)
+        key = (cell_id, name, seed if name in FINE_TUNED else None)
         if key not in self._paths:
             try:
                 path = resolve_inside(self.card.folder, pointer["path"], where)
@@ -201,15 +213,16 @@ class ModelResolver:
         base, base_digest = self._base(cell_id, condition)
         if condition == "base":
             return ModelSpec(base, base_digest)
-        trained_seed = int((cell.get("checkpoints") or {}).get("seed", 0))
-        if seed != trained_seed:
+        pinned = [entry.seed for entry in seed_checkpoints(cell)]
+        if seed not in pinned:
+            listed = ", ".join(map(str, pinned)) or "none"
             raise _model_error("model.no-checkpoint-for-seed",
-                               f"a {condition} record of cell {cell_id} has seed {seed}, but the cell's checkpoints are of seed {trained_seed}",
-                               "supply the outputs of other seeds, or set checkpoints.seed to the seed the checkpoints were trained with",
+                               f"a {condition} record of cell {cell_id} has seed {seed}, but the cell pins checkpoints of seed(s) {listed} only",
+                               "supply the outputs of that seed, or pin its checkpoints under checkpoints.seeds",
                                location=self.card.source.locate(f"/cells/{index}/checkpoints"))
         if condition == CONTROL_SHRINKAGE:
-            return self._control(cell_id, base, base_digest)
-        path, value, where = self._pointer(cell_id, condition, condition)
+            return self._control(cell_id, seed, base, base_digest)
+        path, value, where = self._pointer(cell_id, condition, condition, seed)
         what = f"the {condition} checkpoint of cell {cell_id}"
         if not path.is_dir():
             raise _model_error("model.not-a-folder", f"{what} ({path}) is a file",
@@ -226,28 +239,34 @@ class ModelResolver:
             check_adapter(adapter, base)
             self._checked.add((adapter, base))
 
-    def _control(self, cell_id: str, base: Path, base_digest: str) -> ModelSpec:
+    def _control(self, cell_id: str, seed: int, base: Path, base_digest: str) -> ModelSpec:
+        """Seed ``seed``'s control: an adapter when its undefended checkpoint is one, else full weights."""
         from acards.evidence.digests import digest_path
         from acards.settings import cache_dir
 
         parts = {}
         for name in ("undefended", "defended"):
-            path, value, where = self._pointer(cell_id, name, CONTROL_SHRINKAGE)
-            if not is_adapter(path):
-                raise _model_error("model.control-needs-adapters",
-                                   f"control:shrinkage of cell {cell_id} needs PEFT LoRA adapters, but the {name} checkpoint is not one",
-                                   "supply control:shrinkage records, or give the cell adapter checkpoints", path, where)
-            self._check_adapter(path, base)
+            path, value, where = self._pointer(cell_id, name, CONTROL_SHRINKAGE, seed)
+            if not path.is_dir():
+                raise _model_error("model.not-a-folder", f"the {name} checkpoint of cell {cell_id} ({path}) is a file",
+                                   "point at a PEFT adapter folder or a folder of full weights", path, where)
+            if is_adapter(path):
+                self._check_adapter(path, base)
+            else:
+                check_model_folder(path, f"the {name} checkpoint of cell {cell_id}", where)
             parts[name] = (path, value)
+        full = not is_adapter(parts["undefended"][0])
         from acards.evidence.cachekey import cache_key
 
         key = cache_key()
-        name = digest({"recipe": CONTROL_RECIPE, "undefended": parts["undefended"][1], "defended": parts["defended"][1]})
+        recipe = FULL_CONTROL_RECIPE if full else CONTROL_RECIPE
+        name = digest({"recipe": recipe, "undefended": parts["undefended"][1], "defended": parts["defended"][1]}
+                      | ({"base": base_digest} if full or not is_adapter(parts["defended"][0]) else {}))
         root = self._cache_dir or cache_dir()
         folder = root / "controls" / f"{name}-{key.id.hex()}"
         seal = root / "control-seals" / f"{folder.name}.json"
         value = None
-        if (folder / ADAPTER_WEIGHTS).is_file():
+        if _control_written(folder, full):
             value = digest_path(folder, self._digests, "control")
             if not _seal_holds(seal, key, folder.name, value):
                 from acards.evidence.cachekey import rejected_warning
@@ -259,9 +278,12 @@ class ModelResolver:
                                  Location(file=str(folder)))
                 value = None
         if value is None:
-            _write_control(parts["undefended"][0], parts["defended"][0], folder, cell_id, replace=folder.exists())
+            _write_control(parts["undefended"][0], parts["defended"][0], base, folder, cell_id, full, replace=folder.exists())
             value = digest_path(folder, self._digests, "control")
             _write_seal(seal, key, folder.name, value)
+        if full:
+            check_model_folder(folder, f"the control:shrinkage model of cell {cell_id}")
+            return ModelSpec(base, base_digest, full=folder, full_digest=value)
         self._check_adapter(folder, base)
         return ModelSpec(base, base_digest, adapter=folder, adapter_digest=value)
 
@@ -286,14 +308,22 @@ def _write_seal(seal: Path, key, name: str, value: str) -> None:
     os.replace(staging, seal)
 
 
-def _write_control(undefended: Path, defended: Path, folder: Path, cell_id: str, replace: bool = False) -> None:
-    """Write the control adapter beside ``folder`` and rename it into place (several processes may
-    race); ``replace``: the folder there failed its check and is moved away first."""
+def _control_written(folder: Path, full: bool) -> bool:
+    return (folder / "config.json").is_file() if full else (folder / ADAPTER_WEIGHTS).is_file()
+
+
+def _write_control(undefended: Path, defended: Path, base: Path, folder: Path, cell_id: str, full: bool,
+                   replace: bool = False) -> None:
+    """Write the control (an adapter, or full weights when ``full``) beside ``folder`` and rename it
+    into place (several processes may race); ``replace``: the folder there failed its check and is
+    moved away first."""
+    from acards.evidence.controls import write_control
+
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
         try:
-            scales = write_control_shrinkage(undefended, defended, staging)
+            scales = write_control(undefended, defended, base, staging)
         except AcardsError as error:
             problem = error.problems[0]
             raise _model_error("model.control-failed",
@@ -307,7 +337,7 @@ def _write_control(undefended: Path, defended: Path, folder: Path, cell_id: str,
         try:
             os.rename(staging, folder)
         except OSError:
-            if not (folder / ADAPTER_WEIGHTS).is_file():
+            if not _control_written(folder, full):
                 raise
     finally:
         if staging.exists():

@@ -14,6 +14,7 @@ import numpy as np
 
 from acards.errors import AcardsError, Location, Problem
 from acards.evidence.prompts import Prompt, Prompts
+from acards.evidence.seeds import pair_seeds
 from acards.generate.requests import Request
 from acards.vocabulary import CONTROL_SHRINKAGE
 
@@ -71,9 +72,10 @@ def sample_indices(card) -> range:
 
 
 def control_requests(card, table, prompts: Prompts) -> list[Request]:
-    """control:shrinkage requests for every cell that has base, undefended and defended checkpoints but no
-    control:shrinkage heldout records: each heldout item × both framings × the sample indices,
-    filed under the cell's ``checkpoints.seed``.
+    """control:shrinkage requests for every cell that has a base checkpoint and, for some training
+    seed, undefended and defended checkpoints, but no control:shrinkage heldout records: each heldout
+    item × both framings × the sample indices, for every such seed (each seed's control is built
+    from its own pair, acards.generate.models).
 
     The heldout items are those of the cell's heldout records (so the control is paired with D1's
     items); a cell without heldout records takes the prompts file's heldout items of its task.
@@ -84,8 +86,9 @@ def control_requests(card, table, prompts: Prompts) -> list[Request]:
     split_code, control_code = table.code("split", "heldout"), table.code("condition", CONTROL_SHRINKAGE)
     for index, cell in enumerate(card.cells):
         checkpoints = cell.get("checkpoints") or {}
-        if not (checkpoints.get("base") and checkpoints.get("undefended") and checkpoints.get("defended")):
-            continue  # the control is U's adapter on the base model: without all three it cannot be built
+        seeds = [entry.seed for entry in pair_seeds(cell)]
+        if not (checkpoints.get("base") and seeds):
+            continue  # the control is U scaled on the base model: without base, U and D it cannot be built
         cell_code = table.code("cell", cell["id"])
         in_cell = (columns["cell"] == cell_code) & (columns["split"] == split_code) if len(table) else np.zeros(0, bool)
         if cell_code >= 0 and control_code >= 0 and np.any(in_cell & (columns["condition"] == control_code)):
@@ -96,7 +99,6 @@ def control_requests(card, table, prompts: Prompts) -> list[Request]:
         if not pairs:
             for item in prompts.items_of("heldout", cell["task"]):
                 pairs.setdefault((cell["task"], item), None)
-        seed = int(checkpoints.get("seed", 0))
         where = card.source.locate(f"/cells/{index}/checkpoints")
         for task, item in pairs:
             for framing in FRAMINGS:
@@ -105,8 +107,9 @@ def control_requests(card, table, prompts: Prompts) -> list[Request]:
                     if len(problems) < MAX_PROBLEMS:
                         problems.append(_no_prompt(prompts, "heldout", task, item, framing, where))
                     continue
-                for sample in samples:
-                    requests.append(_request(cell["id"], CONTROL_SHRINKAGE, "heldout", task, item, framing, seed, sample, prompt))
+                for seed in seeds:
+                    for sample in samples:
+                        requests.append(_request(cell["id"], CONTROL_SHRINKAGE, "heldout", task, item, framing, seed, sample, prompt))
     if problems:
         raise AcardsError.collect(problems)
     return sorted(requests, key=Request.identity)

@@ -1,8 +1,9 @@
 """Spot check: when the authors supplied outputs, regenerate a seeded random subset and compare.
 
 Eligible records carry an output, belong to a condition acards can build for their cell
-(``base`` needs ``checkpoints.base``; ``undefended``/``defended`` their checkpoint and the cell's
-``checkpoints.seed``; ``control:shrinkage`` both adapters) and have a prompt.  ``n`` of them are
+(``base`` needs ``checkpoints.base``; ``undefended``/``defended`` their checkpoint pinned for the
+record's training seed; ``control:shrinkage`` both of that seed) and have a prompt: any pinned seed
+may be drawn.  ``n`` of them are
 drawn with ``numpy.random.default_rng(seed)``; their supplied outputs are read back from the
 records files, regenerated through :func:`acards.generate.run` (so through the cache), and
 compared exactly.  With sampling (``do_sample: true``) a match needs the authors to have used the
@@ -17,6 +18,7 @@ import msgspec
 import numpy as np
 
 from acards.evidence.prompts import Prompts
+from acards.evidence.seeds import for_seed
 from acards.generate.requests import Request
 from acards.vocabulary import CONTROL_SHRINKAGE
 
@@ -32,13 +34,12 @@ def _eligible_condition(card, cell_id: str, condition: str, seed: int) -> bool:
         return False
     if condition == "base":
         return True
-    if int(checkpoints.get("seed", 0)) != seed:
+    pinned = for_seed(cell, seed)
+    if pinned is None:
         return False
     if condition in ("undefended", "defended"):
-        return bool(checkpoints.get(condition))
-    if condition == CONTROL_SHRINKAGE:
-        return bool(checkpoints.get("undefended") and checkpoints.get("defended"))
-    return False
+        return pinned.pointer(condition) is not None
+    return condition == CONTROL_SHRINKAGE and pinned.pair
 
 
 def _supplied_outputs(card, table, rows: list[int]) -> dict[int, str]:

@@ -25,10 +25,13 @@ from acards.diagnostics.reliability import reliability
 from acards.diagnostics.transfer import transfer
 from acards.diagnostics.values import GroupIndex, SplitValues, split_values
 from acards.diagnostics.verdict import full_card
+from acards.errors import Problem
+from acards.evidence.cachekey import record_warning
 from acards.evidence.checkpoints import Pinned, read_signature
 from acards.evidence.paths import resolve_inside
 from acards.evidence.prompts import Prompts
 from acards.evidence.records import RecordTable
+from acards.evidence.seeds import FINE_TUNED, has_pair, pair_seeds
 from acards.report.model import Cell, Diagnostic, Diagnostics, Reason
 from acards.vocabulary import CONTROL_SHRINKAGE, DIAGNOSTICS
 
@@ -44,7 +47,8 @@ class CellEvidence:
     unavailable: dict[str, list[Reason]]  # per comparison: why it cannot be made
     control_reduction: float | None  # Δ_C = G_U − G_C on the held-out split
     freshness_inputs: dict
-    signatures: dict = field(default_factory=dict)  # thresholds key -> signature (or None)
+    signatures: dict = field(default_factory=dict)  # thresholds key -> [(seed, signature)] of the pinned seeds
+    fine_tuned_seeds: list[int] = field(default_factory=list)  # seeds of the cell's undefended and defended records
 
 
 @dataclass
@@ -101,7 +105,7 @@ def cell_evidence(cell: dict, index: GroupIndex, master_seed: int, bootstrap: in
                                                                         "heldout", standard)
         control_u, _ = _compare_split(splits["heldout"], "undefended", CONTROL_SHRINKAGE, None, 0, "heldout", standard)
         control_reduction = control_u.difference if control_u else None
-    elif {"base", "undefended", "defended"} <= set(cell.get("checkpoints") or {}):
+    elif "base" in (cell.get("checkpoints") or {}) and has_pair(cell):
         # The control could have been built: say that the mechanism was judged without it.
         unavailable["control"] = [NO_CONTROL]
     table = index.table
@@ -111,7 +115,37 @@ def cell_evidence(cell: dict, index: GroupIndex, master_seed: int, bootstrap: in
     fresh_prompts = sorted({table.prompts[int(r)] for r in fresh_rows if int(r) in table.prompts})
     inputs = {"fresh_subjects": fresh_subjects, "heldout_subjects": heldout_subjects,
               "fresh_prompts": fresh_prompts or None}
-    return CellEvidence(cell, comparisons, unavailable, control_reduction, inputs)
+    return CellEvidence(cell, comparisons, unavailable, control_reduction, inputs,
+                        fine_tuned_seeds=_fine_tuned_seeds(table, cell_id))
+
+
+def _fine_tuned_seeds(table: RecordTable, cell_id: str) -> list[int]:
+    """The training seeds of the cell's undefended and defended records."""
+    if not len(table) or table.code("cell", cell_id) < 0:
+        return []
+    codes = [table.code("condition", name) for name in FINE_TUNED]
+    rows = (table.columns["cell"] == table.code("cell", cell_id)) & np.isin(table.columns["condition"], codes)
+    return sorted(int(seed) for seed in np.unique(table.columns["seed"][rows]))
+
+
+def unpinned_seeds(evidence: CellEvidence) -> list[int]:
+    """Seeds with fine-tuned records but no pinned checkpoints, in a cell that pins some (else [])."""
+    pinned = {entry.seed for entry in pair_seeds(evidence.cell)}
+    return [seed for seed in evidence.fine_tuned_seeds if seed not in pinned] if pinned else []
+
+
+def warn_unpinned_seeds(card: Card, evidence: dict[str, CellEvidence]) -> None:
+    """The evidence.unpinned-seed warning, once per cell (D3 also names the seeds in its reasons)."""
+    for index, cell in enumerate(card.cells):
+        missing = unpinned_seeds(evidence[cell["id"]])
+        if missing:
+            pinned = ", ".join(str(entry.seed) for entry in pair_seeds(cell))
+            record_warning(Problem(
+                "evidence.unpinned-seed",
+                f"cell {cell['id']}: records hold undefended/defended outputs of training seed(s) "
+                f"{', '.join(map(str, missing))}, whose checkpoints the card does not pin; D3 uses seed(s) {pinned} only",
+                "pin every training seed's undefended and defended checkpoints under checkpoints.seeds",
+                card.source.locate(f"/cells/{index}/checkpoints")))
 
 
 def fresh_prompts_by_task(prompts: Prompts) -> dict[str, list[str]]:
@@ -132,37 +166,44 @@ def check_freshness(evidence: CellEvidence, training: Training | None, file_prom
     return freshness(inputs["fresh_subjects"], others, prompts, training[1] if training else None, max_shared_ngram)
 
 
-def signature(card: Card, evidence: CellEvidence, th: dict):
-    """The weight signature under these mechanism thresholds (cached: SVDs are not free)."""
+def signatures(card: Card, evidence: CellEvidence, th: dict) -> list[tuple[int, dict]]:
+    """The weight signature of every pinned seed (in the card's order) under these mechanism
+    thresholds; cached, since SVDs are not free.  [] when no seed pins both checkpoints."""
     checkpoints = evidence.cell.get("checkpoints") or {}
-    if not ("undefended" in checkpoints and "defended" in checkpoints):
-        return None
     key = tuple(sorted((k, v) for k, v in th.items() if k not in ("z", "justification")))
     if key not in evidence.signatures:
-        def pinned(name):
-            location = card.source.locate(f"/cells/{card.cells.index(evidence.cell)}/checkpoints/{name}/path")
-            relative = checkpoints[name]["path"]
-            return Pinned(resolve_inside(card.folder, relative, location), checkpoints[name].get("sha256"), relative, location)
+        at = f"/cells/{card.cells.index(evidence.cell)}/checkpoints"
 
-        names = [n for n in ("undefended", "defended", "base", "reference_subspace") if n in checkpoints]
-        # every file hashed as read and checked against the digest the card pins; full weights streamed
-        rank = (checkpoints.get("reference_subspace") or {}).get("rank")
-        evidence.signatures[key] = read_signature({name: pinned(name) for name in names}, th, card.standard, rank)
+        def pinned(pointer: dict, where: str) -> Pinned:
+            location = card.source.locate(f"{at}{where}/path")
+            relative = pointer["path"]
+            return Pinned(resolve_inside(card.folder, relative, location), pointer.get("sha256"), relative, location)
+
+        shared = {n: pinned(checkpoints[n], f"/{n}") for n in ("base", "reference_subspace") if n in checkpoints}
+        found = []
+        for entry in pair_seeds(evidence.cell):
+            own = {n: pinned(entry.pointer(n), f"{entry.at}/{n}") for n in FINE_TUNED}
+            if entry.reference is not None:  # the seed's own reference subspace replaces the cell's
+                own["reference_subspace"] = pinned(entry.reference, f"{entry.at}/reference_subspace")
+            rank = (entry.reference or checkpoints.get("reference_subspace") or {}).get("rank")
+            # every file hashed as read and checked against the digest the card pins; full weights streamed
+            found.append((entry.seed, read_signature({**shared, **own}, th, card.standard, rank)))
+        evidence.signatures[key] = found
     return evidence.signatures[key]
 
 
 def diagnose(card: Card, evidence: CellEvidence, thresholds: dict[str, dict], freshness_check: Freshness) -> Diagnostics:
     """All five diagnostics of one cell under one set of thresholds."""
     c, u = evidence.comparisons, evidence.unavailable
-    d1 = reliability(c["heldout"], u["heldout"], thresholds["reliability"])
+    d1 = reliability(c["heldout"], u["heldout"], thresholds["reliability"], card.claims, evidence.cell["id"])
     heldout_relative = d1.estimates.get("relative_reduction")
     cell = evidence.cell
     return Diagnostics(
         reliability=d1,
         fresh=fresh(c["fresh"], u["fresh"], heldout_relative, freshness_check, thresholds["fresh"]),
-        mechanism=mechanism(signature(card, evidence, thresholds["mechanism"]), c["control"], u["control"],
-                            evidence.control_reduction, cell["declared_mechanism"],
-                            card.coding_mode(cell), thresholds["mechanism"]),
+        mechanism=mechanism(None, c["control"], u["control"], evidence.control_reduction, cell["declared_mechanism"],
+                            card.coding_mode(cell), thresholds["mechanism"],
+                            seeds=signatures(card, evidence, thresholds["mechanism"]), unpinned=unpinned_seeds(evidence)),
         transfer=transfer(c["transfer"], u["transfer"], heldout_relative, thresholds["transfer"],
                           cell["transfer"]["task"], cell["transfer"]["differs_in"]),
         cost=cost(c["capability"], u["capability"], thresholds["cost"]),
@@ -199,6 +240,7 @@ def recompute(card: Card, table: RecordTable, prompts: Prompts, training: Traini
     index = GroupIndex(table)
     file_prompts = fresh_prompts_by_task(prompts)
     evidence = {cell["id"]: cell_evidence(cell, index, seed, bootstrap, card.standard) for cell in card.cells}
+    warn_unpinned_seeds(card, evidence)
     thresholds = thresholds_for(card)
     per_cell = [diagnose_cell(card, evidence[cell["id"]], thresholds, training, file_prompts) for cell in card.cells]
     adjusted = apply_holm([diagnostics.reliability for diagnostics in per_cell])

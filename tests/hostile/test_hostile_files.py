@@ -123,8 +123,8 @@ def test_fifo_as_the_report_to_sign(card_folder, fifo, keypair):
 
 
 def test_fifo_inside_an_evidence_folder(tiny):
-    os.mkfifo(tiny / "ckpt" / "undefended" / "pipe")
-    expect(run_child("hash", tiny / "ckpt" / "undefended"), "evidence.special-file", 3)
+    os.mkfifo(tiny / "ckpt" / "seed0" / "undefended" / "pipe")
+    expect(run_child("hash", tiny / "ckpt" / "seed0" / "undefended"), "evidence.special-file", 3)
 
 
 # --- devices ----------------------------------------------------------------------------------------
@@ -216,14 +216,14 @@ def _refuse_open(monkeypatch, target: Path) -> None:
 
 
 def test_write_digests_refuses_a_folder_with_an_unreadable_subfolder(tiny, monkeypatch):
-    hidden = tiny / "ckpt" / "undefended" / "more"
+    hidden = tiny / "ckpt" / "seed0" / "undefended" / "more"
     hidden.mkdir()
     (hidden / "extra.bin").write_bytes(b"x")
     before = snapshot(tiny)
     _refuse_listing(monkeypatch, hidden)
     result = run("check", tiny / "card.yaml", "--write-digests", "--format", "json")
     expect(result, "evidence.unreadable", 3)
-    assert "ckpt/undefended/more" in result.output
+    assert "ckpt/seed0/undefended/more" in result.output
     assert "every evidence digest matches" not in result.output
     monkeypatch.undo()
     assert snapshot(tiny) == before  # the card was not re-pinned
@@ -231,7 +231,7 @@ def test_write_digests_refuses_a_folder_with_an_unreadable_subfolder(tiny, monke
 
 @pytest.mark.skipif(IS_ROOT, reason="root reads through chmod 000; the monkeypatched test covers the code path")
 def test_write_digests_refuses_a_chmod_000_subfolder(tiny):
-    hidden = tiny / "ckpt" / "undefended" / "more"
+    hidden = tiny / "ckpt" / "seed0" / "undefended" / "more"
     hidden.mkdir()
     card = (tiny / "card.yaml").read_bytes()
     hidden.chmod(0)
@@ -243,10 +243,10 @@ def test_write_digests_refuses_a_chmod_000_subfolder(tiny):
 
 
 def test_hash_refuses_a_folder_with_an_unreadable_subfolder(tiny, monkeypatch):
-    hidden = tiny / "ckpt" / "undefended" / "more"
+    hidden = tiny / "ckpt" / "seed0" / "undefended" / "more"
     hidden.mkdir()
     _refuse_listing(monkeypatch, hidden)
-    expect(run("hash", tiny / "ckpt" / "undefended"), "evidence.unreadable", 3)
+    expect(run("hash", tiny / "ckpt" / "seed0" / "undefended"), "evidence.unreadable", 3)
 
 
 def test_an_unreadable_evidence_file(card_folder, monkeypatch):
@@ -257,7 +257,7 @@ def test_an_unreadable_evidence_file(card_folder, monkeypatch):
 
 
 def test_an_unreadable_file_inside_an_evidence_folder(tiny, monkeypatch):
-    folder = tiny / "ckpt" / "undefended"
+    folder = tiny / "ckpt" / "seed0" / "undefended"
     target = sorted(p for p in folder.iterdir() if p.is_file())[0]
     _refuse_open(monkeypatch, target)
     expect(run("check", tiny / "card.yaml", "--format", "json", "--no-cache"), "evidence.unreadable", 3)
@@ -298,7 +298,7 @@ def _unnest(top: Path) -> None:
 
 @pytest.mark.parametrize("write", [False, True], ids=["check", "write-digests"])
 def test_a_folder_nested_2000_deep(tiny, write):
-    top = tiny / "ckpt" / "undefended" / "deep"
+    top = tiny / "ckpt" / "seed0" / "undefended" / "deep"
     _nest(top, 2000)
     try:
         before = (tiny / "card.yaml").read_bytes()

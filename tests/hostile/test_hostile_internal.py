@@ -162,7 +162,7 @@ def test_hash_with_an_unusable_cache_folder(tmp_path, card_folder):
                                     {"alpha_pattern": {"q_proj": 1e308}}])
 def test_an_overflowing_lora_alpha_is_a_bad_adapter_config_in_text_and_json(tmp_path, cache_env, config):
     def change(folder):
-        path = folder / "ckpt" / "undefended" / "adapter_config.json"
+        path = folder / "ckpt" / "seed0" / "undefended" / "adapter_config.json"
         path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), **config}), encoding="utf-8")
 
     folder = prepared(tmp_path, TINY, change)

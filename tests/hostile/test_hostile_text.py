@@ -74,7 +74,7 @@ CATASTROPHIC_KEYS = ["((.*)*)*zz", "(a|a)*$x", "(q_proj+)+x", r"(\w+\.?)+z"]
 @pytest.mark.parametrize("key", CATASTROPHIC_KEYS[:2])
 def test_a_catastrophic_adapter_pattern_is_refused_through_verify(tmp_path, field, key):
     folder = copy_example(tmp_path)
-    config_path = folder / "ckpt" / "undefended" / "adapter_config.json"
+    config_path = folder / "ckpt" / "seed0" / "undefended" / "adapter_config.json"
     config = json.loads(config_path.read_text())
     config[field] = {key: 2}
     config_path.write_text(json.dumps(config))

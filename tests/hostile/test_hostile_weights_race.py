@@ -23,7 +23,7 @@ from acards.evidence.checkpoints import Pinned, read_signature_inputs
 from acards.evidence.digests import digest_path
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tiny-defense"
-DEFENDED = "ckpt/defended-projection/adapter_model.safetensors"
+DEFENDED = "ckpt/seed0/defended-projection/adapter_model.safetensors"
 REFERENCE = "ckpt/reference.safetensors"
 
 
@@ -93,8 +93,8 @@ def test_read_signature_inputs_checks_the_bytes_it_read(tmp_path):
     def pinned(name: str, relative: str, sha: str | None = None) -> Pinned:
         return Pinned(ckpt / name, sha or digest_path(ckpt / name), relative)
 
-    original = {"undefended": pinned("undefended", "ckpt/undefended"),
-                "defended": pinned("defended-projection", "ckpt/defended-projection"),
+    original = {"undefended": pinned("seed0/undefended", "ckpt/seed0/undefended"),
+                "defended": pinned("seed0/defended-projection", "ckpt/seed0/defended-projection"),
                 "reference_subspace": pinned("reference.safetensors", REFERENCE)}
     undefended, defended, reference = read_signature_inputs(original)
     assert set(undefended) == set(defended) and reference is not None
