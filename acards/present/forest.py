@@ -1,7 +1,8 @@
 """The forest plot of a rendered card: pure SVG text with explicit coordinates.
 
 One row per cell × split (held-out, fresh, transfer): the gap reduction Δ = G_U − G_D as a square,
-Δ ± z·SE_tot as a bar with caps, a dashed zero line, and the interval and outcome as text. No
+Δ ± z·SE_tot as a bar with caps (standard 1.1: Δ ± t·SE_tot, with the report's t critical value and
+its df shown beside the interval), a dashed zero line, and the interval and outcome as text. No
 plotting library: the output is a deterministic function of the report (no timestamps, no ids
 drawn at random, coordinates written with one decimal), so a registry can re-render it
 byte-for-byte. Every label is XML-escaped; characters XML 1.0 cannot carry are replaced.
@@ -14,6 +15,7 @@ import math
 import re
 from typing import TYPE_CHECKING
 
+from acards.diagnostics.common import critical_symbol
 from acards.errors import AcardsError
 from acards.numbers import format_number, interval_text
 from acards.vocabulary import GAP_SPLITS
@@ -28,6 +30,7 @@ WIDTH = 800
 CELL_X, SPLIT_X = 8, 178
 PLOT_X0, PLOT_X1 = 250, 520
 VALUE_X, OUTCOME_X = 534, 718
+DF_SHIFT = 56  # a 1.1 plot: room for the df after the interval (a 1.0 plot keeps its layout byte for byte)
 TOP, ROW_H, BOTTOM = 56, 22, 46
 MAX_LABEL = 22
 
@@ -56,20 +59,33 @@ def _need(mapping: dict, key: str, where: str):
     return mapping[key]
 
 
+def critical(diagnostic, *, gap: bool = False) -> tuple[float, float | None]:
+    """The multiplier of SE in a diagnostic's ± interval, and its degrees of freedom: the card's ``z``
+    (no df) under standard 1.0; the report's t critical value and Satterthwaite df under 1.1
+    (``critical_value``/``df``, or for the undefended gap ``critical_value_gap``/``df_gap``).
+    A KeyError when the report gives neither (the caller says where)."""
+    value, df = ("critical_value_gap", "df_gap") if gap else ("critical_value", "df")
+    estimates = diagnostic.estimates
+    if estimates.get(value) is not None:
+        return estimates[value], estimates.get(df)
+    return diagnostic.thresholds["z"], None
+
+
 def forest_rows(report: Report) -> list[dict]:
-    """One row per cell × split: the estimate, its z·SE_tot interval, the outcome."""
+    """One row per cell × split: the estimate, its interval (± z·SE_tot, or ± t·SE_tot under 1.1), the outcome."""
     rows = []
     for index, cell in enumerate(report.cells):
         for split, name, label in GAP_SPLITS:
             diagnostic = cell.diagnostics.by_name(name)
             estimates = diagnostic.estimates
-            z = _need(diagnostic.thresholds, "z", f"/cells/{index}/diagnostics/{name}/thresholds")
+            _need(diagnostic.thresholds, "z", f"/cells/{index}/diagnostics/{name}/thresholds")
+            z, df = critical(diagnostic)
             estimate, se = estimates.get("reduction"), estimates.get("se_total")
             low = high = None
             if estimate is not None and se is not None:
                 low, high = estimate - z * se, estimate + z * se
             rows.append({"cell": cell.id, "split": split, "label": label, "outcome": diagnostic.outcome,
-                         "estimate": estimate, "se": se, "z": z, "low": low, "high": high})
+                         "estimate": estimate, "se": se, "z": z, "df": df, "low": low, "high": high})
     return rows
 
 
@@ -95,22 +111,27 @@ def forest_svg(report: Report) -> str:
     def x(value: float) -> float:
         return PLOT_X0 + (value - low) / (high - low) * (PLOT_X1 - PLOT_X0)
 
+    t_rule = any(row["df"] is not None for row in rows)  # a standard 1.1 report
     zs = sorted({format_number(row["z"]) for row in rows})
-    z_text = f"z = {zs[0]}" if len(zs) == 1 else "z per diagnostic"
+    if t_rule:
+        rule, z_text = "t·SE_tot", "t critical value and df per row"
+    else:
+        rule, z_text = "z·SE_tot", f"z = {zs[0]}" if len(zs) == 1 else "z per diagnostic"
+    width, outcome_x = (WIDTH + DF_SHIFT, OUTCOME_X + DF_SHIFT) if t_rule else (WIDTH, OUTCOME_X)
     plot_bottom = TOP + ROW_H * len(rows)
     height = plot_bottom + BOTTOM
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="forest" width="{WIDTH}" height="{height}" '
-        f'viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="forest-title forest-desc" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="forest" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-labelledby="forest-title forest-desc" '
         'font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12">',
         '<title id="forest-title">Gap reduction per cell and split</title>',
-        f'<desc id="forest-desc">Installed-gap reduction Δ = G_U − G_D with Δ ± z·SE_tot bars ({xml_text(z_text)}), '
+        f'<desc id="forest-desc">Installed-gap reduction Δ = G_U − G_D with Δ ± {rule} bars ({xml_text(z_text)}), '
         f'one row per cell and split; {len(rows)} rows.</desc>',
-        f'<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#ffffff"/>',
-        f'<text x="{CELL_X}" y="20" font-size="14" font-weight="bold">Gap reduction Δ ± z·SE_tot ({xml_text(z_text)})</text>',
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
+        f'<text x="{CELL_X}" y="20" font-size="14" font-weight="bold">Gap reduction Δ ± {rule} ({xml_text(z_text)})</text>',
         '<g font-weight="bold" fill="#57606a">'
         f'<text x="{CELL_X}" y="{TOP - 10}">cell</text><text x="{SPLIT_X}" y="{TOP - 10}">split</text>'
-        f'<text x="{VALUE_X}" y="{TOP - 10}">Δ [interval]</text><text x="{OUTCOME_X}" y="{TOP - 10}">outcome</text></g>',
+        f'<text x="{VALUE_X}" y="{TOP - 10}">Δ [interval]</text><text x="{outcome_x}" y="{TOP - 10}">outcome</text></g>',
     ]
     # grid and axis
     out.append('<g class="axis" stroke="#d0d7de" stroke-width="1">')
@@ -133,12 +154,15 @@ def forest_svg(report: Report) -> str:
         base = mid + 4
         color = OUTCOME_COLORS.get(row["outcome"], "#57606a")
         label = f"{row['cell']} · {row['label']}"
+        value = interval_text(row["estimate"], row["se"], row["z"])
+        if row["df"] is not None and row["se"] is not None:
+            value += f" {critical_symbol(row['z'], row['df'])}"
         out.append('<g class="row">')
-        out.append(f'<title>{xml_text(label)}: Δ = {xml_text(interval_text(row["estimate"], row["se"], row["z"]))}, '
+        out.append(f'<title>{xml_text(label)}: Δ = {xml_text(value)}, '
                    f'{xml_text(row["outcome"])}</title>')
         if row["cell"] != previous:
             if previous is not None:
-                out.append(f'<line x1="{CELL_X}" y1="{top}" x2="{WIDTH - 8}" y2="{top}" stroke="#eaeef2" stroke-width="1"/>')
+                out.append(f'<line x1="{CELL_X}" y1="{top}" x2="{width - 8}" y2="{top}" stroke="#eaeef2" stroke-width="1"/>')
             out.append(f'<text x="{CELL_X}" y="{_c(base)}" font-weight="bold">{xml_text(_short(str(row["cell"])))}</text>')
             previous = row["cell"]
         out.append(f'<text x="{SPLIT_X}" y="{_c(base)}">{xml_text(row["label"])}</text>')
@@ -153,8 +177,8 @@ def forest_svg(report: Report) -> str:
                     out.append(f'<line x1="{end}" y1="{_c(mid - 5)}" x2="{end}" y2="{_c(mid + 5)}" stroke="{color}" stroke-width="2"/>')
             cx = x(row["estimate"])
             out.append(f'<rect x="{_c(cx - 4)}" y="{_c(mid - 4)}" width="8" height="8" fill="{color}"/>')
-        out.append(f'<text x="{VALUE_X}" y="{_c(base)}">{xml_text(interval_text(row["estimate"], row["se"], row["z"]))}</text>')
-        out.append(f'<text x="{OUTCOME_X}" y="{_c(base)}" fill="{color}" font-weight="bold">{xml_text(row["outcome"])}</text>')
+        out.append(f'<text x="{VALUE_X}" y="{_c(base)}">{xml_text(value)}</text>')
+        out.append(f'<text x="{outcome_x}" y="{_c(base)}" fill="{color}" font-weight="bold">{xml_text(row["outcome"])}</text>')
         out.append("</g>")
     out.append("</svg>")
     return "\n".join(out) + "\n"

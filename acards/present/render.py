@@ -18,9 +18,10 @@ import markupsafe
 from msgspec import UNSET
 
 from acards.card.validate import SCHEMA_NAME
+from acards.diagnostics.common import critical_symbol
 from acards.errors import AcardsError, Location
 from acards.numbers import format_number, interval_text
-from acards.present.forest import forest_svg
+from acards.present.forest import critical, forest_svg
 from acards.report.model import Report
 from acards.report.stored import check_report
 from acards.resources import data_dir
@@ -143,6 +144,33 @@ def _interval(estimate, se, z) -> markupsafe.Markup:
     return markupsafe.Markup(interval_text(estimate, se, z))
 
 
+def _bar(diagnostic, what: str, t_rule: bool = False) -> markupsafe.Markup:
+    """``estimate [low, high]`` of one of a diagnostic's numbers, with the multiplier its rule uses:
+    the card's z under standard 1.0; under 1.1 the report's t critical value, named with its df
+    (``t(7.3)=2.41``) after the interval (SPEC §10.2).  ``what``: ``reduction`` (Δ ± ·SE_tot),
+    ``gap`` (G_U, on the gap's own SE and critical value), ``defended`` (G_D ± z·SE, descriptive),
+    ``cost`` (δ ± ·SE), ``control`` (Δ_D − Δ_C ± ·SE; ``t_rule``: the report is 1.1)."""
+    e = diagnostic.estimates
+    df = None
+    if what == "gap":
+        estimate, se = e.get("gap_undefended"), e.get("se_gap_undefended_total", e.get("se_gap_undefended"))
+        crit, df = critical(diagnostic, gap=True)
+    elif what == "defended":
+        estimate, se, crit = e.get("gap_defended"), e.get("se_gap_defended"), diagnostic.thresholds["z"]
+    elif what == "control":
+        estimate, se, crit = e.get("control_margin"), e.get("se_control_margin"), diagnostic.thresholds["z"]
+        lower = e.get("control_margin_lower")
+        if t_rule and lower is not None and se:  # the report gives the bound, not the t value: read it back
+            crit = (estimate - lower) / se
+    else:
+        estimate, se = (e.get("delta"), e.get("se")) if what == "cost" else (e.get("reduction"), e.get("se_total"))
+        crit, df = critical(diagnostic)
+    text = interval_text(estimate, se, crit)
+    if df is not None and se is not None and estimate is not None:
+        text += f" {critical_symbol(crit, df)}"
+    return markupsafe.Markup(text)
+
+
 def _md_code(value) -> markupsafe.Markup:
     """An id, name, path or digest: a code span when it is plain, escaped text otherwise."""
     text = str(value)
@@ -171,6 +199,7 @@ def page_environment(fmt: str) -> jinja2.Environment:
         env.filters["bidi_visible"] = visible_bidi  # where no element can isolate: <title>
     env.filters["num"] = _number
     env.globals["interval"] = _interval
+    env.globals["bar"] = _bar
     env.globals["ordered"] = _ordered
     env.tests["https_url"] = is_https_url
     return env
@@ -253,6 +282,7 @@ def render_card(card_data: dict, report: Report, fmt: str, signers: list[dict] =
             "threshold_order": _threshold_order(),
             "forest": markupsafe.Markup(forest_svg(report)) if fmt == "html" else None,
             "forest_file": forest_file,
+            "t_rule": report.settings.get("standard") == "1.1",  # SPEC §10.2: t critical values, t interval
         }
         return page_environment(fmt).get_template(f"card.{fmt}.j2").render(context)
     except jinja2.UndefinedError as error:
