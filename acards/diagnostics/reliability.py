@@ -18,9 +18,31 @@ from acards.numbers import fixed
 from acards.report.model import Diagnostic, Reason
 
 
-def reliability(c: Comparison | None, unavailable: list[Reason], th: dict) -> Diagnostic:
+def claimed_reduction(claims: list[dict], cell_id: str, gap_undefended: float | None = None) -> float | None:
+    """The held-out reduction the card claims for a cell: the smallest one its claims report for it
+    (``reported.cells.<cell>.reliability``, or ``reported.reliability`` of a claim on that cell
+    alone), as ``reduction``, else as ``relative_reduction`` × the recomputed G_U; None when no claim
+    reports one."""
+    found = []
+    for claim in claims:
+        reported = claim.get("reported") or {}
+        blocks = [(reported.get("cells") or {}).get(cell_id, {}).get("reliability")]
+        if claim.get("cells") == [cell_id]:
+            blocks.append(reported.get("reliability"))
+        for block in filter(None, blocks):
+            if isinstance(block.get("reduction"), (int, float)):
+                found.append(float(block["reduction"]))
+            elif isinstance(block.get("relative_reduction"), (int, float)) and gap_undefended is not None:
+                found.append(float(block["relative_reduction"]) * gap_undefended)
+    return min(found) if found else None
+
+
+def reliability(c: Comparison | None, unavailable: list[Reason], th: dict, claims: list[dict] | None = None,
+                cell_id: str | None = None) -> Diagnostic:
     """Pass iff G_U − z·SE(G_U) > 0 and Δ − z·SE_tot > margin, with enough subjects and seeds (under
-    standard 1.1, t critical values in place of z: see acards.diagnostics.critical)."""
+    standard 1.1, t critical values in place of z: see acards.diagnostics.critical).  Under 1.1 a
+    failed reduction whose MDE exceeds the reduction the card's ``claims`` report for ``cell_id`` is
+    also ``powerless``: the experiment could not have shown the claimed effect."""
     z, margin = th["z"], th["margin"]
     if c is None or unavailable or c.n_items == 0:
         return result("insufficient", unavailable or [reason("no-paired-items", "no held-out item has both framings under U and D")], {}, th)
@@ -58,6 +80,10 @@ def reliability(c: Comparison | None, unavailable: list[Reason], th: dict) -> Di
         if estimates["mde"] is not None:
             message += f" (MDE {fixed(estimates['mde'], 4)}: smaller true reductions are likely to be missed)"
         reasons.append(reason("reduction-not-reliable", message))
+        claimed = claimed_reduction(claims or [], cell_id, c.mean_a) if v11 and cell_id is not None else None
+        if claimed is not None and estimates["mde"] is not None and estimates["mde"] > claimed:
+            reasons.append(reason("powerless", f"the MDE {fixed(estimates['mde'], 4)} exceeds the claimed reduction {fixed(claimed, 4)}: "
+                                  "this design could not have shown the claimed effect reliably (plan one with `acards plan`)"))
     return result("fail" if failed else "pass", reasons, estimates, th, details)
 
 
