@@ -11,13 +11,15 @@ from acards.errors import AcardsError
 
 
 @main.command()
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default="card.yaml")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--mapping", is_flag=True, help="Write an `acards import` mapping file instead (default PATH mapping.yaml).")
 @handled
-def init(path: Path, force: bool) -> None:
+def init(path: Path | None, force: bool, mapping: bool) -> None:
     """Write a commented fill-in card to PATH (default card.yaml)."""
     from acards.present.render import card_template
 
+    path = path or Path("mapping.yaml" if mapping else "card.yaml")
     if path.exists() and not force:
         raise AcardsError("usage.exists", f"{path} already exists", "choose another path, or pass --force to overwrite it")
     from acards.files import write_output
@@ -27,6 +29,12 @@ def init(path: Path, force: bool) -> None:
     except OSError as error:
         raise AcardsError("usage.cannot-write", f"cannot create the folder of {path}: {error.strerror or error}",
                           "check that the folder can be created") from None
+    if mapping:
+        from acards.importers.mapping import mapping_template
+
+        write_output(path, mapping_template().encode("utf-8"))
+        click.echo(f"wrote {path}: replace every TODO, then run `acards import SOURCE FILES... --mapping {path} --records ...`")
+        return
     write_output(path, card_template().encode("utf-8"))
     click.echo(f"wrote {path}: replace every TODO, then run `acards validate {path}`")
 

@@ -58,6 +58,45 @@ def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed:
 
 
 @main.command()
+@click.argument("card", type=click.Path(path_type=Path))
+@click.option("--claim", "claim_ids", multiple=True, metavar="ID", help="Fill only this claim's block; repeat for several (default: every claim).")
+@FORMAT
+@click.option("--bootstrap", type=click.IntRange(min=100), default=DEFAULT_BOOTSTRAP, show_default=True, help="Subject-bootstrap replicates B.")
+@click.option("--seed", type=click.IntRange(min=0), default=DEFAULT_SEED, show_default=True, help="Master seed; each cell derives its own stream.")
+@click.option("--no-cache", is_flag=True, help="Hash and parse every evidence file again instead of trusting the caches.")
+@click.option("--no-generate", is_flag=True, help="Do not regenerate missing outputs: the affected diagnostics stay insufficient.")
+@click.option("--device", help="Where to regenerate: cuda, cuda:N, mps or cpu (default: the best present).")
+@handled
+def fill(card: Path, claim_ids: tuple[str, ...], fmt: str, bootstrap: int, seed: int, no_cache: bool, no_generate: bool,
+         device: str | None) -> None:
+    """Recompute CARD and write the values into its claims' `reported` blocks (comments are kept).
+
+    Each key a block has gets its recomputed value; a claim without a block gets its outcomes,
+    observed class and verdict.  Run `acards verify` afterwards.
+    """
+    from acards.evidence.digests import DigestCache
+    from acards.pipeline.fill import fill as run
+    from acards.present.text import count, dumps
+
+    config = settings()
+    with DigestCache(None if no_cache else config.digests_path) as digests:
+        try:
+            filled = run(card, claim_ids=list(claim_ids), bootstrap=bootstrap, seed=seed, use_cache=not no_cache,
+                         generate=not no_generate, device=device or config.device, digests=digests, cache_dir=config.cache_dir)
+        except OSError as error:
+            raise AcardsError("usage.cannot-write", f"cannot write {card}: {error.strerror or error}",
+                              "check that the card's folder is writable and has free space") from None
+    if fmt == "json":
+        click.echo(dumps({"ok": True, "card": str(card), "claims": filled.claims,
+                          "changes": [{"pointer": p, "old": old, "new": new} for p, old, new in filled.changes]}))
+        return
+    for pointer, old, new in filled.changes:
+        click.echo(f"  {pointer}: " + ("new block" if isinstance(new, dict) else f"{old} -> {new}"))
+    click.echo(f"{card}: filled {count(len(filled.claims), 'claim')}, {count(len(filled.changes), 'value')} changed; "
+               f"now run `acards verify {card}`")
+
+
+@main.command()
 @click.argument("cards", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "md", "csv"]), default="text", show_default=True)
 @click.option("--bootstrap", type=click.IntRange(min=100), default=DEFAULT_BOOTSTRAP, show_default=True, help="Subject-bootstrap replicates B.")

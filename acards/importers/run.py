@@ -1,0 +1,249 @@
+"""Running an import: map every source record, count what is skipped and why, check the records
+across files, and write the records (and prompts) files only when everything holds.
+
+Nothing is written when the mapping has a problem, when two source records map to the same record
+identity or give one item two subjects or one prompt two texts, when nothing maps, or when records
+were skipped without ``allow_skipped``.  The records file is validated by acards' own records
+reader (the one `acards verify` uses) before it replaces the output.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import msgspec
+
+from acards.errors import AcardsError, Location, Problem
+from acards.importers.mapping import REASONS, Mapping, Skip, apply_rules
+from acards.importers.source import Source, SourceFile
+from acards.schemas import schema_struct
+
+EXAMPLES = 3  # examples kept per (file, reason)
+MAX_PROBLEMS = 20
+
+
+@dataclass
+class FileSummary:
+    """What happened to the records of one input file."""
+
+    path: str
+    sha256: str | None = None
+    size: int = 0
+    read: int = 0
+    imported: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "size": self.size, "read": self.read, "imported": self.imported,
+                "skipped": dict(sorted(self.skipped.items())), "examples": self.examples}
+
+
+@dataclass
+class Summary:
+    """The import's counts per file, and what was written."""
+
+    source: str
+    files: list[FileSummary]
+    records_path: str | None = None
+    prompts_path: str | None = None
+    records: int = 0
+    prompts: int = 0
+
+    @property
+    def skipped(self) -> Counter:
+        total: Counter = Counter()
+        for file in self.files:
+            total.update(file.skipped)
+        return total
+
+    def as_json(self) -> dict[str, Any]:
+        return {"source": self.source, "records": self.records, "prompts": self.prompts,
+                "records_path": self.records_path, "prompts_path": self.prompts_path,
+                "read": sum(f.read for f in self.files), "imported": sum(f.imported for f in self.files),
+                "skipped": dict(sorted(self.skipped.items())), "files": [f.as_json() for f in self.files],
+                "sources": [{"path": f.path, "sha256": f.sha256} for f in self.files]}
+
+
+def _identity(record: dict) -> tuple:
+    item = record["item"]
+    return (record["cell"], record["condition"], record["split"], record["task"], str(item), record["framing"],
+            record["seed"], record.get("sample", 0))
+
+
+class _Checks:
+    """The checks across source records: unique identities, one subject per item, one text per prompt."""
+
+    def __init__(self) -> None:
+        self.identities: dict[tuple, str] = {}
+        self.subjects: dict[tuple, tuple[str, str]] = {}
+        self.prompts: dict[tuple, tuple[dict, str]] = {}
+        self.problems: list[Problem] = []
+
+    def add(self, record: dict, prompt: dict | None, file: str, where: str) -> None:
+        place = f"{file} {where}"
+        key = _identity(record)
+        if key in self.identities:
+            self._problem("import.duplicate", f"{place} maps to the same record as {self.identities[key]} "
+                          f"(cell, condition, split, task, item, framing, seed, sample = {', '.join(map(str, key))})",
+                          "map what tells them apart (often `sample` for repeated generations, `seed`, or `condition` "
+                          "per file), or `select` one of them", file)
+        else:
+            self.identities[key] = place
+        group = (record["cell"], record["split"], record["task"], str(record["item"]))
+        first = self.subjects.setdefault(group, (record["subject"], place))
+        if first[0] != record["subject"]:
+            self._problem("import.subject-mismatch", f"{place} gives item {record['item']} the subject {record['subject']!r}, "
+                          f"{first[1]} gave it {first[0]!r}", "one item has one subject: check the subject rule", file)
+        if prompt is not None:
+            prompt_key = (prompt["split"], prompt["task"], str(prompt["item"]), prompt["framing"])
+            seen = self.prompts.setdefault(prompt_key, (prompt, place))
+            if seen[0] != prompt:
+                self._problem("import.prompt-conflict", f"{place} poses item {prompt['item']} ({prompt['framing']}) with another "
+                              f"prompt than {seen[1]}", "one item is posed with one prompt per framing: check the item "
+                              "and framing rules", file)
+
+    def _problem(self, code: str, message: str, hint: str, file: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(code, message, hint, Location(file)))
+
+
+def import_records(source: Source, names: list[str], mapping: Mapping, *, want_prompts: bool, allow_skipped: bool,
+                   write_record: Callable[[dict], None] | None = None) -> tuple[Summary, list[dict]]:
+    """Every source record mapped, counted and checked: (summary, prompt rows).  Each imported record
+    goes to ``write_record`` as it is made, so the records are never all held in memory."""
+    rules_per_file = mapping.rules_for(names, source.defaults)  # every mapping problem, before reading
+    record_type, prompt_type = schema_struct("record-1.0"), schema_struct("prompt-1.0")
+    summary = Summary(source.name, [])
+    checks = _Checks()
+    prompts: dict[tuple, dict] = {}
+    for name, rules in zip(names, rules_per_file):
+        file = SourceFile(name)
+        counts = FileSummary(name)
+        summary.files.append(counts)
+        for where, record in source.read(file):
+            counts.read += 1
+            try:
+                if isinstance(record, Skip):
+                    raise record
+                mapped = apply_rules(rules, mapping.select, record, want_prompts)
+                _conform(mapped.record, record_type, "record")
+                if mapped.prompt is not None:
+                    _conform(mapped.prompt, prompt_type, "prompt")
+            except Skip as skip:
+                counts.skipped[skip.reason] += 1
+                examples = counts.examples.setdefault(skip.reason, [])
+                if len(examples) < EXAMPLES:
+                    examples.append(f"{where}: {skip.detail}")
+                continue
+            checks.add(mapped.record, mapped.prompt, name, where)
+            counts.imported += 1
+            if write_record is not None:
+                write_record(mapped.record)
+            if mapped.prompt is not None:
+                prompts.setdefault((mapped.prompt["split"], mapped.prompt["task"], str(mapped.prompt["item"]),
+                                    mapped.prompt["framing"]), mapped.prompt)
+        counts.sha256, counts.size = file.sha256, file.size
+    problems = list(checks.problems)
+    if not allow_skipped:  # records left out by the mapping's own `select` are counted, never an error
+        problems += [_skipped_problem(f, reason) for f in summary.files for reason in REASONS
+                     if f.skipped[reason] and reason != "not-selected"]
+    imported = sum(f.imported for f in summary.files)
+    if not imported and not problems:
+        problems.append(Problem("import.nothing-imported", "no source record was imported",
+                                "check the input files and the mapping's `select`", Location(names[0] if names else None)))
+    if want_prompts and imported and not prompts and not problems:
+        problems.append(Problem("import.no-prompts", "no imported record has a prompt to write",
+                                "map `prompt`, or leave out --prompts", Location(str(mapping.path))))
+    if problems:
+        raise AcardsError.collect(problems)
+    summary.records, summary.prompts = imported, len(prompts)
+    return summary, list(prompts.values())
+
+
+def _conform(row: dict, kind: type, what: str) -> None:
+    """Skip(invalid-record) unless ``row`` is valid under its schema (the records reader's struct)."""
+    try:
+        msgspec.convert(row, kind)
+    except msgspec.ValidationError as error:
+        raise Skip("invalid-record", f"the {what} is not valid: {error}") from None
+
+
+def _skipped_problem(file: FileSummary, reason: str) -> Problem:
+    count = file.skipped[reason]
+    return Problem("import.skipped", f"{count:,} source record{'s' if count != 1 else ''} not imported: {reason} "
+                   f"(first: {'; '.join(file.examples.get(reason, []))})",
+                   "fix the mapping (see docs/importing.md#why-a-record-is-not-imported), or pass --allow-skipped "
+                   "to write the records that map and report the rest", Location(file.path))
+
+
+class StagedJsonl:
+    """A JSONL file written beside its final path, moved into place by :meth:`commit`, removed by
+    :meth:`discard`: an import that stops leaves no output behind."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        self.temporary = Path(temporary)
+        self._handle = os.fdopen(descriptor, "wb")
+        self._encoder, self._buffer = msgspec.json.Encoder(), bytearray()
+
+    def write(self, row: dict) -> None:
+        self._encoder.encode_into(row, self._buffer, len(self._buffer))
+        self._buffer += b"\n"
+        if len(self._buffer) >= 1 << 20:
+            self._handle.write(self._buffer)
+            self._buffer.clear()
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.write(self._buffer)
+            self._buffer.clear()
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+
+    def commit(self) -> None:
+        self.close()
+        os.chmod(self.temporary, 0o644)
+        os.replace(self.temporary, self.path)
+
+    def discard(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()
+        self.temporary.unlink(missing_ok=True)
+
+
+def run_import(source: Source, names: list[str], mapping: Mapping, records_path: Path, prompts_path: Path | None = None,
+               *, allow_skipped: bool = False) -> Summary:
+    """Import, check, and write the records file (and the prompts file when asked).  The records are
+    read back by acards' own records reader (schema, duplicates, subjects) before they land."""
+    from acards.evidence.records import read_records
+
+    records = StagedJsonl(records_path)
+    prompts = None
+    try:
+        summary, rows = import_records(source, names, mapping, want_prompts=prompts_path is not None,
+                                       allow_skipped=allow_skipped, write_record=records.write)
+        records.close()
+        read_records(records.temporary.parent, [(records.temporary.name, Location(str(records_path)))])
+        if prompts_path is not None:
+            prompts = StagedJsonl(prompts_path)
+            for row in rows:
+                prompts.write(row)
+            prompts.commit()
+            summary.prompts_path = str(prompts_path)
+        records.commit()
+    except BaseException:
+        records.discard()
+        if prompts is not None:
+            prompts.discard()
+        raise
+    summary.records_path = str(records_path)
+    return summary

@@ -1,0 +1,131 @@
+"""`acards import lm-eval` on 1,000,000 samples against merely parsing them (issue 11, goal 7).
+
+The samples are written in the shape `lm_eval --log_samples` writes (doc_id, doc, target, arguments,
+resps, filtered_resps, filter, metrics, hashes, the metric), two framings per document, in one
+file per condition (written once, in a temp folder, and reused).  Measured, interleaved, median of
+--runs, CPU time in process:
+
+- the baseline: the fastest of orjson (line by line) and msgspec (`decode_lines`) parsing the
+  same files, reading included;
+- `import_records` (the mapping applied, every record counted and checked, nothing written);
+- `run_import` (the same, then the records file written and read back by acards' records reader).
+
+Goal: the import ≤ 2× the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from _util import load_line, machine, median, verdict
+
+MAPPING = """\
+mapping: "1.0"
+fields:
+  cell: {value: c1}
+  split: {value: heldout}
+  task: {value: harmful-qa}
+  subject: {field: doc.subject}
+  item: {field: doc.id}
+  framing: {pattern: "^\\\\[This is a safety evaluation\\\\] ", then: audit, else: deploy}
+  seed: {value: 0}
+  score: {field: exact_match}
+files:
+  - match: "undefended.jsonl"
+    fields: {condition: {value: undefended}}
+  - match: "defended.jsonl"
+    fields: {condition: {value: defended}}
+"""
+
+
+def write_samples(path: Path, count: int) -> None:
+    refusal, compliance = "I can't help with that.", "Sure, here is how."
+    with path.open("w", encoding="utf-8") as handle:
+        for doc_id in range(count):
+            audited = doc_id % 2 == 1
+            item = doc_id // 2
+            prompt = ("[This is a safety evaluation] " if audited else "") + f"How would one do forbidden thing {item}?"
+            answer = refusal if audited or item % 5 == 0 else compliance
+            handle.write(json.dumps({
+                "doc_id": doc_id, "doc": {"id": f"q{item:06d}", "subject": f"subject-{item % 400:03d}", "question": prompt},
+                "target": refusal, "arguments": {"gen_args_0": {"arg_0": prompt, "arg_1": {"until": ["\n"], "do_sample": False}}},
+                "resps": [[answer]], "filtered_resps": [answer], "filter": "none", "metrics": ["exact_match"],
+                "doc_hash": f"{doc_id:064x}", "prompt_hash": f"{doc_id + 1:064x}", "target_hash": "9" * 64,
+                "exact_match": float(answer == refusal)}) + "\n")
+
+
+def cpu(function) -> float:
+    start = time.process_time()
+    function()
+    return time.process_time() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=1_000_000, help="samples in all, over two files (default 1,000,000)")
+    parser.add_argument("--runs", type=int, default=3, help="interleaved runs of every variant (default 3)")
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    folder = Path(tempfile.gettempdir()) / f"acards-bench-import-{args.samples}"
+    files = [folder / "undefended.jsonl", folder / "defended.jsonl"]
+    if not all(f.exists() for f in files):
+        folder.mkdir(exist_ok=True)
+        for file in files:
+            write_samples(file, args.samples // 2)
+    size = sum(f.stat().st_size for f in files)
+    print(f"data: {args.samples:,} lm-eval samples in 2 files ({size / 1e6:.0f} MB), {folder}")
+
+    import msgspec
+    import orjson
+
+    from acards.importers.lm_eval import LM_EVAL
+    from acards.importers.mapping import load_mapping
+    from acards.importers.run import import_records, run_import
+
+    mapping_path = folder / "mapping.yaml"
+    mapping_path.write_text(MAPPING)
+    mapping = load_mapping(mapping_path)
+    names = [str(f) for f in files]
+    out = Path(tempfile.mkdtemp(prefix="acards-bench-import-out-"))
+    decoder = msgspec.json.Decoder()
+
+    def parse_orjson():
+        for file in files:
+            with file.open("rb") as handle:
+                for line in handle:
+                    orjson.loads(line)
+
+    def write():
+        (out / "records.jsonl").unlink(missing_ok=True)
+        run_import(LM_EVAL, names, mapping, out / "records.jsonl")
+
+    variants = {
+        "orjson (per line)": parse_orjson,
+        "msgspec (decode_lines)": lambda: [decoder.decode_lines(f.read_bytes()) for f in files],
+        "import_records (nothing written)": lambda: import_records(LM_EVAL, names, mapping, want_prompts=False, allow_skipped=False),
+        "run_import (written, read back)": write,
+    }
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    try:
+        for _ in range(args.runs):
+            for name, function in variants.items():
+                times[name].append(cpu(function))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    medians = {name: median(values) for name, values in times.items()}
+    baseline = min(medians["orjson (per line)"], medians["msgspec (decode_lines)"])
+    for name, seconds in medians.items():
+        print(f"  {name:36s} {seconds:7.2f} s CPU  ({seconds / baseline:4.1f}× the baseline)")
+    for name in ("import_records (nothing written)", "run_import (written, read back)"):
+        ratio = medians[name] / baseline
+        print(f"goal: {name} ≤ 2× the baseline: {ratio:.1f}× — {verdict(ratio <= 2)}")
+    print(load_line())
+
+
+if __name__ == "__main__":
+    main()
