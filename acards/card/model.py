@@ -13,6 +13,7 @@ from acards.card.validate import (
     _field_hint,
     _placeholders,
     card_standard,
+    comment_in_text_warnings,
     evidence_pointers,
     schema_at,
     schema_problems,
@@ -97,6 +98,7 @@ def validate_document(raw: bytes, text: str, path: Path) -> Card:
         raise AcardsError("card.unknown-version", f"this card follows version {version!r} of the standard",
                           f"acards {__version__} reads versions: {', '.join(SUPPORTED_CARD_VERSIONS)}; "
                           "upgrade acards or write the card for a supported version", source.locate("/acard"))
+    comment_in_text_warnings(source)  # recorded for the command to print; never fatal
     placeholders = list(_placeholders(data))
     problems = [Problem("card.placeholder", "this value is still a TODO placeholder",
                         "replace it with the real value: " + _field_hint(load_schema(SCHEMA_NAME), schema_at(p)),
