@@ -14,6 +14,7 @@ from acards import SUPPORTED_CARD_VERSIONS
 from acards.card.yaml import SourceMap, child
 from acards.errors import AcardsError, Location, Problem
 from acards.evidence.paths import check_relative_path
+from acards.evidence.seeds import duplicate_seeds, has_pair
 from acards.patterns import check_pattern
 from acards.schemas import keyword_code, load_schema, node_at, resolve, validate
 from acards.vocabulary import DIAGNOSTICS
@@ -137,6 +138,29 @@ def section_defaults(name: str) -> dict[str, Any]:
     return {key: resolve(schema, spec)["default"] for key, spec in properties.items() if "default" in resolve(schema, spec)}
 
 
+_NOT_FREE_TEXT = ("enum", "pattern", "const", "format")
+
+
+def comment_in_text_warnings(source: SourceMap) -> list[Problem]:
+    """A ``yaml.comment-in-text`` warning (recorded, never fatal) for each free-text field (a schema
+    string with no pattern, enum or format) whose unquoted value a same-line ` #` comment follows:
+    YAML drops everything from the ` #` on, so the text may have been cut there."""
+    from acards.evidence.cachekey import record_warning
+
+    warnings = []
+    for pointer, (line, column) in source.comment_after.items():
+        node = schema_at(pointer)
+        if node.get("type") != "string" or any(word in node for word in _NOT_FREE_TEXT):
+            continue
+        field = pointer.rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~")
+        warnings.append(record_warning(Problem(
+            "yaml.comment-in-text", f"the unquoted text of {field} ends at ' #': YAML reads the rest of "
+            "the line as a comment, so the text is cut there",
+            "if the ' #' belongs to the text, put the value in double quotes (or use a block scalar `|`); "
+            "if it is a comment, ignore this warning", Location(source.file, line, column, pointer))))
+    return warnings
+
+
 def semantic_problems(data: dict, source: SourceMap) -> list[Problem]:
     """What the schema cannot express.  Runs on a card that may have schema errors: every access
     is guarded by a type check."""
@@ -201,7 +225,34 @@ def semantic_problems(data: dict, source: SourceMap) -> list[Problem]:
     _check_records_pointers(data, source, problems)
     _check_scorer_pattern(data, source, problems)
     _check_observable(data, source, problems)
+    _check_seeds(data, source, problems)
+    _check_judges(data, source, problems)
     return problems
+
+
+def _check_judges(data: dict, source: SourceMap, problems: list[Problem]) -> None:
+    """The primary scorer is not among the others; a claim asking for every scorer needs `judges`."""
+    judges = data.get("judges")
+    if isinstance(judges, dict) and judges.get("primary") in _list(judges.get("others")):
+        position = _list(judges.get("others")).index(judges["primary"])
+        problems.append(Problem("card.bad-judges", f"the primary scorer {judges['primary']!r} is also listed among the others",
+                                "list only the other scorers under judges.others", source.locate(f"/judges/others/{position}")))
+    for index, claim in enumerate(_list(data.get("claims"))):
+        if isinstance(claim, dict) and claim.get("require_all_scorers") is True and not isinstance(judges, dict):
+            problems.append(Problem("card.bad-judges", f"claim {claim.get('id')!r} requires every scorer, but the card declares no judges",
+                                    "name the scorers under `judges` (primary and others), or drop require_all_scorers",
+                                    source.locate(f"/claims/{index}/require_all_scorers")))
+
+
+def _check_seeds(data: dict, source: SourceMap, problems: list[Problem]) -> None:
+    """A training seed's checkpoints are pinned once (checkpoints.seed and checkpoints.seeds)."""
+    for index, cell in enumerate(_list(data.get("cells"))):
+        for first, repeat in duplicate_seeds(cell):
+            line = source.locate(f"/cells/{index}/checkpoints{first.at}").line
+            problems.append(Problem("card.duplicate-seed", f"the checkpoints of training seed {repeat.seed} are pinned twice "
+                                    f"(first on line {line})", "pin each seed's undefended and defended checkpoints once "
+                                    "(the top-level ones are those of checkpoints.seed)",
+                                    source.locate(f"/cells/{index}/checkpoints{repeat.at}" + ("/seed" if repeat.at else ""))))
 
 
 def _check_observable(data: dict, source: SourceMap, problems: list[Problem]) -> None:
@@ -209,10 +260,11 @@ def _check_observable(data: dict, source: SourceMap, problems: list[Problem]) ->
     from acards.mechanism.codebook import unobservable
 
     for index, cell in enumerate(_list(data.get("cells"))):
-        if not isinstance(cell, dict) or not isinstance(cell.get("declared_mechanism"), str):
+        if not isinstance(cell, dict) or not isinstance(cell.get("declared_mechanism"), str) \
+                or PLACEHOLDER.search(cell["declared_mechanism"]):  # a TODO is a placeholder problem alone
             continue
         checkpoints = cell.get("checkpoints") if isinstance(cell.get("checkpoints"), dict) else {}
-        why = unobservable(cell["declared_mechanism"], card_standard(data), {"undefended", "defended"} <= set(checkpoints),
+        why = unobservable(cell["declared_mechanism"], card_standard(data), has_pair(cell),
                            "reference_subspace" in checkpoints)
         if why:
             problems.append(Problem("card.unobservable-mechanism", f"declared_mechanism {cell['declared_mechanism']!r}: {why}",
@@ -318,11 +370,16 @@ def evidence_pointers(data: dict, source: SourceMap) -> Iterator[tuple[str, str,
         yield from one(f"/evidence/records/{index}", record)
     for name in ("prompts", "training_data"):
         yield from one(f"/evidence/{name}", evidence.get(name))
+    for index, value in enumerate(_list(evidence.get("sources"))):  # the raw logs records were imported from
+        yield from one(f"/evidence/sources/{index}", value)
     for index, cell in enumerate(_list(data.get("cells"))):
         checkpoints = cell.get("checkpoints") if isinstance(cell, dict) else None
         if isinstance(checkpoints, dict):
             for name, value in checkpoints.items():
                 yield from one(f"/cells/{index}/checkpoints/{name}", value)
+            for at, entry in enumerate(_list(checkpoints.get("seeds"))):  # the checkpoints of further seeds
+                for name in ("undefended", "defended", "reference_subspace"):
+                    yield from one(f"/cells/{index}/checkpoints/seeds/{at}/{name}", entry.get(name) if isinstance(entry, dict) else None)
     for name in ("scorer", "capability_scorer"):
         scorer = data.get(name)
         if isinstance(scorer, dict):

@@ -66,6 +66,8 @@ _declare("yaml", INVALID, """
     yaml.too-large yaml.encoding yaml.tab yaml.syntax yaml.empty yaml.multiple-documents yaml.anchor yaml.alias
     yaml.tag yaml.key-type yaml.duplicate-key yaml.non-finite yaml.too-deep
 """)
+# yaml.comment-in-text is a warning, never fatal: an unquoted text value that a ` #` comment cuts short.
+_declare("yaml", INVALID, "yaml.comment-in-text")
 
 # The schema.<keyword> family (acards/card/validate.py builds the name from the failing JSON Schema
 # keyword): every keyword the card schema can fail on, plus unknown-field (additionalProperties).
@@ -81,9 +83,14 @@ _declare("card", INVALID, """
     card.bad-pattern card.unsafe-pattern card.unsupported-pattern card.unknown-scorer card.unobservable-mechanism
 """)
 _declare("card", INVALID, "card.duplicate-pointer card.too-many-records-files")  # evidence.records bounds
+_declare("card", INVALID, "card.bad-judges")  # judges: the primary among the others, or require_all_scorers without judges
+_declare("card", INVALID, "card.already-current")  # `acards migrate` of a card at the newest standard
+_declare("card", INVALID, "card.duplicate-seed")  # a training seed's checkpoints pinned twice
 
 _declare("path", INVALID, "path.empty path.control-character path.backslash path.absolute path.escape path.not-normal")
 
+# evidence.unpinned-seed is a warning, never fatal: records have fine-tuned outputs of a seed whose checkpoints the card does not pin.
+_declare("evidence", EVIDENCE, "evidence.unpinned-seed")
 _declare("evidence", EVIDENCE, """
     evidence.missing evidence.unreadable evidence.symlink evidence.special-file evidence.not-a-file
     evidence.digest-mismatch evidence.prompts-missing evidence.prompt-not-found evidence.too-deep
@@ -96,6 +103,7 @@ _declare("records", EVIDENCE, """
 _declare("records", EVIDENCE, "records.extra-value records.bad-line-end")  # strictly one JSON value per line
 _declare("records", EVIDENCE, "records.bad-format")  # a Parquet or Arrow records file that cannot be read as one
 _declare("records", NOT_FINISHED, "records.missing-extra")  # Parquet or Arrow records without pyarrow installed
+_declare("records", EVIDENCE, "records.unknown-scorer records.score-conflict")  # the card's judges against the records' scores
 
 _declare("weights", EVIDENCE, """
     weights.not-found weights.not-safetensors weights.bad-safetensors weights.bad-index weights.not-an-adapter
@@ -109,7 +117,7 @@ _declare("weights", NOT_FINISHED, "weights.write-failed")  # the control adapter
 _declare("model", EVIDENCE, """
     model.unknown-cell model.unknown-condition model.missing-checkpoint model.not-found model.no-checkpoint-for-seed
     model.not-a-folder model.no-config model.no-weights model.bad-adapter model.load-failed model.bad-tokenizer
-    model.control-needs-adapters model.control-failed model.unknown-label
+    model.control-failed model.unknown-label
 """)
 
 _declare("envelope", EVIDENCE, """
@@ -128,7 +136,7 @@ _declare("registry", EVIDENCE, """
     registry.signer-mismatch registry.manifest-mismatch registry.missing-file registry.render-mismatch
     registry.missing-checkpoint registry.bad-checkpoint registry.root-mismatch registry.log-truncated
     registry.inconsistent-checkpoint registry.bad-proof registry.torn-tail registry.unsigned-head
-    registry.orphan-card registry.stale-state
+    registry.orphan-card registry.stale-state registry.legacy-keys
 """)
 # What the command line names: the folder, its origin, the key, a digest, a proof's range.
 _declare("registry", INVALID, """
@@ -153,6 +161,20 @@ _declare("cache", INVALID, "cache.not-found")  # a shard file named on the comma
 # cache.entry-rejected is a warning, never fatal: a cache entry failed its MAC check and was regenerated.
 _declare("cache", NOT_FINISHED, "cache.entry-rejected cache.key-unusable")
 
+# `acards plan`: the variance model, the design and the pilot named on its command line.
+_declare("plan", INVALID, "plan.bad-components plan.bad-design plan.unreachable plan.pilot-too-small")
+
+# `acards import`: the mapping file and what the mapped records say (2), the source files (3), a missing reader (4).
+_declare("import", INVALID, """
+    import.bad-mapping import.bad-pattern import.incomplete-mapping import.conflicting-mapping import.unmatched-files
+    import.duplicate import.subject-mismatch import.prompt-conflict import.skipped import.nothing-imported import.no-prompts
+""")
+_declare("import", EVIDENCE, "import.bad-source import.source-changed")
+_declare("import", NOT_FINISHED, "import.missing-extra")
+
+# `acards fill`: the claims named, and `reported` keys that have no recomputed value to write.
+_declare("fill", INVALID, "fill.unknown-claim fill.no-value fill.empty-block fill.flow-claim")
+
 _declare("internal", NOT_FINISHED, "internal.error internal.report-invalid")
 
 CATALOGUE: MappingProxyType[str, Code] = MappingProxyType(_CATALOGUE)
@@ -176,3 +198,4 @@ EVIDENCE_MISSING = _named("evidence.missing")
 KEY_BAD_PASSPHRASE = _named("key.bad-passphrase")
 KEY_NO_PASSPHRASE = _named("key.no-passphrase")
 INTERNAL_ERROR = _named("internal.error")
+CARD_PLACEHOLDER = _named("card.placeholder")
