@@ -285,3 +285,29 @@ def test_the_card_scorer_does_not_rescore_what_the_primary_scored(judged, tmp_pa
     assert found is not None, output
     assert found["cells"][0]["judges"] == report["cells"][0]["judges"]
     assert found["generation"]["provenance"]["records"]["unscored"] == 0
+
+
+def test_fill_and_migrate_judge_a_claim_under_every_scorer(tmp_path):
+    """fill writes the verdict verify recomputes (under every scorer where the claim asks), and
+    migrate compares verdicts the same way."""
+    from acards.pipeline.migrate import migrate
+
+    card = make_card(tmp_path / "card")  # a 1.0 card (simulate.build_card's default), written as JSON
+    data = json.loads(card.read_text())
+    data["claims"][1]["reported"] = {"verdict": "supported"}  # the primary's verdict; fill must correct it
+    card.write_text(json.dumps(data, indent=2))
+    result = CliRunner().invoke(main, ["fill", str(card), "--claim", "C2", "--bootstrap", str(B), "--no-generate"],
+                                env={"ACARDS_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.exit_code == 0, result.output
+    assert "unsupported" in json.dumps(yaml_claims(card)[1]["reported"])
+    code, report, output = verify(card, tmp_path)
+    assert code == 0 and report["claims"][1]["reproduced"], output
+    moved = migrate(card, bootstrap=B, generate=False, use_cache=False, cache_dir=tmp_path / "cache")
+    assert moved.before.claims[1].verdict == "unsupported" and moved.before.claims[1].broken_by == ["lax"]
+    assert set(moved.after.claims[1].scorers) == {"kw", "guard", "lax"}  # 1.1: two seeds are too few, under each scorer
+
+
+def yaml_claims(card: Path) -> list[dict]:
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe").load(card.read_text(encoding="utf-8"))["claims"]

@@ -103,7 +103,7 @@ def insert_reported(text: str, file: str, claim_index: int, block: dict[str, dic
     claim = claims.value[claim_index] if isinstance(claims, SequenceNode) else None
     if not isinstance(claim, MappingNode) or claim.flow_style:
         raise AcardsError("fill.flow-claim", f"claim {claim_index} is written as a flow mapping ({{...}})",
-                          "write the claim as a block mapping, one key per line, or add `reported: {verdict: pending}` "
+                          "write the claim as a block mapping, one key per line, or add `reported: {verdict: TODO}` "
                           "by hand; fill then writes its values",
                           Location(file, claim.start_mark.line + 1 if claim else None, None, f"/claims/{claim_index}"))
     newline = "\r\n" if "\r\n" in text else "\n"

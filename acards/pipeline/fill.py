@@ -18,7 +18,7 @@ from pathlib import Path
 from acards.card.model import Card, validate_document
 from acards.card.reported import Span, insert_reported, number_text, scalar_spans, scalar_text, splice
 from acards.card.yaml import child, parse_yaml, read_text
-from acards.diagnostics.verdict import claim_verdict, combine
+from acards.diagnostics.verdict import combine
 from acards.errors import AcardsError, Problem, codes
 from acards.report.model import Diagnostics, MechanismDiagnostic
 from acards.vocabulary import DEFAULT_BOOTSTRAP, DEFAULT_SEED, FOUR
@@ -75,8 +75,9 @@ def recompute_claims(card: Card, *, bootstrap: int, seed: int, use_cache: bool, 
     from acards.evidence.digests import DigestCache
     from acards.evidence.prompts import read_prompts
     from acards.evidence.records_cache import RecordsCache
-    from acards.pipeline.claims import claim_diagnostics
+    from acards.pipeline.claims import claim_diagnostics, judge_claim
     from acards.pipeline.complete import complete_evidence
+    from acards.pipeline.judges import declared, judge_scorers
     from acards.pipeline.load import read_evidence, read_training
     from acards.pipeline.recompute import recompute, thresholds_for
 
@@ -89,13 +90,11 @@ def recompute_claims(card: Card, *, bootstrap: int, seed: int, use_cache: bool, 
     table, _generation = complete_evidence(card, table, prompts, generate=generate, device=device, digests=digests,
                                            cache_dir=cache_dir)
     recomputed = recompute(card, table, prompts, read_training(card), bootstrap=bootstrap, seed=seed)
-    result = {}
-    for claim in card.claims:
-        per_cell = claim_diagnostics(card, recomputed, claim, thresholds_for(card, claim))
-        requires = claim.get("requires") or list(FOUR)
-        verdict = claim_verdict({cell: {name: d.by_name(name).outcome for name in requires} for cell, d in per_cell.items()})
-        result[claim["id"]] = (verdict, per_cell)
-    return result
+    _cells, scorers = judge_scorers(card, declared(card), table, recomputed, bootstrap=bootstrap, seed=seed)
+    # the verdict is verify's own (under every scorer where the claim requires it)
+    return {claim["id"]: (judge_claim(card, recomputed, claim, scorers).verdict,
+                          claim_diagnostics(card, recomputed, claim, thresholds_for(card, claim)))
+            for claim in card.claims}
 
 
 class _Values:

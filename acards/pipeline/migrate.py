@@ -20,6 +20,7 @@ from acards.errors import AcardsError, Problem
 from acards.pipeline.assemble import assemble
 from acards.pipeline.claims import judge_claims
 from acards.pipeline.complete import complete_evidence
+from acards.pipeline.judges import declared, judge_scorers
 from acards.pipeline.load import load, read_training
 from acards.pipeline.recompute import recompute
 from acards.report.diff import ReportDiff, diff_reports
@@ -83,8 +84,9 @@ def migrate(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: 
     reports = []
     for judged in (loaded.card, new_card):
         recomputed = recompute(judged, table, loaded.prompts, training, bootstrap=bootstrap, seed=seed)
-        claims = judge_claims(judged, recomputed)
-        reports.append(assemble(dataclasses.replace(loaded, card=judged), table, recomputed.cells, claims, generation,
+        cells, scorers = judge_scorers(judged, declared(judged), table, recomputed, bootstrap=bootstrap, seed=seed)
+        claims = judge_claims(judged, recomputed, scorers)
+        reports.append(assemble(dataclasses.replace(loaded, card=judged), table, cells, claims, generation,
                                 bootstrap=bootstrap, seed=seed))
     before, after = reports
     return Migration(card.standard, new_card.standard, new_raw, before, after, diff_reports(before, after))
