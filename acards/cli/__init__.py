@@ -4,7 +4,7 @@ Heavy modules are imported inside the commands so that `acards --help` stays fas
 that do not generate never import torch.
 """
 
-from acards.cli import card, generate, importing, keys, migrate, plan, registry, render, verify  # noqa: F401 — each registers its commands
+from acards.cli import card, export, generate, importing, keys, migrate, plan, registry, render, verify  # noqa: F401 — each registers its commands
 from acards.cli.main import main
 
 __all__ = ["main"]
