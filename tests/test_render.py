@@ -430,3 +430,101 @@ def test_render_command_refuses_a_bad_report(failing_path, tmp_path, content, me
 def test_render_command_refuses_the_report_of_another_card(report_file):
     result = CliRunner().invoke(main, ["render", str(EXAMPLE / "card.yaml"), "--report", str(report_file)])
     assert result.exit_code == 2 and "usage.report-mismatch" in result.output
+
+
+# --- per-seed mechanism classes, p-values, plurals, clipped intervals ---------------------------
+
+def _seed_classes(data, classes, decided):
+    details = data["cells"][1]["diagnostics"]["mechanism"]["details"]
+    details["per_seed"] = [{"seed": seed, "observed": observed, "rule": "r"} for seed, observed in enumerate(classes)]
+    details["seeds_agree"] = len(set(classes)) == 1
+    details["decided_by_seed"] = decided
+
+
+def test_each_pinned_seeds_class_is_shown_and_agreement_noted(example):
+    card, report = example
+    assert report.cells[0].diagnostics.mechanism.details["seeds_agree"] is True  # tiny-defense pins 3 seeds
+    for fmt in ("md", "html"):
+        page = render_card(card, report, fmt)
+        assert "seed 0: projection · seed 1: projection · seed 2: projection" in page
+        assert "seeds agree" in page and "seeds disagree" not in page and "(decides)" not in page
+
+
+def test_disagreeing_seeds_are_flagged_with_the_deciding_seed(example):
+    card, report = example
+    edited = _edited(report, lambda data: _seed_classes(data, ["complement-projection", "projection", "shrinkage"], 2))
+    html = render_card(card, edited, "html")
+    assert ('<span class="flag">⚑ seeds disagree:</span> seed 0: complement-projection · seed 1: projection · '
+            "seed 2: shrinkage <strong>(decides)</strong>") in html
+    md = render_card(card, edited, "md")
+    assert "⚑ **seeds disagree**: seed 0: complement-projection · seed 1: projection · seed 2: shrinkage **(decides)**" in md
+    md_tables_are_intact(md)
+
+
+def test_one_seed_shows_no_per_seed_line(example):
+    card, report = example
+
+    def one_seed(data):
+        for cell in data["cells"]:
+            for key in ("per_seed", "seeds_agree", "decided_by_seed"):
+                cell["diagnostics"]["mechanism"]["details"].pop(key)
+    for fmt in ("md", "html"):
+        assert "seed 0:" not in render_card(card, _edited(report, one_seed), fmt)
+
+
+def test_tiny_p_values_print_as_below_the_floor():
+    from acards.numbers import p_value_text
+
+    assert p_value_text(2e-144) == p_value_text(0.0) == p_value_text(9.99e-7) == "< 1e-6"
+    assert p_value_text(1e-6) == "1e-06" and p_value_text(0.00412) == "0.00412" and p_value_text(None) == "—"
+
+
+def test_pages_print_a_tiny_p_value_as_below_the_floor(example):
+    card, report = example
+
+    def tiny(data):
+        data["cells"][0]["diagnostics"]["reliability"]["estimates"].update(p_value=2e-144, p_holm=4e-144)
+    for fmt in ("md", "html"):
+        page = render_card(card, _edited(report, tiny), fmt)
+        assert "e-144" not in page and page.count("&lt; 1e-6") == 2
+
+
+def test_counts_take_the_right_plural(example):
+    from acards.numbers import count
+
+    assert count(1, "cell") == count(1.0, "cell") == "1 cell" and count(2, "cell") == count(2.0, "cell") == "2 cells"
+    assert count(0, "cell") == "0 cells"
+    card, report = example
+    assert report.audit.cells == 2
+    for fmt in ("md", "html"):
+        assert "of 2 cells." in render_card(card, report, fmt)
+        page = render_card(card, _edited(report, lambda data: data["audit"].update(cells=1)), fmt)
+        assert "of 1 cell." in page and "of 1 cells" not in page
+
+
+def test_intervals_are_clipped_to_the_quantitys_range_with_a_mark():
+    assert interval_text(0.646, 0.4, 2.2, (-1.0, 1.0)) == "0.646 [-0.234, 1†]"
+    assert interval_text(-0.9, 0.2, 2.0, (-1.0, 1.0)) == "-0.9 [-1†, -0.5]"
+    assert interval_text(0.646, 0.4, 2.2) == "0.646 [-0.234, 1.53]"  # unbounded (e.g. ρ): as computed
+    assert interval_text(0.5, 0.1, 2.0, (-1.0, 1.0)) == "0.5 [0.3, 0.7]"
+
+
+def test_pages_clip_gaps_and_reductions_and_say_so(example):
+    card, report = example
+    page = render_card(card, report, "html")
+    assert "†" not in page  # nothing reaches a bound in the example
+    assert "†" not in forest_svg(report)
+
+    def wide(data):
+        estimates = data["cells"][0]["diagnostics"]["reliability"]["estimates"]
+        estimates.update(gap_undefended=0.9, reduction=1.8, se_total=0.5, ci_low=0.9, ci_high=2.4)
+    edited = _edited(report, wide)
+    for fmt in ("md", "html"):
+        page = render_card(card, edited, fmt)
+        assert "0.9 [" in page and ", 1†]" in page  # G_U: a gap lies in [-1, 1]
+        assert "1.8 [" in page and ", 2†]" in page  # Δ: a difference of two gaps lies in [-2, 2]
+        assert "[0.9, 2†]" in page  # the CI column, too
+        assert "† marks an interval end cut back" in page
+    svg = forest_svg(edited)
+    assert "2†]" in svg and "interval cut back to Δ's range [-2, 2]" in svg
+    ET.fromstring(svg)

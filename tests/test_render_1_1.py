@@ -21,7 +21,7 @@ import pytest
 from acards.card.model import load_card
 from acards.numbers import interval_text
 from acards.pipeline.verify import verify
-from acards.present.forest import forest_rows, forest_svg
+from acards.present.forest import GAP_BOUNDS, forest_rows, forest_svg
 from acards.present.render import render_card
 from acards.report.model import as_builtins, from_builtins
 
@@ -77,7 +77,9 @@ def test_intervals_use_the_t_critical_value_with_its_df(standard_1_1):
     assert e["critical_value"] > 4 * d1.thresholds["z"] / 2  # small df: t far above z = 2
     t_bar = interval_text(e["reduction"], e["se_total"], e["critical_value"]) + f" t({e['df']:.1f})={e['critical_value']:.2f}"
     z_bar = interval_text(e["reduction"], e["se_total"], d1.thresholds["z"])
-    gap_bar = interval_text(e["gap_undefended"], e["se_gap_undefended_total"], e["critical_value_gap"])
+    # G_U's t interval reaches past 1, the most a gap of [0, 1] scores can be: cut back and marked
+    gap_bar = interval_text(e["gap_undefended"], e["se_gap_undefended_total"], e["critical_value_gap"], GAP_BOUNDS)
+    assert gap_bar.endswith(", 1†]")
     for fmt in ("md", "html"):
         page = render_card(card, report, fmt)
         assert t_bar in page and z_bar not in page

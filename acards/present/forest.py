@@ -17,11 +17,22 @@ from typing import TYPE_CHECKING
 
 from acards.diagnostics.common import critical_symbol
 from acards.errors import AcardsError
-from acards.numbers import format_number, interval_text
+from acards.numbers import CLIPPED, clip, format_number, interval_text
 from acards.vocabulary import GAP_SPLITS
 
 if TYPE_CHECKING:
     from acards.report.model import Report
+
+# The range each interval's quantity can take, scores being in [0, 1] (SPEC §2): an interval end
+# beyond it is cut back and marked (acards.numbers.CLIPPED). Ratios such as ρ are unbounded.
+GAP_BOUNDS = (-1.0, 1.0)  # G = mean(y_audit − y_deploy); also δ = acc_D − acc_U
+REDUCTION_BOUNDS = (-2.0, 2.0)  # Δ = G_U − G_D, and Δ_D − Δ_C = G_C − G_D: differences of two gaps
+
+
+def range_text(bounds: tuple[float, float]) -> str:
+    """``[-2, 2]``."""
+    return f"[{format_number(bounds[0])}, {format_number(bounds[1])}]"
+
 
 OUTCOME_COLORS = {"pass": "#1a7f37", "fail": "#cf222e", "insufficient": "#9a6700"}
 
@@ -82,10 +93,12 @@ def forest_rows(report: Report) -> list[dict]:
             z, df = critical(diagnostic)
             estimate, se = estimates.get("reduction"), estimates.get("se_total")
             low = high = None
+            clipped = False
             if estimate is not None and se is not None:
-                low, high = estimate - z * se, estimate + z * se
+                low, high, cut_low, cut_high = clip(estimate - z * se, estimate + z * se, REDUCTION_BOUNDS)
+                clipped = cut_low or cut_high
             rows.append({"cell": cell.id, "split": split, "label": label, "outcome": diagnostic.outcome,
-                         "estimate": estimate, "se": se, "z": z, "df": df, "low": low, "high": high})
+                         "estimate": estimate, "se": se, "z": z, "df": df, "low": low, "high": high, "clipped": clipped})
     return rows
 
 
@@ -112,6 +125,8 @@ def forest_svg(report: Report) -> str:
         return PLOT_X0 + (value - low) / (high - low) * (PLOT_X1 - PLOT_X0)
 
     t_rule = any(row["df"] is not None for row in rows)  # a standard 1.1 report
+    # only a plot with a cut interval carries the note (the others keep their bytes)
+    clip_note = f"; {CLIPPED}: interval cut back to Δ's range {range_text(REDUCTION_BOUNDS)}" if any(row["clipped"] for row in rows) else ""
     zs = sorted({format_number(row["z"]) for row in rows})
     if t_rule:
         rule, z_text = "t·SE_tot", "t critical value and df per row"
@@ -143,7 +158,7 @@ def forest_svg(report: Report) -> str:
         out.append(f'<text x="{_c(x(tick))}" y="{plot_bottom + 15}">{format_number(tick)}</text>')
     out.append("</g>")
     out.append(f'<text x="{_c((PLOT_X0 + PLOT_X1) / 2)}" y="{plot_bottom + 34}" fill="#57606a" font-size="11" '
-               'text-anchor="middle">gap reduction Δ (score units; right of 0: the defense shrinks the gap)</text>')
+               f'text-anchor="middle">gap reduction Δ (score units; right of 0: the defense shrinks the gap{clip_note})</text>')
     out.append(f'<line class="zero" x1="{_c(x(0.0))}" y1="{TOP - 4}" x2="{_c(x(0.0))}" y2="{plot_bottom}" '
                'stroke="#24292f" stroke-width="1.2" stroke-dasharray="4 3"/>')
     # rows
@@ -154,7 +169,7 @@ def forest_svg(report: Report) -> str:
         base = mid + 4
         color = OUTCOME_COLORS.get(row["outcome"], "#57606a")
         label = f"{row['cell']} · {row['label']}"
-        value = interval_text(row["estimate"], row["se"], row["z"])
+        value = interval_text(row["estimate"], row["se"], row["z"], REDUCTION_BOUNDS)
         if row["df"] is not None and row["se"] is not None:
             value += f" {critical_symbol(row['z'], row['df'])}"
         out.append('<g class="row">')

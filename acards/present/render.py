@@ -20,8 +20,8 @@ from msgspec import UNSET
 from acards.card.validate import SCHEMA_NAME
 from acards.diagnostics.common import critical_symbol
 from acards.errors import AcardsError, Location
-from acards.numbers import format_number, interval_text
-from acards.present.forest import critical, forest_svg
+from acards.numbers import CLIPPED, bound_text, clip, count, format_number, interval_text, is_clipped, p_value_text
+from acards.present.forest import GAP_BOUNDS, REDUCTION_BOUNDS, critical, forest_svg, range_text
 from acards.report.model import Report
 from acards.report.stored import check_report
 from acards.resources import data_dir
@@ -144,14 +144,11 @@ def _interval(estimate, se, z) -> markupsafe.Markup:
     return markupsafe.Markup(interval_text(estimate, se, z))
 
 
-def _bar(diagnostic, what: str, t_rule: bool = False) -> markupsafe.Markup:
-    """``estimate [low, high]`` of one of a diagnostic's numbers, with the multiplier its rule uses:
-    the card's z under standard 1.0; under 1.1 the report's t critical value, named with its df
-    (``t(7.3)=2.41``) after the interval (SPEC §10.2).  ``what``: ``reduction`` (Δ ± ·SE_tot),
-    ``gap`` (G_U, on the gap's own SE and critical value), ``defended`` (G_D ± z·SE, descriptive),
-    ``cost`` (δ ± ·SE), ``control`` (Δ_D − Δ_C ± ·SE; ``t_rule``: the report is 1.1)."""
+def _bar_parts(diagnostic, what: str, t_rule: bool = False) -> tuple:
+    """The estimate, SE, multiplier, df and bounds of one of a diagnostic's ± intervals (see :func:`_bar`)."""
     e = diagnostic.estimates
     df = None
+    bounds = GAP_BOUNDS
     if what == "gap":
         estimate, se = e.get("gap_undefended"), e.get("se_gap_undefended_total", e.get("se_gap_undefended"))
         crit, df = critical(diagnostic, gap=True)
@@ -159,16 +156,77 @@ def _bar(diagnostic, what: str, t_rule: bool = False) -> markupsafe.Markup:
         estimate, se, crit = e.get("gap_defended"), e.get("se_gap_defended"), diagnostic.thresholds["z"]
     elif what == "control":
         estimate, se, crit = e.get("control_margin"), e.get("se_control_margin"), diagnostic.thresholds["z"]
+        bounds = REDUCTION_BOUNDS
         lower = e.get("control_margin_lower")
         if t_rule and lower is not None and se:  # the report gives the bound, not the t value: read it back
             crit = (estimate - lower) / se
-    else:
-        estimate, se = (e.get("delta"), e.get("se")) if what == "cost" else (e.get("reduction"), e.get("se_total"))
+    elif what == "cost":
+        estimate, se = e.get("delta"), e.get("se")
         crit, df = critical(diagnostic)
-    text = interval_text(estimate, se, crit)
+    else:
+        estimate, se = e.get("reduction"), e.get("se_total")
+        crit, df = critical(diagnostic)
+        bounds = REDUCTION_BOUNDS
+    return estimate, se, crit, df, bounds
+
+
+def _bar(diagnostic, what: str, t_rule: bool = False) -> markupsafe.Markup:
+    """``estimate [low, high]`` of one of a diagnostic's numbers, with the multiplier its rule uses:
+    the card's z under standard 1.0; under 1.1 the report's t critical value, named with its df
+    (``t(7.3)=2.41``) after the interval (SPEC §10.2).  ``what``: ``reduction`` (Δ ± ·SE_tot),
+    ``gap`` (G_U, on the gap's own SE and critical value), ``defended`` (G_D ± z·SE, descriptive),
+    ``cost`` (δ ± ·SE), ``control`` (Δ_D − Δ_C ± ·SE; ``t_rule``: the report is 1.1).  An end beyond
+    the quantity's range (forest.GAP_BOUNDS, REDUCTION_BOUNDS) is cut back to it and marked †."""
+    estimate, se, crit, df, bounds = _bar_parts(diagnostic, what, t_rule)
+    text = interval_text(estimate, se, crit, bounds)
     if df is not None and se is not None and estimate is not None:
         text += f" {critical_symbol(crit, df)}"
     return markupsafe.Markup(text)
+
+
+def _ci(estimates: dict) -> markupsafe.Markup:
+    """The CI column (bootstrap, or the t interval of a 1.1 report) of Δ, cut back to Δ's range."""
+    if estimates.get("ci_low") is None:
+        return markupsafe.Markup("—")
+    high = estimates.get("ci_high")
+    if high is None:
+        return markupsafe.Markup(f"[{format_number(estimates['ci_low'])}, —]")
+    return markupsafe.Markup(bound_text(estimates["ci_low"], high, REDUCTION_BOUNDS))
+
+
+def _clipped(report: Report, t_rule: bool) -> bool:
+    """Whether any interval on the page is cut back to its quantity's range (the page then says so)."""
+    for cell in report.cells:
+        d = cell.diagnostics
+        shown = [(d.by_name(name), what) for _, name, _ in GAP_SPLITS for what in ("gap", "defended", "reduction")]
+        shown.append((d.cost, "cost"))
+        if d.mechanism.estimates.get("control_margin") is not None:
+            shown.append((d.mechanism, "control"))
+        for diagnostic, what in shown:
+            try:
+                estimate, se, crit, _, bounds = _bar_parts(diagnostic, what, t_rule)
+            except KeyError:  # a missing multiplier: the template names it, with its line
+                continue
+            if is_clipped(estimate, se, crit, bounds):
+                return True
+        for _, name, _ in GAP_SPLITS:
+            e = d.by_name(name).estimates
+            if e.get("ci_low") is not None and e.get("ci_high") is not None and \
+                    any(clip(e["ci_low"], e["ci_high"], REDUCTION_BOUNDS)[2:]):
+                return True
+    return False
+
+
+def _seed_classes(mechanism) -> list[dict] | None:
+    """Each pinned seed's observed class ({seed, observed, decides}) when several seeds were judged; none otherwise.
+    ``decides`` marks the seed whose class codes the cell, only when the seeds disagree (else it is moot)."""
+    details = mechanism.details if isinstance(mechanism.details, dict) else {}
+    per_seed = details.get("per_seed")
+    if not per_seed:
+        return None
+    disagree = details.get("seeds_agree") is False
+    return [{"seed": entry.get("seed"), "observed": entry.get("observed") or "none",
+             "decides": disagree and entry.get("seed") == details.get("decided_by_seed")} for entry in per_seed]
 
 
 def _md_code(value) -> markupsafe.Markup:
@@ -198,6 +256,10 @@ def page_environment(fmt: str) -> jinja2.Environment:
         env = env.overlay(finalize=isolate_bidi)
         env.filters["bidi_visible"] = visible_bidi  # where no element can isolate: <title>
     env.filters["num"] = _number
+    env.filters["p"] = p_value_text  # plain text: the page escapes the '<' of "< 1e-6"
+    env.filters["count"] = count
+    env.globals["ci"] = _ci
+    env.globals["seed_classes"] = _seed_classes
     env.globals["interval"] = _interval
     env.globals["bar"] = _bar
     env.globals["ordered"] = _ordered
@@ -269,6 +331,7 @@ def render_card(card_data: dict, report: Report, fmt: str, signers: list[dict] =
                           "pass signers as [{'keyid': ..., 'name': ...}]") from None
     try:
         overrides = card_overrides(card_data)
+        t_rule = report.settings.get("standard") == "1.1"  # SPEC §10.2: t critical values, t interval
         context = {
             "card": card_data,
             "report": report,
@@ -282,7 +345,11 @@ def render_card(card_data: dict, report: Report, fmt: str, signers: list[dict] =
             "threshold_order": _threshold_order(),
             "forest": markupsafe.Markup(forest_svg(report)) if fmt == "html" else None,
             "forest_file": forest_file,
-            "t_rule": report.settings.get("standard") == "1.1",  # SPEC §10.2: t critical values, t interval
+            "t_rule": t_rule,
+            "clipped": _clipped(report, t_rule),
+            "clip_mark": CLIPPED,
+            "gap_range": range_text(GAP_BOUNDS),
+            "reduction_range": range_text(REDUCTION_BOUNDS),
         }
         return page_environment(fmt).get_template(f"card.{fmt}.j2").render(context)
     except jinja2.UndefinedError as error:

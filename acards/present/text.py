@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Iterable
 import click
 
 from acards.errors import Problem
-from acards.numbers import fixed, format_number
+from acards.numbers import count, fixed, format_number
 from acards.vocabulary import DIAGNOSTICS
 
 if TYPE_CHECKING:  # the report types load msgspec: not needed to print a problem
@@ -26,10 +26,6 @@ def problems_text(problems: Iterable[Problem]) -> str:
 def warnings_text(problems: Iterable[Problem]) -> str:
     """Warnings (never fatal), one ``warning: <problem>`` each, the same problem shown once."""
     return "\n".join(f"warning: {problem}" for problem in dict.fromkeys(problems))
-
-
-def count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def dumps(document: dict) -> str:
