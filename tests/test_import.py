@@ -307,3 +307,21 @@ def test_a_literal_pattern_is_searched_as_python_would(pattern, literal):
         assert check_pattern(pattern).search(text) == expected
         if fast is not None:
             assert fast.search(text) == expected, (pattern, text)
+
+
+def test_parquet_without_pyarrow_is_the_records_missing_extra_error_at_the_file(tmp_path, monkeypatch):
+    """The table importer and the records reader share one pyarrow guard (acards.evidence.columnar)."""
+    import sys
+
+    from acards.errors import AcardsError
+    from acards.importers.source import SourceFile
+    from acards.importers.table import parquet_records
+
+    source = tmp_path / "scores.parquet"
+    source.write_bytes(b"PAR1")
+    for name in ("pyarrow", "pyarrow.ipc", "pyarrow.parquet"):
+        monkeypatch.setitem(sys.modules, name, None)  # import then raises ImportError
+    with pytest.raises(AcardsError) as refused:
+        list(parquet_records(SourceFile(str(source))))
+    (problem,) = refused.value.problems
+    assert problem.code == "records.missing-extra" and problem.location.file == str(source)

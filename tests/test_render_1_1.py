@@ -10,13 +10,12 @@ with z would be caught.  Golden snapshots: tests/snapshots/standard-1-1.{md,html
 
 from __future__ import annotations
 
-import difflib
-import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
+from test_render import check_snapshot  # the one snapshot check (and its update switch)
 
 from acards.card.model import load_card
 from acards.numbers import interval_text
@@ -26,8 +25,6 @@ from acards.present.render import render_card
 from acards.report.model import as_builtins, from_builtins
 
 CASE = Path(__file__).resolve().parent / "cases" / "verify" / "full-pass"
-SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
-UPDATE = os.environ.get("ACARDS_UPDATE_SNAPSHOTS") == "1"
 
 
 def _quiet(value):
@@ -50,18 +47,6 @@ def standard_1_1(tmp_path_factory):
     report = from_builtins(_quiet(as_builtins(verify(path, bootstrap=200, use_cache=False, generate=False, spot_check=0))))
     assert report.settings["standard"] == "1.1"
     return load_card(path).data, report
-
-
-def check_snapshot(name: str, text: str) -> None:
-    path = SNAPSHOTS / name
-    if UPDATE:
-        path.write_bytes(text.encode("utf-8"))
-        return
-    assert path.exists(), f"no snapshot {name}: run with ACARDS_UPDATE_SNAPSHOTS=1 and review it"
-    expected = path.read_bytes().decode("utf-8")
-    if text != expected:
-        diff = "".join(list(difflib.unified_diff(expected.splitlines(True), text.splitlines(True), name, "rendered"))[:80])
-        pytest.fail(f"{name} differs from its snapshot (ACARDS_UPDATE_SNAPSHOTS=1 regenerates it):\n{diff}")
 
 
 @pytest.mark.parametrize("fmt", ["md", "html", "svg"])

@@ -57,21 +57,23 @@ def _fits(value, kind) -> bool:
     return True
 
 
-def _pyarrow():
+def pyarrow_module(location: Location | None = None):
+    """pyarrow with its IPC and Parquet modules loaded; records.missing-extra when it is not installed
+    (the records reader and the table importer both come here)."""
     try:
         import pyarrow
         import pyarrow.ipc  # noqa: F401
         import pyarrow.parquet  # noqa: F401
     except ImportError:
         raise AcardsError("records.missing-extra", "reading Parquet or Arrow records needs pyarrow, which is not installed",
-                          "pip install 'acards[columnar]' (or pyarrow), or give the records as JSONL") from None
+                          "pip install 'acards[columnar]' (or pyarrow), or give the records as JSONL", location) from None
     return pyarrow
 
 
 def read_columnar(handle, file: str, fmt: str, struct: type) -> tuple[dict[str, Any] | None, list[Problem]]:
     """The records of one Parquet or Arrow file, read whole through ``handle`` (which hashes what
     it reads), as {"columns", "vocab", "outputs", "prompts"}; None with the file's problems."""
-    pa = _pyarrow()
+    pa = pyarrow_module()
     data = handle.read()
     try:
         if fmt == "parquet":

@@ -55,17 +55,14 @@ def csv_records(file: SourceFile) -> Records:
 def parquet_records(file: SourceFile) -> Records:
     import hashlib
 
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise AcardsError("records.missing-extra", "importing Parquet needs pyarrow", "pip install 'acards[columnar]'",
-                          Location(file.name)) from None
+    from acards.evidence.columnar import pyarrow_module
+
+    pa = pyarrow_module(Location(file.name))
     with open_source(file) as handle:
         data = handle.read()  # read once: the bytes parsed are the bytes hashed
     file.sha256, file.size = hashlib.sha256(data).hexdigest(), len(data)
     try:
-        parquet = pq.ParquetFile(pa.BufferReader(data))
+        parquet = pa.parquet.ParquetFile(pa.BufferReader(data))
         row = 0
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH):
             for values in batch.to_pylist():
