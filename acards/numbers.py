@@ -58,6 +58,22 @@ def format_number(value, digits: int = SIGNIFICANT) -> str:
     raise TypeError(f"not a number: {value!r}")
 
 
+REPORTED_DECIMALS = 3  # a number written into a card is off by at most 0.0005, a tenth of the smallest tolerance (0.005)
+
+
+def number_text(value: float | int) -> str:
+    """A number as a card's `reported` block shows it (`acards fill`): integers as integers, other
+    numbers rounded to at least REPORTED_DECIMALS decimals and SIGNIFICANT significant digits (so
+    small numbers stay readable), without trailing zeros."""
+    if isinstance(value, int) or float(value).is_integer():
+        return str(int(value))
+    magnitude = math.floor(math.log10(abs(value)))
+    decimals = max(REPORTED_DECIMALS, SIGNIFICANT - 1 - magnitude)
+    text = f"{value:.{decimals}f}".rstrip("0")
+    text = text + "0" if text.endswith(".") else text
+    return "0.0" if text == "-0.0" else text
+
+
 def count(n: int, word: str) -> str:
     """``n word`` with the plural ``s`` unless n is 1 (n as :func:`format_number`: 2.0 is ``2``)."""
     return f"{format_number(n)} {word}{'' if n == 1 else 's'}"

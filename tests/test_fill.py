@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from acards.card.reported import number_text
 from acards.cli import main
+from acards.numbers import number_text
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "examples" / "tiny-defense"

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from acards.card.reported import Span, scalar_spans, splice
 from acards.card.validate import evidence_pointers
 from acards.card.yaml import SourceMap, parse_yaml, read_text
-from acards.errors import AcardsError, Location
+from acards.errors import AcardsError
 
 
 def write_digests(path: str | Path, cache=None) -> int:
@@ -63,23 +63,13 @@ def round_trip_yaml() -> YAML:
     return yaml
 
 
-_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what ruamel counts as the end of a line
-_VERSION_SCALAR = re.compile(r"""(?P<quote>["']?)(?P<version>[0-9][0-9.]*)(?P=quote)""")
-
-
 def set_standard(text: str, source: SourceMap, version: str) -> str:
     """The card text with its ``acard:`` value replaced by ``version``, and nothing else changed.
 
-    The value is rewritten where ruamel's parse located it, in its own quoting (an unquoted value
-    becomes double-quoted, as the schema wants a string), so every other byte (comments, key order,
-    flow or block style, line ends) stays as the author wrote it; `acards migrate` relies on this.
+    The value is spliced in where ruamel's parse located it (acards.card.reported, the same
+    mechanism `acards fill` writes with), in its own quoting (an unquoted value becomes
+    double-quoted, as the schema wants a string), so every other byte (comments, key order, flow or
+    block style, line ends) stays as the author wrote it; `acards migrate` relies on this.
     """
-    line, column = source.values["/acard"]
-    starts = [0] + [match.end() for match in _LINE_BREAK.finditer(text)]
-    offset = starts[line - 1] + column - 1
-    match = _VERSION_SCALAR.match(text, offset)
-    if match is None:
-        raise AcardsError("internal.error", f"cannot find the acard value at line {line}, column {column}",
-                          "this is a bug in acards: report it with the card", Location(source.file, line, column, "/acard"))
-    quote = match.group("quote") or '"'
-    return text[:offset] + f"{quote}{version}{quote}" + text[match.end():]
+    span = scalar_spans(text, source.file, "/acard")["/acard"]
+    return splice(text, {Span(span.start, span.end, span.style or '"'): version})

@@ -8,7 +8,6 @@ layout `acards init` writes.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ruamel.yaml import YAML
@@ -16,9 +15,7 @@ from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from acards.card.yaml import child
 from acards.errors import AcardsError, Location
-
-MIN_DECIMALS = 3  # a written number is off by at most 0.0005, a tenth of the smallest tolerance (0.005)
-SIGNIFICANT = 3  # ... and keeps at least three significant digits, so small numbers stay readable
+from acards.numbers import number_text
 
 
 @dataclass(frozen=True)
@@ -28,18 +25,6 @@ class Span:
     start: int
     end: int
     style: str | None
-
-
-def number_text(value: float | int) -> str:
-    """A number as a card shows it: integers as integers, other numbers rounded to at least
-    MIN_DECIMALS decimals and SIGNIFICANT significant digits, without trailing zeros."""
-    if isinstance(value, int) or float(value).is_integer():
-        return str(int(value))
-    magnitude = math.floor(math.log10(abs(value)))
-    decimals = max(MIN_DECIMALS, SIGNIFICANT - 1 - magnitude)
-    text = f"{value:.{decimals}f}".rstrip("0")
-    text = text + "0" if text.endswith(".") else text
-    return "0.0" if text == "-0.0" else text
 
 
 def scalar_text(value: str | float | int, style: str | None = None) -> str:

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from acards.card.model import Card, validate_document
-from acards.card.reported import Span, insert_reported, number_text, scalar_spans, scalar_text, splice
+from acards.card.reported import Span, insert_reported, scalar_spans, scalar_text, splice
 from acards.card.yaml import child, parse_yaml, read_text
 from acards.diagnostics.verdict import combine
 from acards.errors import AcardsError, Problem, codes
+from acards.numbers import number_text
 from acards.report.model import Diagnostics, MechanismDiagnostic
 from acards.vocabulary import DEFAULT_BOOTSTRAP, DEFAULT_SEED, FOUR
 
