@@ -4,8 +4,7 @@ Everything here is a pure function over numpy arrays: no I/O, no global random s
 only comes from an explicit ``numpy.random.Generator``; :func:`cell_rng` derives one per cell (and
 per purpose) from the audit's master seed, so that every number is reproducible in any process.
 
-Items cluster by subject, so every uncertainty below treats subjects, not items, as the unit of
-independence (SPEC §2–§3).
+Items cluster by subject, so every uncertainty below treats subjects, not items, as the unit of independence (SPEC §2–§3).
 
 API
 ---
@@ -57,7 +56,8 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import log_ndtr, ndtr, ndtri
+
+from acards.distributions import log_ndtr, ndtr, ndtri  # not scipy.special: its import costs more than a validate
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

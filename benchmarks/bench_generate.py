@@ -205,17 +205,21 @@ def bench_cached_verify(root: Path, runs: int) -> dict:
     imports = json.loads(checked.stdout.strip().splitlines()[-1])
     cached = json.loads(again.read_text())["generation"]["provenance"]["counts"]
     assert imports["status"] in (0, None) and cached["model_calls"] == 0 and cached["cache_hits"] == cached["distinct"], cached
-    verify_s, validate_s = [], []
+    verify_runs, validate_runs = [], []
     for _ in range(runs):
-        verify_s.append(run_child([ACARDS, "verify", str(EXAMPLE)], env=env).wall)
-        validate_s.append(run_child([ACARDS, "validate", str(EXAMPLE)], env=env).wall)
-    ratio = median(verify_s) / median(validate_s)
-    print(f"  fully cached re-verify: {median(verify_s):.2f} s (median of {runs}); {cached['cache_hits']} hits, "
+        verify_runs.append(run_child([ACARDS, "verify", str(EXAMPLE)], env=env))
+        validate_runs.append(run_child([ACARDS, "validate", str(EXAMPLE)], env=env))
+    verify_s, validate_s = median([c.wall for c in verify_runs]), median([c.wall for c in validate_runs])
+    # the goal is a ratio of CPU time (user + system): on a shared machine wall time measures the neighbours
+    verify_cpu, validate_cpu = median([c.cpu for c in verify_runs]), median([c.cpu for c in validate_runs])
+    ratio = verify_cpu / validate_cpu
+    print(f"  fully cached re-verify: {verify_cpu:.2f} s CPU, {verify_s:.2f} s wall (medians of {runs}); {cached['cache_hits']} hits, "
           f"{cached['model_calls']} model calls; imported {', '.join(imports['imported']) or 'none of ' + ', '.join(HEAVY)}")
-    print(f"  acards validate (same card):  {median(validate_s):.2f} s")
-    print(f"  ratio re-verify / validate: {ratio:.2f}x (goal <= 2x): {verdict(ratio <= 2 and not imports['imported'])}")
-    return {"first_verify_s": first.wall, "reverify_s": median(verify_s), "validate_s": median(validate_s), "ratio": ratio,
-            "imported": imports["imported"]}
+    print(f"  acards validate (same card):  {validate_cpu:.2f} s CPU, {validate_s:.2f} s wall")
+    print(f"  ratio re-verify / validate (CPU): {ratio:.2f}x (goal <= 2x): {verdict(ratio <= 2 and not imports['imported'])}; "
+          f"wall: {verify_s / validate_s:.2f}x")
+    return {"first_verify_s": first.wall, "reverify_s": verify_s, "validate_s": validate_s, "reverify_cpu_s": verify_cpu,
+            "validate_cpu_s": validate_cpu, "ratio": ratio, "imported": imports["imported"]}
 
 
 def main() -> None:

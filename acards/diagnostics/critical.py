@@ -4,7 +4,7 @@ once, its Satterthwaite degrees of freedom, and the t quantities read on that df
 Wherever a 1.0 rule says ``z·SE``, a 1.1 rule says ``t_crit·SE_tot`` with ``t_crit`` the quantile of a
 t distribution with ``df`` degrees of freedom at the one-sided level the card's ``z`` names under a
 normal (z = 2: 0.9772).  The MDE and the reported 95% interval use the same df.  Pure: numpy and
-scipy on numbers the comparison has already computed.
+acards.distributions on numbers the comparison has already computed.
 
 Two choices here depart from the letter of SPEC §10 to meet its calibration contract (§10.3–§10.4),
 which the letter misses at S = 3 (benchmarks/bench_calibration.py measured both; docs/diagnostics.md
@@ -20,9 +20,9 @@ import math
 from statistics import NormalDist
 
 import numpy as np
-from scipy.special import stdtr, stdtrit  # Student t CDF and quantile; scipy.stats is heavy to import
 
 from acards import stats
+from acards.distributions import stdtr, stdtrit  # scipy.special (and scipy.stats more so) is heavy to import
 
 _NORMAL = NormalDist()
 

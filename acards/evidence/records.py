@@ -497,7 +497,9 @@ def fill_scores(table: RecordTable, records: list[dict]) -> int:
     """Set the score of each unscored row that one of ``records`` identifies; returns how many.
 
     Regenerated records of rows that lacked an output carry the row's identity and a score."""
-    wanted = {tuple(str(record[name]) for name in IDENTITY): record.get("score") for record in records}
+    # IDENTITY spelled out: no generator per record (a re-verify fills every regenerated row)
+    wanted = {(str(r["cell"]), str(r["condition"]), str(r["split"]), str(r["task"]), str(r["item"]), str(r["framing"]),
+               str(r["seed"]), str(r["sample"])): r.get("score") for r in records}
     rows = np.flatnonzero(np.isnan(table.columns["score"]))
     if not wanted or not len(rows):
         return 0

@@ -8,8 +8,6 @@ same order.
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import numpy as np
 
 from acards.errors import AcardsError, Location, Problem
@@ -40,10 +38,10 @@ def _no_prompt(prompts: Prompts, split: str, task: str, item: str, framing: str,
                    "add the prompt to the prompts file, or supply the record's output", where)
 
 
-def _rows(table, names: tuple[str, ...], rows: np.ndarray) -> Iterator[tuple[int, dict]]:
-    for row in rows:
-        row = int(row)
-        yield row, {name: table.vocab[name][table.columns[name][row]] for name in names}
+def _decoded(table, name: str, rows: np.ndarray) -> list:
+    """The values of a coded column at ``rows``, a column at a time (a re-verify asks for every row)."""
+    vocab = table.vocab[name]
+    return [vocab[code] for code in table.columns[name][rows].tolist()]
 
 
 def missing_requests(table, prompts: Prompts) -> list[Request]:
@@ -52,14 +50,15 @@ def missing_requests(table, prompts: Prompts) -> list[Request]:
     rows = np.flatnonzero(np.isnan(score) & ~has_output)
     requests, problems = [], []
     names = ("cell", "condition", "split", "task", "item", "framing")
-    for row, values in _rows(table, names, rows):
-        prompt = prompts.get(values["split"], values["task"], values["item"], values["framing"])
+    columns = [_decoded(table, name, rows) for name in names]
+    seeds, samples = table.columns["seed"][rows].tolist(), table.columns["sample"][rows].tolist()
+    for row, cell, condition, split, task, item, framing, seed, sample in zip(rows.tolist(), *columns, seeds, samples):
+        prompt = prompts.get(split, task, item, framing)
         if prompt is None:
             if len(problems) < MAX_PROBLEMS:
-                problems.append(_no_prompt(prompts, values["split"], values["task"], values["item"], values["framing"], table.where(row)))
+                problems.append(_no_prompt(prompts, split, task, item, framing, table.where(row)))
             continue
-        requests.append(_request(values["cell"], values["condition"], values["split"], values["task"], values["item"],
-                                 values["framing"], table.columns["seed"][row], table.columns["sample"][row], prompt))
+        requests.append(_request(cell, condition, split, task, item, framing, seed, sample, prompt))
     if problems:
         raise AcardsError.collect(problems)
     return sorted(requests, key=Request.identity)

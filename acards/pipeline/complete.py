@@ -50,8 +50,8 @@ def place_regenerated(table: RecordTable, missing: list[Request], controls: list
     the scores of ``missing`` rows are filled in place, the ``controls`` are appended as new rows.
     A request that has no record in ``made`` is left out; it never moves another's record.
     Returns the table (a new one when controls were appended) and how many records were scored."""
-    filled = fill_scores(table, [made[r.identity()] for r in missing if r.identity() in made])
-    control_records = [made[r.identity()] for r in controls if r.identity() in made]
+    filled = fill_scores(table, [record for record in map(made.get, map(Request.identity, missing)) if record is not None])
+    control_records = [record for record in map(made.get, map(Request.identity, controls)) if record is not None]
     return append_records(table, control_records, REGENERATED_CONTROL), filled + len(control_records)
 
 

@@ -38,6 +38,49 @@ def test_an_output_row_is_framed_as_every_mac_is():
                                                                                       "out \ud800 é")
 
 
+@pytest.mark.parametrize("prompt, system, sample", [("How do I?", None, 0), ("", "", 7), ("lone \ud800 é", "Be brief.", 12)])
+def test_a_request_key_is_the_sha256_of_its_framed_parts(prompt, system, sample):
+    """The fast path (a hash state per context) gives the bytes the format names, for any context order."""
+    for context in (CONTEXT, "d" * 64, CONTEXT):
+        assert output_cache.request_key(context, prompt, system, sample) == \
+            hashlib.sha256(framed(output_cache.KEY_FORMAT, context, prompt, system, sample)).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["numpy", "scipy", "ruamel.yaml", "msgspec", "safetensors", "torch", "transformers", "peft",
+                                  "typing-extensions", "surely-not-installed-acards-test"])
+def test_package_versions_are_importlib_metadatas(name):
+    """Read from the .dist-info without importing importlib.metadata (40 ms), but never a different answer."""
+    from importlib import metadata
+
+    from acards.generate.backends import base
+
+    try:
+        expected = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        expected = None
+    decided, found = base._dist_info_version(name)
+    assert base._version(name) == expected and found == (expected if decided else None)
+
+
+def test_a_dist_info_version_is_read_as_importlib_metadata_reads_it(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    from acards.generate.backends import base
+
+    (tmp_path / "Acards_Probe.Pkg-9.8.7.dist-info").mkdir()
+    (tmp_path / "Acards_Probe.Pkg-9.8.7.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: acards-probe.pkg\nVersion: 9.8.7rc1\n\nVersion: 0 (the body, not a header)\n")
+    (tmp_path / "acards_egg-1.0.egg-info").mkdir()
+    (tmp_path / "acards_egg-1.0.egg-info" / "PKG-INFO").write_text("Metadata-Version: 1.0\nName: acards_egg\nVersion: 1.0.post2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert base._dist_info_version("acards-probe-pkg") == (True, "9.8.7rc1") and metadata.version("acards-probe-pkg") == "9.8.7rc1"
+    assert base._dist_info_version("acards-egg") == (False, None)  # egg-info: importlib.metadata answers
+    assert metadata.version("acards-egg") == "1.0.post2"
+    (tmp_path / "not-a-folder.zip").write_bytes(b"PK")
+    monkeypatch.syspath_prepend(str(tmp_path / "not-a-folder.zip"))
+    assert base._dist_info_version("surely-not-installed-acards-test") == (False, None)  # a zip may hold it
+
+
 def test_framing_keeps_parts_apart():
     assert framed("ab", "c") != framed("a", "bc") and framed(None) != framed("") and framed("\ud800") != framed("?")
     assert framed(b"\x01") == (1).to_bytes(8, "big") + b"\x01"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 from typing import Protocol
 
@@ -68,10 +69,59 @@ def package_versions(*names: str) -> dict[str, str | None]:
 @lru_cache(maxsize=None)
 def _version(name: str) -> str | None:
     """One package's version, looked up once per process (each lookup scans sys.path: milliseconds)."""
+    decided, found = _dist_info_version(name)
+    if decided:
+        return found
+    from importlib import metadata  # egg-info, zips, other finders: its import alone costs 40 ms
+
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _dist_info_version(name: str) -> tuple[bool, str | None]:
+    """``(True, version)`` as importlib.metadata would give it, read the way it reads it, when the
+    first match on sys.path is a ``.dist-info`` folder (what pip installs): the ``Version:`` header of
+    its METADATA; ``(True, None)`` when no folder on sys.path holds the package and only the standard
+    path finder finds distributions.  ``(False, None)`` otherwise (egg-info, a zip on sys.path, another
+    finder): importlib.metadata answers, so the answer never differs from it."""
+    import importlib.machinery
+
+    wanted, decided = _normalized(name), True
+    for entry in sys.path:
+        try:
+            children = os.listdir(entry or ".")
+        except FileNotFoundError:
+            continue
+        except OSError:  # a zip, or a folder not readable: only importlib.metadata can tell
+            decided = False
+            continue
+        for child in children:
+            stem, dot, kind = child.rpartition(".")
+            if dot and kind.lower() in ("dist-info", "egg-info") and _normalized(stem.partition("-")[0]) == wanted:
+                if kind.lower() == "egg-info" or not decided:
+                    return False, None
+                return True, _metadata_version(Path(entry or ".", child, "METADATA"))
+    others = [f for f in sys.meta_path if hasattr(f, "find_distributions") and f is not importlib.machinery.PathFinder]
+    return decided and not others, None
+
+
+def _metadata_version(path: Path) -> str | None:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if not line.strip():
+                    return None  # the headers end at the first blank line
+                if line.lower().startswith("version:"):
+                    return line.split(":", 1)[1].strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
 
 
 CGROUP_QUOTAS = (  # (quota file, period file or None), cgroup v2 then v1, as a container sees its own
