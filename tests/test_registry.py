@@ -34,7 +34,7 @@ from acards.attest import dsse, in_toto
 from acards.attest.keys import keyid, load_private_key, new_key
 from acards.canonical import canonical_bytes
 from acards.errors import AcardsError, Problem
-from acards.registry import audit, checkpoints, entries, proofs, reader, state, store, trie, trust
+from acards.registry import audit, checkpoints, entries, proofs, reader, state, store, trie, trust, writer
 
 ORIGIN = "acards.test/registry"
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -923,15 +923,15 @@ def test_concurrent_publishes_serialise(reg):
 
 
 def _count_log_reads(monkeypatch) -> list[int]:
-    """How many times the writers read the whole log (store.read_log) from now on."""
+    """How many times the writers read the whole log (writer.read_log) from now on."""
     reads = [0]
-    real = store.read_log
+    real = writer.read_log
 
     def counted(layout):
         reads[0] += 1
         return real(layout)
 
-    monkeypatch.setattr(store, "read_log", counted)
+    monkeypatch.setattr(writer, "read_log", counted)
     return reads
 
 

@@ -63,10 +63,7 @@ class Card:
 
     def thresholds(self, group: str, claim: dict | None = None) -> dict[str, Any]:
         """Defaults, then the card's values, then the claim's: the thresholds in force."""
-        merged = dict(threshold_defaults(self.standard)[group])
-        for source in (self.data.get("thresholds") or {}, (claim or {}).get("thresholds") or {}):
-            merged.update({k: v for k, v in (source.get(group) or {}).items() if k != "justification"})
-        return merged
+        return thresholds_in_force(self.data, group, claim)
 
     def overrides(self) -> list[dict]:
         """Every threshold that differs from its default, where it is set, with its justification."""
@@ -85,6 +82,15 @@ class Card:
     def section(self, name: str) -> dict[str, Any]:
         """A settings section (generation, scorer) with the schema's defaults filled in."""
         return {**section_defaults(name), **(self.data.get(name) or {})}
+
+
+def thresholds_in_force(data: dict, group: str, claim: dict | None = None) -> dict[str, Any]:
+    """A diagnostic's thresholds in force for card ``data`` (and ``claim``): the standard's defaults,
+    then the card's values, then the claim's (``Card.thresholds``; the analysis plan reads it too)."""
+    merged = dict(threshold_defaults(card_standard(data))[group])
+    for source in (data.get("thresholds") or {}, (claim or {}).get("thresholds") or {}):
+        merged.update({k: v for k, v in (source.get(group) or {}).items() if k != "justification"})
+    return merged
 
 
 def validate_document(raw: bytes, text: str, path: Path) -> Card:

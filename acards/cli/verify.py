@@ -26,9 +26,12 @@ from acards.vocabulary import DEFAULT_BOOTSTRAP, DEFAULT_SEED
 @click.option("--device", help="Where to regenerate: cuda, cuda:N, mps or cpu (default: the best present).")
 @click.option("--spot-check", type=click.IntRange(min=0), default=20, show_default=True,
               help="Regenerate this many supplied outputs (seeded choice) and report the exact-match rate; 0 skips.")
+@click.option("--registry", type=click.Path(file_okay=False, path_type=Path),
+              help="The registry the card's pre-registration was logged in: its plan and logged time are read there.")
 @handled
 def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed: int, no_cache: bool,
-           envelope: Path | None, trusted: tuple[Path, ...], no_generate: bool, device: str | None, spot_check: int) -> None:
+           envelope: Path | None, trusted: tuple[Path, ...], no_generate: bool, device: str | None, spot_check: int,
+           registry: Path | None) -> None:
     """Recompute every diagnostic of CARD from its evidence and compare with what it reports.
 
     Exits 0 when everything the card reports is reproduced, 1 when something is not.
@@ -40,20 +43,22 @@ def verify(card: Path, fmt: str, report_path: Path | None, bootstrap: int, seed:
 
     if report_path:
         check_writable(report_path)  # a missing or read-only folder fails now, not after verifying
-    envelope_bytes, keys = None, None
+    envelope_bytes, keys = None, trusted_keys(trusted) if trusted else None  # --trusted-key also checks a plan's signers
     if envelope:
         if not trusted:
             raise AcardsError("usage.no-trusted-key", "--envelope needs at least one --trusted-key",
                               "pass the public key (PATH.pub) of each signer you trust")
-        envelope_bytes, keys = read_file(envelope, "envelope"), trusted_keys(trusted)
+        envelope_bytes = read_file(envelope, "envelope")
     config = settings()
     with DigestCache(None if no_cache else config.digests_path) as digests:
         report = run(card, bootstrap=bootstrap, seed=seed, use_cache=not no_cache, envelope=envelope_bytes, trusted_keys=keys,
                      generate=not no_generate, device=device or config.device, spot_check=spot_check, digests=digests,
-                     cache_dir=config.cache_dir)
+                     cache_dir=config.cache_dir, registry=registry)
     if report_path:  # written before anything is printed: a failure is a coded error, never a lost report
         write_output(report_path, (report_json(report) + "\n").encode("utf-8"))
-    click.echo(report_json(report) if fmt == "json" else verify_text(report))
+    # Envelope signers are shown by the key file they were trusted through: the user's own name for them.
+    key_names = dict(zip(keys, (path.name for path in trusted))) if keys and len(keys) == len(trusted) else {}
+    click.echo(report_json(report) if fmt == "json" else verify_text(report, key_names))
     sys.exit(0 if report.reproduced else 1)
 
 

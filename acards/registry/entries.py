@@ -5,6 +5,11 @@ Exact field sets::
     publish: origin, index, kind="publish", card_id, version, digest, supersedes (digest | null),
              signers (sorted keyids), rendered ({name: sha256}), time (RFC 3339 UTC)
     revoke:  origin, index, kind="revoke", card_id, version, digest, reason, time
+    preregister: origin, index, kind="preregister", card_id, digest (of the plan's payload),
+             signers (sorted keyids), time
+    attest:  origin, index, kind="attest", card_id, version, digest (of the attestation's acards
+             statement payload), card (the attested card's digest), reviewer (keyid), assurance
+             ("self" | "third-party" | "reproduced"), reproduced (bool), report (digest | null), time
 
 
 A line is the entry's RFC 8785 bytes without its newline (the Merkle leaf hashes exactly these).
@@ -101,7 +106,7 @@ def is_reason(value: Any) -> bool:
 _ENTRY_FIELDS = {
     "origin": is_origin,
     "index": is_count,
-    "kind": lambda value: value in ("publish", "revoke"),
+    "kind": lambda value: value in _FIELDS_BY_KIND,
     "card_id": is_card_id,
     "version": is_version,
     "digest": is_sha256,
@@ -110,11 +115,19 @@ _ENTRY_FIELDS = {
     "rendered": _is_rendered,
     "time": _is_time,
     "reason": is_reason,
+    "card": is_sha256,
+    "reviewer": is_sha256,
+    "assurance": lambda value: value in ("self", "third-party", "reproduced"),
+    "reproduced": lambda value: isinstance(value, bool),
+    "report": lambda value: value is None or is_sha256(value),
 }
 _FIELDS_BY_KIND = {
     "publish": {"origin", "index", "kind", "card_id", "version", "digest", "supersedes",
                 "signers", "rendered", "time"},
     "revoke": {"origin", "index", "kind", "card_id", "version", "digest", "reason", "time"},
+    "preregister": {"origin", "index", "kind", "card_id", "digest", "signers", "time"},
+    "attest": {"origin", "index", "kind", "card_id", "version", "digest", "card", "reviewer", "assurance",
+               "reproduced", "report", "time"},
 }
 
 
@@ -139,7 +152,7 @@ def _checked_entry(entry: dict, where: Location = Location()) -> dict:
     kind = entry.get("kind")
     expected = _FIELDS_BY_KIND.get(kind) if isinstance(kind, str) else None
     if expected is None:
-        raise _bad_line('kind must be "publish" or "revoke"', where)
+        raise _bad_line(f"kind must be one of {', '.join(sorted(_FIELDS_BY_KIND))}", where)
     if set(entry) != expected:
         raise _bad_line(
             f"a {entry['kind']} entry must have exactly the fields {', '.join(sorted(expected))}",
@@ -178,6 +191,28 @@ def revoke_entry(
     return _checked_entry({
         "origin": origin, "index": index, "kind": "revoke", "card_id": card_id,
         "version": version, "digest": digest, "reason": reason, "time": timestamp,
+    })
+
+
+def preregister_entry(
+    origin: str, index: int, card_id: str, digest: str, signers: list[str], timestamp: str
+) -> dict:
+    """A checked pre-registration entry: a signed analysis plan of card ``card_id``."""
+    return _checked_entry({
+        "origin": origin, "index": index, "kind": "preregister", "card_id": card_id,
+        "digest": digest, "signers": list(signers), "time": timestamp,
+    })
+
+
+def attest_entry(
+    origin: str, index: int, card_id: str, version: int, digest: str, card: str, reviewer: str, assurance: str,
+    reproduced: bool, report: str | None, timestamp: str,
+) -> dict:
+    """A checked attestation entry: a reviewer's signed attestation of the published card ``card``."""
+    return _checked_entry({
+        "origin": origin, "index": index, "kind": "attest", "card_id": card_id, "version": version,
+        "digest": digest, "card": card, "reviewer": reviewer, "assurance": assurance,
+        "reproduced": reproduced, "report": report, "time": timestamp,
     })
 
 

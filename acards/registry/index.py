@@ -11,6 +11,7 @@ under the writer's lock; nothing there is trusted (a node that is missing or alt
     p:<digest>   {"card_id", "digest", "index", "version"} of the digest's publish entry
     l:<card id>  the same four fields of the card id's latest published version
     r:<digest>   the reason the digest was revoked (a JSON string)
+    e:<kind>:<digest>  {"digest", "index", "kind"} of an entry of another kind (rules.LOGGED_FIELDS)
 """
 
 from __future__ import annotations
@@ -23,15 +24,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, MutableMapping
 
 from acards.canonical import canonical_bytes
-from acards.registry.rules import LogRules
+from acards.registry.rules import LOGGED_FIELDS, LogRules
 from acards.registry.trie import Trie, TrieError, build
 
-_PUBLISHED, _LATEST, _REVOKED = b"p:", b"l:", b"r:"
+_PUBLISHED, _LATEST, _REVOKED, _LOGGED = b"p:", b"l:", b"r:", b"e:"
 _VERSION_FIELDS = ("card_id", "digest", "index", "version")
 
 
 def _version(entry: dict) -> bytes:
     return canonical_bytes({name: entry[name] for name in _VERSION_FIELDS})
+
+
+def _logged(entry: dict) -> bytes:
+    return canonical_bytes({name: entry[name] for name in LOGGED_FIELDS})
 
 
 def _reason(reason: str) -> bytes:
@@ -73,6 +78,7 @@ def view_rules(origin: str, size: int, trie: Trie) -> LogRules:
         published=_View(trie, _PUBLISHED, _version),
         latest=_View(trie, _LATEST, _version),
         revoked=_View(trie, _REVOKED, _reason),
+        logged=_View(trie, _LOGGED, _logged),
     )
 
 
@@ -83,6 +89,8 @@ def _items(rules: LogRules) -> Iterator[tuple[bytes, bytes]]:
         yield _LATEST + card_id.encode("utf-8"), _version(entry)
     for digest, reason in rules.revoked.items():
         yield _REVOKED + digest.encode("utf-8"), _reason(reason)
+    for key, entry in rules.logged.items():
+        yield _LOGGED + key.encode("utf-8"), _logged(entry)
 
 
 def build_index(rules: LogRules) -> tuple[bytes, dict[bytes, bytes]]:

@@ -3,12 +3,14 @@
 No digest is published twice; the versions of one card id strictly increase (a revoked version keeps
 its number); each publish entry's ``supersedes`` is the digest of its card id's latest published
 version (null for the first); a revocation names a published, not yet revoked digest; every entry
-carries this registry's origin and its position as index.
+carries this registry's origin and its position as index. An entry of any other kind (a
+pre-registration, ...) is logged once per digest (``logged``, keyed ``<kind>:<digest>``);
+``KIND_RULES`` holds what else a kind asks.
 """
 
 from __future__ import annotations
 
-from typing import MutableMapping
+from typing import Callable, MutableMapping
 
 from acards.errors import Location, Problem
 from acards.registry.entries import HINT_RESTORE
@@ -28,6 +30,7 @@ class LogRules:
         published: MutableMapping[str, dict] | None = None,
         latest: MutableMapping[str, dict] | None = None,
         revoked: MutableMapping[str, str] | None = None,
+        logged: MutableMapping[str, dict] | None = None,
     ):
         """Rules before any entry; a writer resuming from its index (``acards.registry.index``)
         passes the size so far and mappings that look the entries up instead of holding them."""
@@ -36,6 +39,7 @@ class LogRules:
         self.published = {} if published is None else published  # digest -> its publish entry
         self.latest = {} if latest is None else latest  # card id -> publish entry of its highest version
         self.revoked = {} if revoked is None else revoked  # digest -> reason
+        self.logged = {} if logged is None else logged  # "<kind>:<digest>" -> LOGGED_FIELDS of its entry
         self.superseded_by: dict[str, str] = {}  # digest -> digest of the version after it
 
     def expected_supersedes(self, card_id: str) -> str | None:
@@ -60,9 +64,23 @@ class LogRules:
             ))
         if entry["kind"] == "publish":
             problems += self._check_publish(entry, where)
-        else:
+        elif entry["kind"] == "revoke":
             problems += self._check_revoke(entry, where)
+        else:
+            problems += self._check_logged(entry, where)
         return problems
+
+    def _check_logged(self, entry: dict, where: Location) -> list[Problem]:
+        earlier = self.logged.get(logged_key(entry))
+        if earlier is not None:
+            return [Problem(
+                "registry.duplicate-digest",
+                f"{entry['kind']} {entry['digest']} is already in the log (entry {earlier['index']})",
+                f"a {entry['kind']} entry is logged once; name the logged one",
+                where,
+            )]
+        extra = KIND_RULES.get(entry["kind"])
+        return extra(self, entry, where) if extra else []
 
     def _check_publish(self, entry: dict, where: Location) -> list[Problem]:
         digest, card_id = entry["digest"], entry["card_id"]
@@ -115,6 +133,9 @@ class LogRules:
         if entry is None:
             return
         digest = entry["digest"]
+        if entry["kind"] not in ("publish", "revoke"):
+            self.logged.setdefault(logged_key(entry), {name: entry[name] for name in LOGGED_FIELDS})
+            return
         if entry["kind"] == "revoke":
             self.revoked.setdefault(digest, entry["reason"])
             return
@@ -130,6 +151,40 @@ class LogRules:
         problems = self.check(entry, where)
         self.record(entry)
         return problems
+
+
+LOGGED_FIELDS = ("digest", "index", "kind")  # what ``logged`` keeps of an entry (and the index stores)
+
+# What a kind beyond publish and revoke asks of the log before it, besides being logged once:
+# kind -> check(rules, entry, where). A pre-registration asks nothing more (its card comes later).
+KIND_RULES: dict[str, Callable[[LogRules, dict, Location], list[Problem]]] = {}
+
+
+def _check_attestation(rules: LogRules, entry: dict, where: Location) -> list[Problem]:
+    """An attestation names a card published (and not revoked) before it, as the log names it, and
+    a ``reproduced`` one its report. (Whether the reviewer signed the card, and so may attest at
+    ``self`` only, is read from the stored envelope: acards.registry.attestations.)"""
+    card = rules.published.get(entry["card"])
+    if card is None or entry["card"] in rules.revoked:
+        state = "not published before it" if card is None else "revoked before it"
+        return [Problem("registry.attestation-card", f"the attestation names card {entry['card']}, {state}",
+                        "publish the card first, to this registry", where)]
+    problems = []
+    if (card["card_id"], card["version"]) != (entry["card_id"], entry["version"]):
+        problems.append(Problem("registry.attestation-card", f"the attestation names {entry['card_id']} version "
+                                f"{entry['version']}, but {entry['card']} is {card['card_id']} version {card['version']}",
+                                HINT_RESTORE, where))
+    if entry["assurance"] == "reproduced" and (entry["report"] is None or not entry["reproduced"]):
+        problems.append(Problem("registry.attestation-report", "a reproduced attestation without the report that "
+                                "reproduced", "publish the attestation with its report (--report)", where))
+    return problems
+
+
+KIND_RULES["attest"] = _check_attestation
+
+
+def logged_key(entry: dict) -> str:
+    return f"{entry['kind']}:{entry['digest']}"
 
 
 def replay(entries: list[dict], origin: str) -> LogRules:
