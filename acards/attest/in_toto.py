@@ -73,8 +73,9 @@ def statement(subjects: Sequence[tuple[str, str]], predicate_type: str, predicat
     }
 
 
-def open_statement(payload_type: str, payload: bytes) -> dict:
-    """The acards Statement in a verified payload, after checking type, canonical form and shape."""
+def open_statement(payload_type: str, payload: bytes, predicate_type: str = PREDICATE_TYPE) -> dict:
+    """The acards Statement in a verified payload, after checking type, canonical form and shape;
+    ``predicate_type``: the one predicate type the caller reads (a card's, by default)."""
     if payload_type != PAYLOAD_TYPE:
         raise AcardsError(
             "envelope.unknown-payload-type",
@@ -106,11 +107,11 @@ def open_statement(payload_type: str, payload: bytes) -> dict:
         raise _bad_statement(
             "a statement must have exactly _type, subject, predicateType and predicate"
         )
-    if value["predicateType"] != PREDICATE_TYPE:
+    if value["predicateType"] != predicate_type:
         raise AcardsError(
             "envelope.unknown-predicate-type",
-            f"predicateType {_brief(value['predicateType'])} is not {PREDICATE_TYPE}",
-            "this statement is not an acards card",
+            f"predicateType {_brief(value['predicateType'])} is not {predicate_type}",
+            "this statement is not an acards card" if predicate_type == PREDICATE_TYPE else "this is not the statement expected here",
             Location(pointer="/predicateType"),
         )
     _check_subjects(value["subject"])
