@@ -59,12 +59,20 @@ def _outcome(text: str, width: int) -> str:
     return click.style(f"{text:<{width}}", fg=OUTCOME_STYLE.get(text))
 
 
-def verify_text(report: Report) -> str:
-    """A terminal summary of a verification report: cells × diagnostics, then claims."""
-    from acards.report.model import MechanismDiagnostic
+def verify_text(report: Report, signer_names: dict[str, str] | None = None) -> str:
+    """A terminal summary of a verification report: cells × diagnostics, then claims.
+
+    ``signer_names``: what to call each envelope signer by keyid (e.g. the key file given), shown
+    before the short keyid."""
+    from acards.report.model import MechanismDiagnostic, UnsetType
 
     card = report.card
-    lines = [f"card {card.id} v{card.version}  sha256 {card.sha256[:16]}…", ""]
+    lines = [f"card {card.id} v{card.version}  sha256 {card.sha256[:16]}…"]
+    if not isinstance(report.envelope, UnsetType):
+        names = signer_names or {}
+        signers = ", ".join(f"{names[k]} ({k[:16]}…)" if k in names else f"{k[:16]}…" for k in report.envelope.signers)
+        lines.append(f"signed by {signers}; payload sha256 {report.envelope.digest[:16]}…")
+    lines.append("")
     width = max([len("cell")] + [len(c.id) for c in report.cells]) + 2
 
     def shown(diagnostic: Diagnostic) -> str:
@@ -103,7 +111,29 @@ def verify_text(report: Report) -> str:
             lines.append(f"    {found.message}" + (f" [cell {found.cell}]" if found.cell else ""))
     audit = report.audit
     lines += ["", f"full-card passes: {audit.full_card.strict} strict, {audit.full_card.permissive} permissive, of {count(audit.cells, 'cell')}"]
+    lines += _preregistration_lines(report)
     return "\n".join(lines)
+
+
+def _preregistration_lines(report: Report) -> list[str]:
+    """Whether the card keeps to its pre-registered plan, and each deviation with its two values."""
+    found = report.preregistration
+    if not found:
+        return []
+    when = f"logged {found.logged_at}" if found.logged_at else "logged time unknown (read from the card's folder)"
+    status = click.style("matched", fg="green") if found.matched else click.style(
+        f"{count(len(found.deviations), 'deviation')} — NOT reproduced", fg="red", bold=True)
+    lines = ["", f"pre-registration {found.entry[:16]}… ({when}): {status}"]
+    for deviation in found.deviations:
+        lines.append(f"    {deviation.kind} at {deviation.pointer}: planned {_brief(deviation.planned)}, "
+                     f"now {_brief(deviation.actual)}")
+    return lines
+
+
+def _brief(value) -> str:
+    """A deviation's value on one line: JSON, cut at 80 characters."""
+    text = "—" if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def _plus_minus(estimate, se, estimates: dict) -> str:

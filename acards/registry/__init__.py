@@ -8,9 +8,12 @@ One job per module; import from the module that has it (this package re-exports 
     cards        a signed card as the registry takes it (pure): verified payload, identity, pages
     checkpoints  signed checkpoints of the log's size and Merkle root (pure)
     disk         the lock, and raw reads of the folder's parts (config, log, keys, checkpoints)
-    store        init, trust, and the writers publish and revoke, with crash repair
-    trust        the registry key (registry.pub) apart from the card signers (keys/), and moving
-                 the key of a registry made before registry.pub out of keys/
+    store        init, trust, and the card writers publish and revoke
+    writer       what every writer shares: write_entry, crash repair, idempotent retries
+    preregistrations  the "preregister" entry kind: logging a signed analysis plan, checking it
+    trust        the registry key (registry.pub) apart from the card signers (keys/), moving the
+                 key of a registry made before registry.pub out of keys/, and the signers' names
+                 the registry key signs (keys/<keyid>.json)
     state        the writer's signed state (size, root, compact range, index root), checked
                  against the folder before a publish trusts it
     index        the rules index a writer asks instead of re-reading the log (node file, views)
@@ -18,6 +21,8 @@ One job per module; import from the module that has it (this package re-exports 
     audit        offline verification: verify_registry, check_registry, RegistryVerification
     proofs       inclusion and consistency proofs, and their verifiers
     reader       read-only access for consumers (the static site reads the registry through it)
+    bundle       submission bundles: written by `acards submit`, checked whole and published by
+                 `acards registry accept`
 
 
 Rules (SPEC §9), checked by ``rules.LogRules`` for publish and verify alike: no digest is published
