@@ -226,7 +226,7 @@ def test_html_is_well_formed_self_contained_and_scriptless(fixture):
     parser = parse_html(text)
     assert "<script" not in text.lower()
     assert not {"script", "iframe", "object", "embed", "img", "link", "form", "base"} & set(parser.tags)
-    assert parser.tags.count("style") == 1 and parser.tags.count("svg") == 1
+    assert parser.tags.count("style") == 1 and parser.tags.count("svg") == 2  # the forest plot and the paired plot
     for tag, name, value in parser.attrs:
         assert not name.startswith("on"), (tag, name, value)
         assert name not in ("src", "srcset", "xlink:href", "action", "formaction"), (tag, name)
@@ -403,7 +403,8 @@ def test_render_command_writes_each_format(failing_path, report_file, tmp_path):
     card = load_card(failing_path).data
     report = read_report(report_file)
     runner = CliRunner()
-    for name, expected in (("card.html", render_card(card, report, "html")), ("card.md", render_card(card, report, "md")),
+    md = render_card(card, report, "md", forest_file="card.forest.svg", paired_file="card.paired.svg")
+    for name, expected in (("card.html", render_card(card, report, "html")), ("card.md", md),
                            ("forest.svg", forest_svg(report))):
         out = tmp_path / "site" / name
         result = runner.invoke(main, ["render", str(failing_path), "--report", str(report_file), "-o", str(out)])
@@ -411,6 +412,39 @@ def test_render_command_writes_each_format(failing_path, report_file, tmp_path):
         assert out.read_text(encoding="utf-8") == expected
     result = runner.invoke(main, ["render", str(failing_path), "--report", str(report_file), "--format", "md"])
     assert result.exit_code == 0 and result.stdout == render_card(card, report, "md")
+
+
+def test_a_markdown_page_gets_the_plots_it_links_beside_it(failing_path, report_file, tmp_path):
+    """`render --format md -o` writes the plots the page links, named after the page, in its folder;
+    it replaces its own plots on a re-render but never a file acards did not write (nor a link)."""
+    from acards.present.paired import has_means, paired_svg
+
+    report = read_report(report_file)
+    assert has_means(report)
+    page = tmp_path / "out" / "my page.md"
+
+    def render():
+        return CliRunner().invoke(main, ["render", str(failing_path), "--report", str(report_file), "-o", str(page)])
+
+    result = render()
+    assert result.exit_code == 0, result.output
+    plots = {"forest": tmp_path / "out" / "my-page.forest.svg", "paired": tmp_path / "out" / "my-page.paired.svg"}
+    assert sorted(p.name for p in page.parent.iterdir()) == sorted([page.name, *(p.name for p in plots.values())])
+    assert plots["forest"].read_text(encoding="utf-8") == forest_svg(report)
+    assert plots["paired"].read_text(encoding="utf-8") == paired_svg(report)
+    text = page.read_text(encoding="utf-8")
+    assert "](my-page.forest.svg)" in text and "](my-page.paired.svg)" in text
+    plots["forest"].write_text(forest_svg(report) + "<!-- stale -->", encoding="utf-8")
+    assert render().exit_code == 0 and plots["forest"].read_text(encoding="utf-8") == forest_svg(report)
+    mine = "<svg xmlns='http://www.w3.org/2000/svg'><!-- my own drawing --></svg>"
+    plots["paired"].write_text(mine, encoding="utf-8")
+    page.unlink()
+    result = render()
+    assert result.exit_code == 2 and "usage.exists" in result.output and "my-page.paired.svg" in result.output
+    assert plots["paired"].read_text(encoding="utf-8") == mine and not page.exists()  # nothing written
+    plots["paired"].unlink()
+    plots["paired"].symlink_to(tmp_path / "elsewhere.svg")
+    assert "usage.exists" in render().output and not (tmp_path / "elsewhere.svg").exists()
 
 
 @pytest.mark.parametrize("content, message", [
@@ -526,5 +560,5 @@ def test_pages_clip_gaps_and_reductions_and_say_so(example):
         assert "[0.9, 2†]" in page  # the CI column, too
         assert "† marks an interval end cut back" in page
     svg = forest_svg(edited)
-    assert "2†]" in svg and "interval cut back to Δ's range [-2, 2]" in svg
+    assert "2†]" in svg and "interval cut back to Δ&#x27;s range [-2, 2]" in svg  # every label is XML-escaped
     ET.fromstring(svg)

@@ -69,7 +69,7 @@ def test_intervals_use_the_t_critical_value_with_its_df(standard_1_1):
         page = render_card(card, report, fmt)
         assert t_bar in page and z_bar not in page
         assert gap_bar in page
-        assert "± t·SE" in page and "95% CI (t)" in page and "bootstrap 95% CI" not in page
+        assert "± t·SE" in page and "95% t interval of Δ" in page and "bootstrap 95% CI" not in page.lower()
     svg = forest_svg(report)
     assert t_bar in svg and "Δ ± t·SE_tot" in svg and "z = 2" not in svg
 

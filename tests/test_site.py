@@ -293,7 +293,8 @@ def test_the_site_has_an_index_a_log_and_a_page_per_card_version(world):
     assert "A subspace-projection defense under the installed-gap protocol (worked example)" in tiny
     assert ">2 <span class=\"muted\">(of 2)</span>" in tiny
     assert "1 / 2</td>" in tiny  # claims supported / total
-    assert "1 / 2 <span class=\"muted\">strict</span>" in tiny  # full-card passes under the headline coding
+    assert "1 / 2 strict<br>1 / 2 permissive</td>" in tiny  # full-card passes under each coding
+    assert '<td class="verdict"><span class="badge supported" title="headline claim C1">supported</span></td>' in tiny
     assert world.digests["v2"][:16] in tiny and "badge current" in tiny
     log = files["log.html"].decode("utf-8")
     checkpoint = checkpoints.parse_checkpoint_body(

@@ -42,6 +42,36 @@ def result(outcome: str, reasons: list[Reason], estimates: dict, thresholds: dic
 
 
 @dataclass
+class FramingMeans:
+    """One condition's mean score under each framing over a comparison's items (seed-averaged per
+    item), with subject-clustered SEs: what lies behind its gap, audit − deploy."""
+
+    audit: float
+    se_audit: float
+    deploy: float
+    se_deploy: float
+
+
+def framing_means(audit: np.ndarray, deploy: np.ndarray, subjects: np.ndarray) -> FramingMeans:
+    """:class:`FramingMeans` of per-seed item scores ``audit`` and ``deploy`` (S × n, complete items only)."""
+    if not audit.shape[1]:
+        return FramingMeans(math.nan, math.nan, math.nan, math.nan)
+    codes, n_clusters = stats.cluster_index(subjects)
+    item_audit, item_deploy = audit.mean(axis=0), deploy.mean(axis=0)
+    return FramingMeans(float(item_audit.mean()), stats.clustered_se(item_audit, codes, n_clusters),
+                        float(item_deploy.mean()), stats.clustered_se(item_deploy, codes, n_clusters))
+
+
+def framing_estimates(means: FramingMeans | None, condition: str) -> dict:
+    """The report's ``audit_<condition>``, ``se_audit_<condition>``, ``deploy_<condition>``,
+    ``se_deploy_<condition>`` (none when the comparison carries no framing means)."""
+    if means is None:
+        return {}
+    return {f"audit_{condition}": means.audit, f"se_audit_{condition}": means.se_audit,
+            f"deploy_{condition}": means.deploy, f"se_deploy_{condition}": means.se_deploy}
+
+
+@dataclass
 class Comparison:
     """mean(a) − mean(b) over paired items, clustered by subject (SPEC §3), without thresholds.
 
@@ -67,6 +97,8 @@ class Comparison:
     standard: str = "1.0"
     spreads: list[stats.SeedSpread] = field(default_factory=list)  # 1.1: of a − b (paired seeds), else of a and of b
     spread_a: stats.SeedSpread | None = None  # 1.1: of a alone, for SE(G_U)
+    means_a: FramingMeans | None = None  # each framing's mean behind a's gap (gap comparisons only)
+    means_b: FramingMeans | None = None
 
     @property
     def se_total(self) -> float:
@@ -94,9 +126,12 @@ class Comparison:
 
 
 def compare(a: np.ndarray, b: np.ndarray, subjects: np.ndarray, seeds_a, seeds_b,
-            rng: np.random.Generator | None, bootstrap: int, standard: str = "1.0") -> Comparison:
+            rng: np.random.Generator | None, bootstrap: int, standard: str = "1.0", *,
+            framings_a: tuple[np.ndarray, np.ndarray] | None = None,
+            framings_b: tuple[np.ndarray, np.ndarray] | None = None) -> Comparison:
     """Compare per-seed item values ``a`` (S_a × n) and ``b`` (S_b × n) on the same n items, under
-    the rules of ``standard`` ("1.0" or "1.1")."""
+    the rules of ``standard`` ("1.0" or "1.1").  ``framings_a``/``_b``: a side's per-seed audit and
+    deploy scores on those items (a gap comparison), whose means the report shows beside the gaps."""
     codes, n_clusters = stats.cluster_index(subjects)
     item_a, item_b = a.mean(axis=0), b.mean(axis=0)  # seed-averaged item values
     difference = item_a - item_b
@@ -121,6 +156,8 @@ def compare(a: np.ndarray, b: np.ndarray, subjects: np.ndarray, seeds_a, seeds_b
         difference=math.nan if empty else float(difference.mean()),
         se_cluster=stats.clustered_se(difference, codes, n_clusters) if not empty else math.nan,
         seed_term=seed_term, per_seed=per_seed, ci=ci, standard=standard, spreads=spreads, spread_a=spread_a,
+        means_a=framing_means(*framings_a, subjects) if framings_a is not None else None,
+        means_b=framing_means(*framings_b, subjects) if framings_b is not None else None,
     )
 
 
@@ -159,6 +196,8 @@ def reduction_estimates(c: Comparison, z: float, margin: float = 0.0) -> dict:
         "ci_high": ci.high if ci else None,
         "ci_mc_error": max(ci.mc_error_low, ci.mc_error_high) if ci and math.isfinite(ci.low) else None,
         "mde": stats.mde(c.se_total) if math.isfinite(c.se_total) else None,
+        **framing_estimates(c.means_a, "undefended"),
+        **framing_estimates(c.means_b, "defended"),
     }
 
 
@@ -195,6 +234,8 @@ def _reduction_estimates_1_1(c: Comparison, z: float, margin: float) -> dict:
         "ci_high": high,
         "ci_mc_error": None,  # the t interval is computed, not resampled
         "mde": critical.t_mde(se, crit, df, margin),
+        **framing_estimates(c.means_a, "undefended"),
+        **framing_estimates(c.means_b, "defended"),
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from acards.diagnostics.common import Comparison, number, reason, result
+from acards.diagnostics.common import Comparison, framing_estimates, number, reason, result
 from acards.numbers import fixed
 from acards.report.model import MechanismDiagnostic, Reason, Relabel, extend
 
@@ -98,6 +98,7 @@ def mechanism(signature: dict | None, control: Comparison | None, control_unavai
         margin, se = control.difference, control.se_total
         estimates.update(control_reduction=number(control_reduction), control_margin=number(margin),
                          se_control_margin=number(se), control_margin_lower=number(margin - z * se))
+        estimates.update(framing_estimates(control.means_a, "control"))  # the control's own audit and deploy means
         if not margin - z * se > 0:
             reasons.append(reason("control-not-beaten", f"(Δ_D − Δ_C) − z·SE = {fixed(margin - z * se, 4)} ≤ 0: the defense does not beat "
                                   "the shrinkage control, so it is coded shrinkage whatever the weights say"))

@@ -24,6 +24,9 @@ class ConditionValues:
     seeds: np.ndarray  # (S,) training seeds
     values: np.ndarray  # (S, n_items) per-seed item value; nan where incomplete
     unscored: int  # records of this condition lacking a score
+    # (S, n_items) per-seed mean score under each framing (values = audit − deploy); None on the capability split
+    audit: np.ndarray | None = None
+    deploy: np.ndarray | None = None
 
 
 @dataclass
@@ -97,5 +100,6 @@ def split_values(index: GroupIndex, cell: str, split: str, task: str | None = No
         mean[unscored_cells] = np.nan  # an item with an unscored sample is incomplete, not biased
         mean = mean.reshape(s, n, 2)
         values = mean[:, :, 0] if capability else mean[:, :, 1] - mean[:, :, 0]
-        conditions[table.vocab["condition"][condition_code]] = ConditionValues(seeds, values, unscored)
+        framings = (None, None) if capability else (mean[:, :, 1], mean[:, :, 0])
+        conditions[table.vocab["condition"][condition_code]] = ConditionValues(seeds, values, unscored, *framings)
     return SplitValues(items, subjects, conditions)

@@ -78,8 +78,13 @@ def _compare_split(values: SplitValues, first: str, second: str, rng, bootstrap:
     missing = availability(split, values.conditions, (first, second))
     if missing:
         return None, missing
-    a, b, subjects, _ = values.paired(first, second)
-    return compare(a, b, subjects, values.conditions[first].seeds, values.conditions[second].seeds, rng, bootstrap, standard), []
+    a, b, subjects, mask = values.paired(first, second)
+    one, other = values.conditions[first], values.conditions[second]
+    framings = {}
+    if one.audit is not None and other.audit is not None:  # a gap split: each framing's mean, for the pages
+        framings = {"framings_a": (one.audit[:, mask], one.deploy[:, mask]),
+                    "framings_b": (other.audit[:, mask], other.deploy[:, mask])}
+    return compare(a, b, subjects, one.seeds, other.seeds, rng, bootstrap, standard, **framings), []
 
 
 def cell_evidence(cell: dict, index: GroupIndex, master_seed: int, bootstrap: int, standard: str = "1.0") -> CellEvidence:

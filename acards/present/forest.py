@@ -2,7 +2,8 @@
 
 One row per cell × split (held-out, fresh, transfer): the gap reduction Δ = G_U − G_D as a square,
 Δ ± z·SE_tot as a bar with caps (standard 1.1: Δ ± t·SE_tot, with the report's t critical value and
-its df shown beside the interval), a dashed zero line, and the interval and outcome as text. No
+its df shown beside the interval), a dashed zero line, and the interval and outcome as text, each
+text column as wide as its longest label (acards.present.svg.text_width). No
 plotting library: the output is a deterministic function of the report (no timestamps, no ids
 drawn at random, coordinates written with one decimal), so a registry can re-render it
 byte-for-byte. Every label is XML-escaped; characters XML 1.0 cannot carry are replaced.
@@ -10,14 +11,14 @@ byte-for-byte. Every label is XML-escaped; characters XML 1.0 cannot carry are r
 
 from __future__ import annotations
 
-import html
 import math
-import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from acards.diagnostics.common import critical_symbol
 from acards.errors import AcardsError
 from acards.numbers import CLIPPED, clip, format_number, interval_text
+from acards.present.svg import FONT_FAMILY, FONT_SIZE, coord, text_width, xml_text
 from acards.vocabulary import GAP_SPLITS
 
 if TYPE_CHECKING:
@@ -36,31 +37,20 @@ def range_text(bounds: tuple[float, float]) -> str:
 
 OUTCOME_COLORS = {"pass": "#1a7f37", "fail": "#cf222e", "insufficient": "#9a6700"}
 
-# layout, in SVG user units
-WIDTH = 800
-CELL_X, SPLIT_X = 8, 178
-PLOT_X0, PLOT_X1 = 250, 520
-VALUE_X, OUTCOME_X = 534, 718
-DF_SHIFT = 56  # a 1.1 plot: room for the df after the interval (a 1.0 plot keeps its layout byte for byte)
+# layout, in SVG user units: the text columns are as wide as their longest label (svg.text_width)
+MARGIN, GUTTER = 8, 16
+PLOT_W = 300  # the axis of Δ
 TOP, ROW_H, BOTTOM = 56, 22, 46
-MAX_LABEL = 22
-
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
-
-
-def xml_text(value) -> str:
-    """Text (or an attribute value) safe inside SVG/XML and HTML."""
-    return html.escape(_NOT_XML.sub("\ufffd", str(value)), quote=True)
+MAX_LABEL = 60  # a longer cell id is cut (the row's tooltip keeps it whole); the card schema allows 200
+TITLE_SIZE = 14
 
 
-def _short(text: str) -> str:
+def short_label(text: str) -> str:
     return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
 
 
 def _c(value: float) -> str:
-    """A coordinate, written the same way every time."""
-    text = f"{value:.1f}"
-    return "0.0" if text == "-0.0" else text
+    return coord(value)
 
 
 def _need(mapping: dict, key: str, where: str):
@@ -115,38 +105,77 @@ def _ticks(values: list[float]) -> tuple[float, float, list[float]]:
     return ticks[0], ticks[-1], ticks
 
 
+@dataclass
+class Columns:
+    """Where each column of the forest plot starts, sized to the longest text it holds."""
+
+    cell: float
+    split: float
+    plot0: float
+    plot1: float
+    value: float
+    outcome: float
+    width: float
+
+
+def _value_text(row: dict) -> str:
+    value = interval_text(row["estimate"], row["se"], row["z"], REDUCTION_BOUNDS)
+    if row["df"] is not None and row["se"] is not None:
+        value += f" {critical_symbol(row['z'], row['df'])}"
+    return value
+
+
+def columns(rows: list[dict], title: str, axis_label: str) -> Columns:
+    """The plot's columns: each text column as wide as its widest label, the axis PLOT_W wide, and
+    the whole as wide as the title and the axis label need."""
+    cell_w = max([text_width("cell", bold=True), *(text_width(short_label(str(r["cell"])), bold=True) for r in rows)])
+    split_w = max([text_width("split", bold=True), *(text_width(r["label"]) for r in rows)])
+    value_w = max([text_width("Δ [interval]", bold=True), *(text_width(_value_text(r)) for r in rows)])
+    outcome_w = max([text_width("outcome", bold=True), *(text_width(str(r["outcome"]), bold=True) for r in rows)])
+    split = MARGIN + cell_w + GUTTER
+    plot0 = split + split_w + GUTTER
+    plot1 = plot0 + PLOT_W
+    value = plot1 + GUTTER
+    outcome = value + value_w + GUTTER
+    width = max(outcome + outcome_w + MARGIN, MARGIN * 2 + text_width(title, TITLE_SIZE, bold=True),
+                plot0 + PLOT_W / 2 + text_width(axis_label, 11) / 2 + MARGIN)
+    return Columns(MARGIN, split, plot0, plot1, value, outcome, math.ceil(width))
+
+
 def forest_svg(report: Report) -> str:
     """The forest plot of a verification report, as standalone SVG text."""
     rows = forest_rows(report)
     bounds = [v for row in rows for v in (row["low"], row["high"], row["estimate"]) if v is not None]
     low, high, ticks = _ticks(bounds)
-
-    def x(value: float) -> float:
-        return PLOT_X0 + (value - low) / (high - low) * (PLOT_X1 - PLOT_X0)
-
     t_rule = any(row["df"] is not None for row in rows)  # a standard 1.1 report
-    # only a plot with a cut interval carries the note (the others keep their bytes)
     clip_note = f"; {CLIPPED}: interval cut back to Δ's range {range_text(REDUCTION_BOUNDS)}" if any(row["clipped"] for row in rows) else ""
     zs = sorted({format_number(row["z"]) for row in rows})
     if t_rule:
         rule, z_text = "t·SE_tot", "t critical value and df per row"
     else:
         rule, z_text = "z·SE_tot", f"z = {zs[0]}" if len(zs) == 1 else "z per diagnostic"
-    width, outcome_x = (WIDTH + DF_SHIFT, OUTCOME_X + DF_SHIFT) if t_rule else (WIDTH, OUTCOME_X)
+    title = f"Gap reduction Δ ± {rule} ({z_text})"
+    axis_label = f"gap reduction Δ (score units; right of 0: the defense shrinks the gap{clip_note})"
+    col = columns(rows, title, axis_label)
+    width = col.width
+
+    def x(value: float) -> float:
+        return col.plot0 + (value - low) / (high - low) * (col.plot1 - col.plot0)
+
     plot_bottom = TOP + ROW_H * len(rows)
     height = plot_bottom + BOTTOM
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="forest" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-labelledby="forest-title forest-desc" '
-        'font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12">',
+        f'font-family="{FONT_FAMILY}" font-size="{FONT_SIZE}">',
         '<title id="forest-title">Gap reduction per cell and split</title>',
         f'<desc id="forest-desc">Installed-gap reduction Δ = G_U − G_D with Δ ± {rule} bars ({xml_text(z_text)}), '
         f'one row per cell and split; {len(rows)} rows.</desc>',
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
-        f'<text x="{CELL_X}" y="20" font-size="14" font-weight="bold">Gap reduction Δ ± {rule} ({xml_text(z_text)})</text>',
+        f'<text x="{_c(col.cell)}" y="20" font-size="{TITLE_SIZE}" font-weight="bold">{xml_text(title)}</text>',
         '<g font-weight="bold" fill="#57606a">'
-        f'<text x="{CELL_X}" y="{TOP - 10}">cell</text><text x="{SPLIT_X}" y="{TOP - 10}">split</text>'
-        f'<text x="{VALUE_X}" y="{TOP - 10}">Δ [interval]</text><text x="{outcome_x}" y="{TOP - 10}">outcome</text></g>',
+        f'<text x="{_c(col.cell)}" y="{TOP - 10}">cell</text><text x="{_c(col.split)}" y="{TOP - 10}">split</text>'
+        f'<text x="{_c(col.value)}" y="{TOP - 10}">Δ [interval]</text><text x="{_c(col.outcome)}" y="{TOP - 10}">outcome</text></g>',
     ]
     # grid and axis
     out.append('<g class="axis" stroke="#d0d7de" stroke-width="1">')
@@ -157,8 +186,8 @@ def forest_svg(report: Report) -> str:
     for tick in ticks:
         out.append(f'<text x="{_c(x(tick))}" y="{plot_bottom + 15}">{format_number(tick)}</text>')
     out.append("</g>")
-    out.append(f'<text x="{_c((PLOT_X0 + PLOT_X1) / 2)}" y="{plot_bottom + 34}" fill="#57606a" font-size="11" '
-               f'text-anchor="middle">gap reduction Δ (score units; right of 0: the defense shrinks the gap{clip_note})</text>')
+    out.append(f'<text x="{_c((col.plot0 + col.plot1) / 2)}" y="{plot_bottom + 34}" fill="#57606a" font-size="11" '
+               f'text-anchor="middle">{xml_text(axis_label)}</text>')
     out.append(f'<line class="zero" x1="{_c(x(0.0))}" y1="{TOP - 4}" x2="{_c(x(0.0))}" y2="{plot_bottom}" '
                'stroke="#24292f" stroke-width="1.2" stroke-dasharray="4 3"/>')
     # rows
@@ -169,20 +198,18 @@ def forest_svg(report: Report) -> str:
         base = mid + 4
         color = OUTCOME_COLORS.get(row["outcome"], "#57606a")
         label = f"{row['cell']} · {row['label']}"
-        value = interval_text(row["estimate"], row["se"], row["z"], REDUCTION_BOUNDS)
-        if row["df"] is not None and row["se"] is not None:
-            value += f" {critical_symbol(row['z'], row['df'])}"
+        value = _value_text(row)
         out.append('<g class="row">')
         out.append(f'<title>{xml_text(label)}: Δ = {xml_text(value)}, '
                    f'{xml_text(row["outcome"])}</title>')
         if row["cell"] != previous:
             if previous is not None:
-                out.append(f'<line x1="{CELL_X}" y1="{top}" x2="{width - 8}" y2="{top}" stroke="#eaeef2" stroke-width="1"/>')
-            out.append(f'<text x="{CELL_X}" y="{_c(base)}" font-weight="bold">{xml_text(_short(str(row["cell"])))}</text>')
+                out.append(f'<line x1="{MARGIN}" y1="{top}" x2="{width - MARGIN}" y2="{top}" stroke="#eaeef2" stroke-width="1"/>')
+            out.append(f'<text x="{_c(col.cell)}" y="{_c(base)}" font-weight="bold">{xml_text(short_label(str(row["cell"])))}</text>')
             previous = row["cell"]
-        out.append(f'<text x="{SPLIT_X}" y="{_c(base)}">{xml_text(row["label"])}</text>')
+        out.append(f'<text x="{_c(col.split)}" y="{_c(base)}">{xml_text(row["label"])}</text>')
         if row["estimate"] is None:
-            out.append(f'<text x="{_c((PLOT_X0 + PLOT_X1) / 2)}" y="{_c(base)}" fill="#57606a" text-anchor="middle" '
+            out.append(f'<text x="{_c((col.plot0 + col.plot1) / 2)}" y="{_c(base)}" fill="#57606a" text-anchor="middle" '
                        'font-style="italic">no estimate</text>')
         else:
             if row["low"] is not None:
@@ -192,8 +219,8 @@ def forest_svg(report: Report) -> str:
                     out.append(f'<line x1="{end}" y1="{_c(mid - 5)}" x2="{end}" y2="{_c(mid + 5)}" stroke="{color}" stroke-width="2"/>')
             cx = x(row["estimate"])
             out.append(f'<rect x="{_c(cx - 4)}" y="{_c(mid - 4)}" width="8" height="8" fill="{color}"/>')
-        out.append(f'<text x="{VALUE_X}" y="{_c(base)}">{xml_text(value)}</text>')
-        out.append(f'<text x="{outcome_x}" y="{_c(base)}" fill="{color}" font-weight="bold">{xml_text(row["outcome"])}</text>')
+        out.append(f'<text x="{_c(col.value)}" y="{_c(base)}">{xml_text(value)}</text>')
+        out.append(f'<text x="{_c(col.outcome)}" y="{_c(base)}" fill="{color}" font-weight="bold">{xml_text(row["outcome"])}</text>')
         out.append("</g>")
     out.append("</svg>")
     return "\n".join(out) + "\n"

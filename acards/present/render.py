@@ -21,7 +21,9 @@ from acards.card.validate import SCHEMA_NAME
 from acards.diagnostics.common import critical_symbol
 from acards.errors import AcardsError, Location
 from acards.numbers import CLIPPED, bound_text, clip, count, format_number, interval_text, is_clipped, p_value_text
+from acards.present.badge import preregistration_block, preregistration_state
 from acards.present.forest import GAP_BOUNDS, REDUCTION_BOUNDS, critical, forest_svg, range_text
+from acards.present.paired import AUDIT_SHARE_FLAG, SCORE_BOUNDS, audit_share, audit_side, condition_means, has_means, paired_svg
 from acards.report.model import Report
 from acards.report.stored import check_report
 from acards.resources import data_dir
@@ -78,10 +80,12 @@ def schema_comment(path: str, indent: int = 0) -> str:
     return "\n".join(textwrap.wrap(text, width=98 - len(prefix), initial_indent=prefix, subsequent_indent=prefix))
 
 
-def card_template() -> str:
-    """The commented fill-in card that `acards init` writes."""
-    schema = load_schema(SCHEMA_NAME)
-    return environment().get_template("card.yaml.j2").render(schema_id=schema["$id"])
+def card_template(schema_ref: str | None = None) -> str:
+    """The commented fill-in card that `acards init` writes; its modeline names ``schema_ref`` (default:
+    the local schema file, acards.schemas.editor_reference; docs/editors.md)."""
+    from acards.schemas import editor_reference
+
+    return environment().get_template("card.yaml.j2").render(schema_id=schema_ref or editor_reference(SCHEMA_NAME))
 
 
 # --- the rendered card pages (docs/rendering.md) -------------------------------------------------
@@ -217,6 +221,64 @@ def _clipped(report: Report, t_rule: bool) -> bool:
     return False
 
 
+def clip_note() -> str:
+    """What every page (HTML, Markdown, LaTeX) says under its intervals when one is cut back (†)."""
+    return (f"{CLIPPED} marks an interval end cut back to the range its quantity can take: {range_text(GAP_BOUNDS)} "
+            f"for a gap and δ, {range_text(REDUCTION_BOUNDS)} for a reduction (scores lie in {range_text(SCORE_BOUNDS)}).")
+
+
+def reduction_clipped(report: Report, t_rule: bool) -> bool:
+    """Whether any Δ ± ·SE_tot interval (the forest plot's, the LaTeX table's) is cut back to Δ's range."""
+    for cell in report.cells:
+        for _, name, _ in GAP_SPLITS:
+            try:
+                estimate, se, crit, _, bounds = _bar_parts(cell.diagnostics.by_name(name), "reduction", t_rule)
+            except KeyError:  # a missing multiplier: the template names it, with its line
+                continue
+            if is_clipped(estimate, se, crit, bounds):
+                return True
+    return False
+
+
+VERDICT_TONE = {"supported": "pass", "unsupported": "fail", "insufficient": "insufficient"}
+
+
+def verdict_summary(card_data: dict, report: Report) -> dict:
+    """What the top of a card page says first (docs/rendering.md#verdict-first): the headline
+    claim (the card's first claim) and its verdict, every claim's verdict, the full-card passes
+    under strict and permissive coding, and the tone of the banner (the headline verdict's)."""
+    verdicts = {claim.id: claim for claim in report.claims}
+    claims = [{"id": c["id"], "statement": c.get("statement", ""), "verdict": verdicts[c["id"]].verdict,
+               "reproduced": verdicts[c["id"]].reproduced} for c in card_data["claims"] if c["id"] in verdicts]
+    headline = claims[0] if claims else None
+    strict = sum(1 for cell in report.cells if cell.full_card.strict)
+    permissive = sum(1 for cell in report.cells if cell.full_card.permissive)
+    return {"headline": headline, "claims": claims, "strict": strict, "permissive": permissive,
+            "cells": len(report.cells), "coding_mode": card_data.get("coding_mode", "strict"),
+            "tone": VERDICT_TONE.get(headline["verdict"], "other") if headline else "other",
+            **_preregistration(report)}
+
+
+def _preregistration(report: Report) -> dict:
+    """The pre-registration badge's facts (acards.present.badge's reading): absent (a report that names
+    none, or was written before pre-registration existed), matched (with its date) or deviated."""
+    block = preregistration_block(report)
+    if block is None:
+        return {"preregistration": None, "preregistered_at": None}
+    at = block.get("logged_at") if isinstance(block, dict) else getattr(block, "logged_at", None)
+    return {"preregistration": preregistration_state(report), "preregistered_at": at if at is not UNSET else None}
+
+
+def _mean(c: dict, side: str) -> markupsafe.Markup:
+    """A condition's mean under one framing ± z·SE (clustered), cut back to the score range [0, 1]."""
+    return markupsafe.Markup(interval_text(c[side], c[f"se_{side}"], c["z"], SCORE_BOUNDS))
+
+
+def _share(estimates: dict) -> markupsafe.Markup:
+    share = audit_share(estimates)
+    return markupsafe.Markup(format_number(share))
+
+
 def _seed_classes(mechanism) -> list[dict] | None:
     """Each pinned seed's observed class ({seed, observed, decides}) when several seeds were judged; none otherwise.
     ``decides`` marks the seed whose class codes the cell, only when the seeds disagree (else it is moot)."""
@@ -263,6 +325,10 @@ def page_environment(fmt: str) -> jinja2.Environment:
     env.globals["interval"] = _interval
     env.globals["bar"] = _bar
     env.globals["ordered"] = _ordered
+    env.globals["condition_means"] = condition_means
+    env.globals["mean"] = _mean
+    env.globals["audit_share"] = _share
+    env.globals["audit_side"] = audit_side
     env.tests["https_url"] = is_https_url
     return env
 
@@ -301,20 +367,26 @@ def _bad_report(message: str, error: BaseException | None = None) -> AcardsError
                        "render the card with the report `acards verify CARD --report REPORT.json` wrote for it")
 
 
-def render_card(card_data: dict, report: Report, fmt: str, signers: list[dict] = (), *, forest_file: str | None = None) -> str:
+def render_card(card_data: dict, report: Report, fmt: str, signers: list[dict] = (), *, forest_file: str | None = None,
+                paired_file: str | None = None, attestations: list[dict] = ()) -> str:
     """The card page in ``fmt`` ("md" or "html"): a pure, deterministic function of the card data
     (``Card.data``), its verification report (a :class:`Report`: from ``verify``, or read back with
     :func:`read_report` / acards.report.stored.check_report) and the signers ({keyid, name?}; empty: unsigned).
 
-    HTML embeds the forest plot inline. Markdown shows the same numbers as a table and, when
-    ``forest_file`` names an SVG file (written beside it from ``forest_svg(report)``), also
-    references the plot as an image.
+    HTML embeds the forest plot and the paired plot inline. Markdown shows the same numbers as
+    tables and, when ``forest_file`` (``paired_file``) names an SVG file written beside it from
+    ``forest_svg(report)`` (``paired_svg(report)``), also references the plot as an image.
+
+    ``attestations``: the hook for reproduction attestations ({signer, assurance, reproduced});
+    each is shown as a badge under the verdict. The registry renders without them (they are logged
+    after the card), so a published page re-renders byte for byte.
     """
     if fmt not in PAGE_FORMATS:
         raise AcardsError("usage.bad-format", f"no card page format {fmt!r}", "use md or html")
-    if forest_file is not None and not _FOREST_NAME.fullmatch(forest_file):
-        raise AcardsError("usage.bad-format", f"{forest_file!r} is not a plain .svg file name",
-                          "name the plot file like forest.svg (letters, digits, '.', '_', '-')")
+    for plot in (forest_file, paired_file):
+        if plot is not None and not _FOREST_NAME.fullmatch(plot):
+            raise AcardsError("usage.bad-format", f"{plot!r} is not a plain .svg file name",
+                              "name the plot file like forest.svg (letters, digits, '.', '_', '-')")
     if not isinstance(report, Report):
         raise _bad_report(f"the report is a {type(report).__name__}, not a Report: read it with read_report "
                           "(or acards.report.stored.check_report for JSON data)")
@@ -345,11 +417,15 @@ def render_card(card_data: dict, report: Report, fmt: str, signers: list[dict] =
             "threshold_order": _threshold_order(),
             "forest": markupsafe.Markup(forest_svg(report)) if fmt == "html" else None,
             "forest_file": forest_file,
+            "paired": markupsafe.Markup(paired_svg(report)) if fmt == "html" and has_means(report) else None,
+            "paired_file": paired_file if has_means(report) else None,
+            "has_means": has_means(report),
+            "audit_share_flag": format_number(AUDIT_SHARE_FLAG),
+            "summary": verdict_summary(card_data, report),
+            "attestations": list(attestations),
             "t_rule": t_rule,
             "clipped": _clipped(report, t_rule),
-            "clip_mark": CLIPPED,
-            "gap_range": range_text(GAP_BOUNDS),
-            "reduction_range": range_text(REDUCTION_BOUNDS),
+            "clip_note": clip_note(),
         }
         return page_environment(fmt).get_template(f"card.{fmt}.j2").render(context)
     except jinja2.UndefinedError as error:

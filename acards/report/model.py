@@ -193,6 +193,26 @@ class EnvelopeRef(Struct, frozen=True, kw_only=True):
     signers: list[str]
 
 
+class PreregistrationDeviation(Struct, frozen=True, kw_only=True):
+    """One way the card departs from its pre-registered plan (acards.card.analysis_plan.Deviation)."""
+
+    kind: str
+    pointer: str
+    planned: Any
+    actual: Any
+
+
+class Preregistration(Struct, frozen=True, kw_only=True):
+    """The card against the plan it names: logged_at is the registry's time (None from a local copy)."""
+
+    entry: str
+    logged_at: str | None
+    matched: bool
+    deviations: list[PreregistrationDeviation]
+    source: str  # registry | card folder
+    signers: list[str]
+
+
 class Report(Struct, frozen=True, kw_only=True):
     """What `acards verify` writes (schema/report-1.0.schema.json)."""
 
@@ -207,6 +227,7 @@ class Report(Struct, frozen=True, kw_only=True):
     audit: AuditSummary
     generation: dict[str, Any]
     envelope: EnvelopeRef | UnsetType = UNSET  # only when verified with --envelope
+    preregistration: Preregistration | UnsetType = UNSET  # only when the card names a pre-registration
 
 
 class AuditCell(Cell, frozen=True, kw_only=True):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import markupsafe
 
@@ -43,6 +43,12 @@ class Version:
     reason: str | None
     superseded_by: str | None
     revoked_at: str | None
+    # verdict first (docs/rendering.md#verdict-first): the headline claim {id, verdict}, the authors' names,
+    # the full-card passes under each coding
+    headline: dict | None = None
+    authors: list[str] = field(default_factory=list)
+    strict_passes: int = 0
+    permissive_passes: int = 0
 
     @classmethod
     def of(cls, version: CardVersion, statement: dict) -> Version:
@@ -57,7 +63,7 @@ class Version:
     def search(self) -> str:
         """What the index filter matches against (lower case)."""
         words = [self.entry["card_id"], self.title, f"v{self.entry['version']}", self.state,
-                 self.digest, *self.entry["signers"]]
+                 self.digest, *self.entry["signers"], *self.authors]
         return " ".join(words).lower()
 
 
@@ -83,7 +89,19 @@ def summary(statement: dict) -> dict:
 
     title = card.get("title")
     reproduced = report.get("reproduced")
+    card_claims = [c for c in card.get("claims", []) if isinstance(c, dict)] if isinstance(card.get("claims"), list) else []
+    first = card_claims[0].get("id") if card_claims else (claims[0].get("id") if claims else None)
+    verdict = next((c.get("verdict") for c in claims if c.get("id") == first), None)
+    authors = card.get("authors") if isinstance(card.get("authors"), list) else []
+
+    def coded(cell: dict, coding: str) -> bool:
+        return isinstance(cell.get("full_card"), dict) and cell["full_card"].get(coding) is True
+
     return {
+        "headline": {"id": str(first), "verdict": verdict if isinstance(verdict, str) else "unknown"} if first is not None else None,
+        "authors": [a["name"] for a in authors if isinstance(a, dict) and isinstance(a.get("name"), str)],
+        "strict_passes": sum(1 for c in cells if coded(c, "strict")),
+        "permissive_passes": sum(1 for c in cells if coded(c, "permissive")),
         "title": title if isinstance(title, str) else "",
         "claims_supported": sum(1 for c in claims if c.get("verdict") == "supported"),
         "claims_total": len(claims),
