@@ -78,6 +78,35 @@ def _freeze(value):
     return value
 
 
+# The short names `acards schema path NAME` takes, for the schemas people write documents against.
+SCHEMA_ALIASES = {"card": "acard-1.0", "report": "report-1.0", "mapping": "mapping-1.0",
+                  "record": "record-1.0", "prompt": "prompt-1.0", "training": "training-1.0"}
+
+
+def schema_names() -> list[str]:
+    """Every schema shipped, by its full name (``acard-1.0``, ...), sorted."""
+    return sorted(path.name.removesuffix(".schema.json") for path in data_dir("schema").glob("*.schema.json"))
+
+
+def schema_file(name: str):
+    """The local file of schema ``name`` (a short name of SCHEMA_ALIASES or a full name), installed or
+    in a source checkout; ``usage.unknown-schema`` for a name that is neither."""
+    from acards.errors import AcardsError
+
+    full = SCHEMA_ALIASES.get(name, name)
+    if full not in schema_names():
+        raise AcardsError("usage.unknown-schema", f"no schema named {name!r}",
+                          "use one of " + ", ".join([*SCHEMA_ALIASES, *schema_names()]))
+    return (data_dir("schema") / f"{full}.schema.json").resolve()
+
+
+def editor_reference(name: str) -> str:
+    """How a YAML modeline (``# yaml-language-server: $schema=...``) names schema ``name`` offline:
+    its absolute path, or its file:// URI when the path holds whitespace (the modeline ends at a space)."""
+    path = schema_file(name)
+    return path.as_uri() if re.search(r"\s", str(path)) else str(path)
+
+
 @lru_cache(maxsize=None)
 def load_schema(name: str) -> dict:
     """A schema from schema/, e.g. ``load_schema("acard-1.0")``, read once; read-only."""

@@ -45,4 +45,7 @@ def test_installed_wheel_validates_from_another_folder(wheel, tmp_path):
                             env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "ACARDS_CACHE_DIR": str(tmp_path / "c")})
     assert result.returncode == 0, result.stderr
     assert "valid" in result.stdout
-    assert (elsewhere / "new.yaml").read_text().startswith("# yaml-language-server")
+    modeline = (elsewhere / "new.yaml").read_text().split("\n", 1)[0]
+    assert modeline.startswith("# yaml-language-server: $schema=")
+    named = Path(modeline.split("$schema=", 1)[1])  # the installed schema, offline (docs/editors.md)
+    assert named.is_file() and str(named).startswith(str(site)) and "_data" in named.parts

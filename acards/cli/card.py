@@ -14,10 +14,18 @@ from acards.errors import AcardsError
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @click.option("--mapping", is_flag=True, help="Write an `acards import` mapping file instead (default PATH mapping.yaml).")
+@click.option("--schema-url", help="The schema the first line names for editors (default: the local schema file; "
+              "`acards schema path`), e.g. https://acards.dev/schema/acard-1.0.schema.json.")
 @handled
-def init(path: Path | None, force: bool, mapping: bool) -> None:
+def init(path: Path | None, force: bool, mapping: bool, schema_url: str | None) -> None:
     """Write a commented fill-in card to PATH (default card.yaml)."""
+    import re
+
     from acards.present.render import card_template
+
+    if schema_url is not None and not re.fullmatch(r"[^\s#]+", schema_url):
+        raise AcardsError("usage.bad-schema-url", f"--schema-url {schema_url!r} is empty or holds a space, line break or '#'",
+                          "give a URL or path without whitespace (percent-encode spaces: %20)")
 
     path = path or Path("mapping.yaml" if mapping else "card.yaml")
     if path.exists() and not force:
@@ -32,10 +40,10 @@ def init(path: Path | None, force: bool, mapping: bool) -> None:
     if mapping:
         from acards.importers.mapping import mapping_template
 
-        write_output(path, mapping_template().encode("utf-8"))
+        write_output(path, mapping_template(schema_url).encode("utf-8"))
         click.echo(f"wrote {path}: replace every TODO, then run `acards import SOURCE FILES... --mapping {path} --records ...`")
         return
-    write_output(path, card_template().encode("utf-8"))
+    write_output(path, card_template(schema_url).encode("utf-8"))
     click.echo(f"wrote {path}: replace every TODO, then run `acards validate {path}`")
 
 
