@@ -192,6 +192,30 @@ def test_from_inspect_logs_to_a_verified_card(inspect_logs, tmp_path):
     assert code == 3 and [p["code"] for p in verified["problems"]] == ["evidence.digest-mismatch"]
 
 
+def test_a_card_on_the_inspect_logs_alone_verifies_by_importing_them_again(inspect_logs, tmp_path):
+    import shutil
+
+    from acards.card.model import load_card
+    from acards.importers.reimport import reimport
+
+    (tmp_path / "logs").mkdir()
+    logs = [shutil.copyfile(inspect_logs[c], tmp_path / "logs" / f"{c}.eval") for c in ("undefended", "defended")]
+    (tmp_path / "mapping.yaml").write_text(INSPECT_MAPPING)
+    card = tmp_path / "card.yaml"
+    card.write_text(CARD.replace("  records:\n    - path: records.jsonl\n      sha256: TODO\n  prompts: {path: prompts.jsonl, sha256: TODO}\n",
+                                 "  records: {from: import}\n"))
+    assert run("check", card, "--write-digests")[0] == 0
+    assert run("fill", card, "--no-generate", "--bootstrap", "200")[0] == 0
+    code, verified = run("verify", card, "--no-generate", "--bootstrap", "200", "--spot-check", "0", "--format", "json")
+    assert code == 0 and verified["reproduced"], verified
+    assert verified["cells"][0]["diagnostics"]["reliability"]["estimates"]["reduction"] > 0
+    code, report = run("import", "inspect", *logs, "-m", tmp_path / "mapping.yaml", "--records", tmp_path / "records.jsonl",
+                       "--format", "json")
+    assert code == 0, report
+    reimport(load_card(card), tmp_path / "again.jsonl")
+    assert (tmp_path / "again.jsonl").read_bytes() == (tmp_path / "records.jsonl").read_bytes()
+
+
 # --- lm-evaluation-harness -----------------------------------------------------------------------
 
 TASK_YAML = """\

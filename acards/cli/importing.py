@@ -1,4 +1,4 @@
-"""`acards import table|lm-eval|inspect`: records (and prompts) from the tools researchers evaluate with."""
+"""`acards import table|lm-eval|inspect|eee`: records (and prompts) from the tools researchers evaluate with."""
 
 from __future__ import annotations
 
@@ -100,3 +100,13 @@ def inspect_logs(files, mapping_path, records_path, prompts_path, allow_skipped,
     from acards.importers.inspect_log import INSPECT
 
     _run(INSPECT, files, mapping_path, records_path, prompts_path, allow_skipped, force, fmt)
+
+
+@import_group.command("eee")
+@_common
+@handled
+def eee(files, mapping_path, records_path, prompts_path, allow_skipped, force, fmt) -> None:
+    """Import Every Eval Ever instance-level records (the <uuid>_samples.jsonl files)."""
+    from acards.importers.eee import EEE
+
+    _run(EEE, files, mapping_path, records_path, prompts_path, allow_skipped, force, fmt)

@@ -63,7 +63,7 @@ def inspect_records(file: SourceFile) -> Records:
                           "pip install inspect-ai", Location(file.name)) from None
     before = sha256_of(file)
     try:
-        log = read_eval_log(file.name)
+        log = read_eval_log(str(file.path))
     except Exception as error:  # noqa: BLE001 — inspect_ai raises many kinds; each means the log cannot be read
         raise AcardsError("import.bad-source", f"inspect_ai cannot read {file.name}: {type(error).__name__}: {error}",
                           "check that the file is an inspect_ai eval log (.eval or .json)", Location(file.name)) from None

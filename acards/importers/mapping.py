@@ -303,14 +303,21 @@ def _rule(target: str, spec: dict, where: str, locate) -> Rule:
                 optional=bool(spec.get("optional")))
 
 
-def load_mapping(path: str | Path) -> Mapping:
-    """The mapping file, checked against its schema (every problem at once)."""
+def load_mapping(path: str | Path, sha256: str | None = None, pinned_at: Location | None = None) -> Mapping:
+    """The mapping file, checked against its schema (every problem at once).  With ``sha256`` (a
+    card's pin, at ``pinned_at``), the bytes parsed must be the bytes pinned."""
+    import hashlib
+
     from acards.card.yaml import parse_yaml
     from acards.files import read_input
     from acards.schemas import validate
 
     path = Path(path)
     raw = read_input(path, 1024 * 1024, what="mapping")
+    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
+        from acards.evidence.digests import digest_mismatch
+
+        raise AcardsError.collect([digest_mismatch(str(path), sha256, hashlib.sha256(raw).hexdigest(), False, pinned_at)])
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
@@ -328,12 +335,13 @@ def load_mapping(path: str | Path) -> Mapping:
     return Mapping(path, data["fields"], data.get("files") or [], data.get("select") or {}, source.locate)
 
 
-def mapping_template() -> str:
-    """The commented mapping that `acards init --mapping` writes."""
+def mapping_template(schema_ref: str | None = None) -> str:
+    """The commented mapping that `acards init --mapping` writes; its modeline names ``schema_ref``
+    (default: the local schema file, acards.schemas.editor_reference; docs/editors.md)."""
     from acards.present.render import environment
-    from acards.schemas import load_schema
+    from acards.schemas import editor_reference
 
-    return environment().get_template("mapping.yaml.j2").render(schema_id=load_schema(SCHEMA)["$id"])
+    return environment().get_template("mapping.yaml.j2").render(schema_id=schema_ref or editor_reference(SCHEMA))
 
 
 @dataclass

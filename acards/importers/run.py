@@ -54,6 +54,7 @@ class Summary:
     prompts_path: str | None = None
     records: int = 0
     prompts: int = 0
+    table: Any = field(default=None, repr=False)  # the written records as acards' records reader read them back
 
     @property
     def skipped(self) -> Counter:
@@ -114,16 +115,17 @@ class _Checks:
 
 
 def import_records(source: Source, names: list[str], mapping: Mapping, *, want_prompts: bool, allow_skipped: bool,
-                   write_record: Callable[[dict], None] | None = None) -> tuple[Summary, list[dict]]:
+                   write_record: Callable[[dict], None] | None = None, root: Path | None = None) -> tuple[Summary, list[dict]]:
     """Every source record mapped, counted and checked: (summary, prompt rows).  Each imported record
-    goes to ``write_record`` as it is made, so the records are never all held in memory."""
+    goes to ``write_record`` as it is made, so the records are never all held in memory.  With
+    ``root``, the names are paths relative to it (a card's folder); the mapping's globs see the names."""
     rules_per_file = mapping.rules_for(names, source.defaults)  # every mapping problem, before reading
     record_type, prompt_type = schema_struct("record-1.0"), schema_struct("prompt-1.0")
     summary = Summary(source.name, [])
     checks = _Checks()
     prompts: dict[tuple, dict] = {}
     for name, rules in zip(names, rules_per_file):
-        file = SourceFile(name)
+        file = SourceFile(name, root=root)
         counts = FileSummary(name)
         summary.files.append(counts)
         for where, record in source.read(file):
@@ -221,18 +223,19 @@ class StagedJsonl:
 
 
 def run_import(source: Source, names: list[str], mapping: Mapping, records_path: Path, prompts_path: Path | None = None,
-               *, allow_skipped: bool = False) -> Summary:
+               *, allow_skipped: bool = False, root: Path | None = None) -> Summary:
     """Import, check, and write the records file (and the prompts file when asked).  The records are
-    read back by acards' own records reader (schema, duplicates, subjects) before they land."""
+    read back by acards' own records reader (schema, duplicates, subjects) before they land; the
+    table it read is the summary's ``table``."""
     from acards.evidence.records import read_records
 
     records = StagedJsonl(records_path)
     prompts = None
     try:
         summary, rows = import_records(source, names, mapping, want_prompts=prompts_path is not None,
-                                       allow_skipped=allow_skipped, write_record=records.write)
+                                       allow_skipped=allow_skipped, write_record=records.write, root=root)
         records.close()
-        read_records(records.temporary.parent, [(records.temporary.name, Location(str(records_path)))])
+        summary.table = read_records(records.temporary.parent, [(records.temporary.name, Location(str(records_path)))])
         if prompts_path is not None:
             prompts = StagedJsonl(prompts_path)
             for row in rows:

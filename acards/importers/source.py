@@ -15,15 +15,17 @@ Records = Iterator[tuple[str, Any]]  # (where in the file: "line 12", "sample q3
 
 @dataclass
 class SourceFile:
-    """One input file as named on the command line, and the sha256 of the bytes that were read."""
+    """One input file as named on the command line (or in a card, relative to its ``root``), and
+    the sha256 of the bytes that were read."""
 
     name: str
     sha256: str | None = None
     size: int = 0
+    root: Path | None = None  # the card's folder, when a card's evidence.sources are imported again
 
     @property
     def path(self) -> Path:
-        return Path(self.name)
+        return Path(self.name) if self.root is None else self.root / self.name
 
 
 @dataclass(frozen=True)

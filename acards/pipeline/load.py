@@ -46,10 +46,15 @@ def read_evidence(card: Card, cache: DigestCache, records_cache: RecordsCache | 
     if problems:
         raise AcardsError.collect(problems)
     pointers = card.data["evidence"]["records"]
-    paths = [(p["path"], card.source.locate(f"/evidence/records/{i}/path")) for i, p in enumerate(pointers)]
-    # the records are hashed again as they are parsed: a file replaced since its digest was checked is refused
-    table = read_records(card.folder, paths, sha256=[p.get("sha256") for p in pointers],
-                         formats=[p.get("format", "jsonl") for p in pointers], cache=records_cache)
+    if isinstance(pointers, dict):  # {from: import}: imported again from the pinned sources
+        from acards.importers.reimport import reimported_table
+
+        table = reimported_table(card)
+    else:
+        paths = [(p["path"], card.source.locate(f"/evidence/records/{i}/path")) for i, p in enumerate(pointers)]
+        # the records are hashed again as they are parsed: a file replaced since its digest was checked is refused
+        table = read_records(card.folder, paths, sha256=[p.get("sha256") for p in pointers],
+                             formats=[p.get("format", "jsonl") for p in pointers], cache=records_cache)
     resolve_judges(card, table)  # several scorers: checked, the primary's scores in `score` before anything scores outputs
     return results, table
 
