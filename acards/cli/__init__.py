@@ -4,7 +4,8 @@ Heavy modules are imported inside the commands so that `acards --help` stays fas
 that do not generate never import torch.
 """
 
-from acards.cli import card, export, generate, importing, keys, migrate, plan, registry, render, verify  # noqa: F401 — each registers its commands
+# Each module registers its commands.
+from acards.cli import attest, badge, card, export, generate, importing, keys, migrate, plan, preregister, registry, render, schema, verify  # noqa: F401
 from acards.cli.main import main
 
 __all__ = ["main"]

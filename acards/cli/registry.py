@@ -33,12 +33,32 @@ def registry_init_command(directory: Path, origin: str, key_path: Path) -> None:
 @registry_group.command("trust")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("public_key", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", help="The signer's display name, shown in place of the keyid (1–80 characters).")
+@click.option("--contact", default="", help="How to reach the signer, shown as text (at most 200 characters); with --name.")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The registry's private key: it signs the name (needed with --name).")
 @handled
-def registry_trust_command(directory: Path, public_key: Path) -> None:
-    """Trust an author's PUBLIC_KEY (PEM, e.g. author.key.pub) to sign cards published to DIRECTORY."""
-    from acards.registry.store import add_trusted_key
+def registry_trust_command(directory: Path, public_key: Path, name: str | None, contact: str, key_path: Path | None) -> None:
+    """Trust an author's PUBLIC_KEY (PEM, e.g. author.key.pub) to sign cards published to DIRECTORY.
 
-    click.echo(f"trusted {add_trusted_key(directory, public_key)} in {directory}")
+    With --name (and --contact), the registry key signs a display name for it (again to rename)."""
+    from acards.errors import AcardsError
+    from acards.registry.store import add_trusted_key
+    from acards.registry.trust import check_signer_text, name_signer
+
+    if name is None and (contact or key_path):
+        raise AcardsError("usage.conflict", "--contact and --key go with --name", "give the signer's --name too")
+    if name is not None:
+        check_signer_text(name, contact)  # refused before the key is trusted
+        if key_path is None:
+            raise AcardsError("registry.name-needs-key", "--name needs the registry's private key (--key)",
+                              "the registry key signs signer names, so that nobody can rename a signer silently")
+        registry_key = load_signing_key(key_path)
+    key_id = add_trusted_key(directory, public_key)
+    click.echo(f"trusted {key_id} in {directory}")
+    if name is not None:
+        signer = name_signer(directory, key_id, name, contact, registry_key)
+        click.echo(f"named {key_id[:16]}… {signer.name!r}" + (f" ({signer.contact})" if signer.contact else ""))
 
 
 @registry_group.command("migrate-keys")
@@ -56,16 +76,33 @@ def registry_migrate_keys_command(directory: Path) -> None:
 @click.argument("envelope", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--registry", "directory", required=True, type=click.Path(file_okay=False, path_type=Path), help="The registry folder.")
 @click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The registry's private key.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="With an attestation (from `acards attest`): the report it names; required for assurance reproduced.")
 @FORMAT
 @handled
-def publish_command(envelope: Path, directory: Path, key_path: Path, fmt: str) -> None:
-    """Publish a signed card (ENVELOPE, from `acards sign`) to a registry, with its rendered pages."""
+def publish_command(envelope: Path, directory: Path, key_path: Path, report_path: Path | None, fmt: str) -> None:
+    """Publish a signed card (ENVELOPE, from `acards sign`) to a registry, with its rendered pages; or a
+    reviewer's attestation of a card published there (from `acards attest`, with --report)."""
+    from acards.attest.reproduction import is_attestation
     from acards.present.text import dumps
     from acards.registry.store import publish
     from acards.site.renderer import envelope_signers, renderer
 
     data = read_file(envelope, "envelope")
     registry_key = load_signing_key(key_path)
+    if is_attestation(data):
+        from acards.registry.attestations import publish_attestation
+
+        entry = publish_attestation(directory, data, registry_key, read_file(report_path, "report") if report_path else None)
+        click.echo(dumps({"ok": True, "entry": entry}) if fmt == "json" else
+                   f"published the {entry['assurance']} attestation of {entry['card_id']} version {entry['version']} by "
+                   f"{entry['reviewer'][:16]}…\ndigest {entry['digest']}\nlog index {entry['index']}")
+        return
+    if report_path is not None:
+        from acards.errors import AcardsError
+
+        raise AcardsError("usage.conflict", "--report goes with an attestation; a signed card carries its report",
+                          "leave out --report when publishing a card")
     entry = publish(directory, data, registry_key, render=renderer(envelope_signers(directory, data)))
     if fmt == "json":
         click.echo(dumps({"ok": True, "entry": entry}))
@@ -75,14 +112,74 @@ def publish_command(envelope: Path, directory: Path, key_path: Path, fmt: str) -
                f"digest {entry['digest']}\nlog index {entry['index']}")
 
 
+@main.command("submit")
+@click.argument("envelope", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="The bundle folder to write (must not exist).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A verification report (`acards verify --report`) to carry along.")
+@click.option("--attestation", "attestation_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="An attestation of this card (`acards attest`) to publish with it; repeat for several.")
+@click.option("--render", is_flag=True, help="Include the rendered pages; the registry must render the same bytes.")
+@handled
+def submit_command(envelope: Path, out: Path, report_path: Path | None, attestation_paths: tuple[Path, ...], render: bool) -> None:
+    """Write a submission bundle of a signed card (ENVELOPE, from `acards sign`) for a registry you do not run.
+
+    Its maintainer checks and publishes it with `acards registry accept REGISTRY BUNDLE --key REGISTRY_KEY`."""
+    from acards.registry.bundle import attestation_files, preview_statement, write_bundle
+    from acards.site.renderer import render_statement
+
+    data = read_file(envelope, "envelope")
+    attestations = attestation_files(data, [(path, read_file(path, "attestation")) for path in attestation_paths])
+    pages = None
+    if render:
+        statement, _, keyids = preview_statement(data)
+        pages = render_statement(statement, keyids)
+    report = read_file(report_path, "report") if report_path else None
+    manifest = write_bundle(out, data, pages=pages, report=report, attestations=attestations)
+    click.echo(f"wrote {out}: {manifest['card_id']} version {manifest['version']} (digest {manifest['digest']}), "
+               f"{len(manifest['files'])} files\nsend it to the registry's maintainer: "
+               f"`acards registry accept REGISTRY {out} --key REGISTRY_KEY`")
+
+
+@registry_group.command("accept")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The registry's private key.")
+@FORMAT
+@handled
+def registry_accept_command(directory: Path, bundle: Path, key_path: Path, fmt: str) -> None:
+    """Check a submission BUNDLE (from `acards submit`) and publish its card and attestations to DIRECTORY, or refuse it whole.
+
+    The signature must be by a key DIRECTORY trusts, every file must match the bundle's manifest,
+    pages in the bundle must be exactly what the registry renders, and every attestation must verify
+    (its reviewer trusted here, its report in the bundle when it is `reproduced`)."""
+    from acards.present.text import dumps
+    from acards.registry.bundle import accept
+    from acards.site.renderer import envelope_signers, renderer
+
+    registry_key = load_signing_key(key_path)
+    entry, attested, _ = accept(directory, bundle, registry_key, lambda data: renderer(envelope_signers(directory, data)))
+    if fmt == "json":
+        click.echo(dumps({"ok": True, "entry": entry, "attestations": attested}))
+        return
+    previous = f", superseding {entry['supersedes']}" if entry["supersedes"] else ""
+    click.echo(f"accepted {bundle}: published {entry['card_id']} version {entry['version']}{previous}\n"
+               f"digest {entry['digest']}\nlog index {entry['index']}")
+    for logged in attested:
+        click.echo(f"published attestation {logged['digest']} ({logged['assurance']}, by {logged['reviewer'][:16]}…), "
+                   f"log index {logged['index']}")
+
+
 @registry_group.command("verify")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False, path_type=Path),
               help="A checkpoint file you saved earlier (e.g. site/checkpoint.json): the log must extend it.")
 @click.option("--no-render", is_flag=True, help="Do not re-render the cards (stored pages are still checked against the log).")
+@click.option("--witnesses", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Require this many independent witness co-signatures (distinct trusted keys) on the newest checkpoint.")
 @FORMAT
 @handled
-def registry_verify_command(directory: Path, checkpoint_path: Path | None, no_render: bool, fmt: str) -> None:
+def registry_verify_command(directory: Path, checkpoint_path: Path | None, no_render: bool, witnesses: int, fmt: str) -> None:
     """Verify a registry offline: log, checkpoints, signatures, rules, and every rendered page byte for byte.
 
     Exits 0 when there is no problem (warnings are what an interrupted publish leaves), 3 otherwise.
@@ -93,15 +190,23 @@ def registry_verify_command(directory: Path, checkpoint_path: Path | None, no_re
 
     saved = read_file(checkpoint_path, "checkpoint") if checkpoint_path else None
     result = verify_registry(directory, saved, None if no_render else registry_renderer(directory))
+    from acards.registry.witness import count_witnesses
+
+    witnessed = count_witnesses(directory, witnesses)  # always counted (shown); --witnesses N makes fewer a problem
+    result.problems += witnessed.problems
+    result.warnings += witnessed.warnings
     revoked = [{"digest": e["digest"], "card_id": e["card_id"], "version": e["version"], "reason": e["reason"],
                 "index": e["index"]} for e in result.entries if e["kind"] == "revoke"]
     code = 0 if result.ok else 3
     if fmt == "json":
-        click.echo(dumps({**result.to_dict(), "exit_code": code, "empty": result.size == 0, "revoked_cards": revoked}))
+        click.echo(dumps({**result.to_dict(), "exit_code": code, "empty": result.size == 0, "revoked_cards": revoked,
+                          "witnessed": witnessed.to_dict()}))
         sys.exit(code)
     click.echo(f"registry {directory} (origin {result.origin}): {result.size} log entr{'y' if result.size == 1 else 'ies'}, root {result.root}")
     for item in revoked:
         click.echo(f"revoked: {item['card_id']} version {item['version']} ({item['digest']}): {item['reason']}")
+    if witnessed.witnesses or witnesses:
+        click.echo(f"witnesses of checkpoint {witnessed.size}: {len(witnessed.witnesses)} ({witnesses} required)")
     if result.warnings:
         click.echo("warnings:\n" + problems_text(result.warnings))
     if result.ok:

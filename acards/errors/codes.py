@@ -61,6 +61,7 @@ _declare("usage", INVALID, """
     usage.not-a-file usage.too-large
 """)
 _declare("usage", NOT_FINISHED, "usage.cannot-write")  # an output file cannot be written (folder, disk)
+_declare("usage", INVALID, "usage.unknown-schema usage.bad-schema-url")  # `acards schema path NAME`, `init --schema-url`
 
 _declare("yaml", INVALID, """
     yaml.too-large yaml.encoding yaml.tab yaml.syntax yaml.empty yaml.multiple-documents yaml.anchor yaml.alias
@@ -138,12 +139,46 @@ _declare("registry", EVIDENCE, """
     registry.inconsistent-checkpoint registry.bad-proof registry.torn-tail registry.unsigned-head
     registry.orphan-card registry.stale-state registry.legacy-keys
 """)
+_declare("registry", EVIDENCE, "registry.bad-signer-record")  # a signer's name record that does not verify
 # What the command line names: the folder, its origin, the key, a digest, a proof's range.
 _declare("registry", INVALID, """
     registry.not-a-registry registry.exists registry.bad-origin registry.wrong-key registry.unknown-digest
     registry.bad-proof-request
 """)
+_declare("registry", INVALID, "registry.bad-signer-name registry.name-needs-key")  # `registry trust --name`
 _declare("registry", NOT_FINISHED, "registry.locked registry.io-error")
+# Published reproduction attestations and witness co-signatures (issue 14 items 2 and 3).
+_declare("registry", EVIDENCE, """
+    registry.bad-attestation registry.attestation-card registry.attestation-level registry.attestation-report
+    registry.bad-witness registry.untrusted-witness registry.too-few-witnesses
+""")
+
+# `acards preregister` and the pre-registration step of `acards verify` (issue 14 item 1): a plan that
+# does not check out is evidence (3); a plan still holding placeholders, or no way to read the plan
+# the card names, is an input problem (2); the two warnings say what verify could not check.
+_declare("preregistration", EVIDENCE, """
+    preregistration.bad-plan preregistration.not-logged preregistration.digest-mismatch
+    preregistration.unverified preregistration.not-logged-here
+""")
+_declare("preregistration", INVALID, "preregistration.placeholder preregistration.unavailable")
+_declare("preregistration", INVALID, "preregistration.cannot-write")  # `preregister --write`: a card it cannot edit safely
+
+# `acards attest`: an attestation file that does not verify (3); an assurance level not earned (2).
+_declare("attest", EVIDENCE, "attest.bad-attestation")
+_declare("attest", INVALID, "attest.level-not-earned")
+
+# `acards registry witness`: a fork refused (3); the witness's key or state file (2).
+_declare("witness", EVIDENCE, "witness.fork")
+_declare("witness", INVALID, "witness.bad-state witness.registry-key witness.untrusted-key")
+
+# A submission bundle (`acards submit`, `acards registry accept`): what is in it is evidence; the
+# folder named on the command line is an input.
+_declare("bundle", EVIDENCE, """
+    bundle.bad-manifest bundle.missing-file bundle.extra-file bundle.digest-mismatch bundle.unsafe-path
+    bundle.symlink bundle.special-file bundle.too-large bundle.card-mismatch bundle.render-mismatch
+    bundle.bad-attestation
+""")
+_declare("bundle", INVALID, "bundle.not-a-bundle bundle.exists")
 
 # Key files named on the command line, and their passphrases, are inputs: a problem with them is 2.
 _declare("key", INVALID, """
@@ -168,9 +203,14 @@ _declare("plan", INVALID, "plan.bad-components plan.bad-design plan.unreachable 
 _declare("import", INVALID, """
     import.bad-mapping import.bad-pattern import.incomplete-mapping import.conflicting-mapping import.unmatched-files
     import.duplicate import.subject-mismatch import.prompt-conflict import.skipped import.nothing-imported import.no-prompts
+    import.bad-sources
 """)
 _declare("import", EVIDENCE, "import.bad-source import.source-changed")
 _declare("import", NOT_FINISHED, "import.missing-extra")
+
+# `acards export`: the options and the report exported (2), a missing writer (4).
+_declare("export", INVALID, "export.bad-option export.not-reproduced export.no-value")
+_declare("export", NOT_FINISHED, "export.missing-extra")
 
 # `acards fill`: the claims named, and `reported` keys that have no recomputed value to write.
 _declare("fill", INVALID, "fill.unknown-claim fill.no-value fill.empty-block fill.flow-claim")

@@ -6,7 +6,7 @@ an optional checkpoint a reader saved earlier (the log must extend it), the writ
 (a warning when it does not describe the log), and every published card
 (its envelope's signatures by trusted keys, the digest, the stored statement and manifest, the
 logged signers, the rendered pages' hashes, and with ``render`` that they re-render byte for
-byte). What a crashed writer leaves is a warning, not a problem (see ``acards.registry.store``).
+byte), and every pre-registered plan (``preregistrations.verify_plans``). What a crashed writer leaves is a warning, not a problem (see ``acards.registry.store``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from acards import merkle
 from acards.canonical import canonical_bytes
 from acards.errors import AcardsError, Location, Problem
+from acards.registry.attestations import verify_attestations
 from acards.registry.cards import Render, card_identity, checked_render_output, verified_card
 from acards.registry.checkpoints import Checkpoint, bad_checkpoint, open_checkpoint
 from acards.registry.disk import (
@@ -51,8 +52,10 @@ from acards.registry.layout import (
     key_file_name,
     key_name,
 )
+from acards.registry.preregistrations import verify_plans
 from acards.registry.rules import LogRules
 from acards.registry.state import open_state, stale_state
+from acards.registry.trust import signer_names
 
 
 @dataclass
@@ -424,6 +427,7 @@ def verify_registry(
                     "run `acards registry migrate-keys DIR` (any publish, revoke or trust does it too)",
                     Location(file=key_name(key_file_name(config.registry_keyid))),
                 ))
+            result.problems += signer_names(layout, config, registry_key, keys)[1]
             _verify_stored_checkpoints(
                 stored_checkpoints, registry_key, config.origin, tree, roots, result
             )
@@ -435,7 +439,11 @@ def verify_registry(
                 _check_writer_state(layout, registry_key, tree, rules, result)
         for entry in rules.published.values():
             result.problems += _verify_card(layout, entry, keys, render)
+        result.problems += verify_attestations(layout, result.entries, keys)
         _report_orphans(layout, rules.published, result)
+        plan_problems, plan_warnings = verify_plans(layout, result.entries, keys)
+        result.problems += plan_problems
+        result.warnings += plan_warnings
         result.revoked = dict(rules.revoked)
     return result
 

@@ -39,6 +39,8 @@ from acards.registry.disk import newest_checkpoint as _newest_checkpoint
 from acards.registry.entries import parse_entry, sha256_hex, unknown_digest
 from acards.registry.layout import ENVELOPE, STATEMENT, Layout, card_name, checkpoint_name
 from acards.registry.rules import replay
+from acards.registry.trust import Signer
+from acards.registry.trust import signer_names as _signer_names
 
 _HINT_VERIFY = "run `acards registry verify` and restore the registry from a trusted mirror"
 
@@ -142,6 +144,28 @@ def latest_cards(directory: str | os.PathLike) -> list[dict]:
     return [best[card_id] for card_id in sorted(best)]
 
 
+def attestations(directory: str | os.PathLike, digest: str) -> list[dict]:
+    """The attestation entries of the card ``digest``, in log order (verify checks them)."""
+    return [entry for entry in entries(directory) if entry["kind"] == "attest" and entry["card"] == digest]
+
+
+def reproductions(directory: str | os.PathLike, digest: str) -> int:
+    """How many distinct reviewers logged a ``reproduced`` attestation of the card ``digest`` (0 once
+    it is revoked): the "reproduced by k" of badges and pages."""
+    log = entries(directory)
+    revoked = {entry["digest"] for entry in log if entry["kind"] == "revoke"}
+    return len({entry["reviewer"] for entry in log if entry["kind"] == "attest" and entry["card"] == digest
+                and entry["assurance"] == "reproduced" and digest not in revoked})
+
+
+def witnesses(directory: str | os.PathLike) -> list[str]:
+    """The independent witnesses (keyids) whose co-signatures of the newest checkpoint verify
+    (acards.registry.witness.count_witnesses)."""
+    from acards.registry.witness import count_witnesses
+
+    return count_witnesses(directory).witnesses
+
+
 def status(directory: str | os.PathLike, digest: str) -> dict:
     """Where a card stands: state "current", "superseded" or "revoked", with its details."""
     version = _versions(directory).get(digest)
@@ -175,6 +199,18 @@ def key_files(directory: str | os.PathLike) -> dict[str, bytes]:
     """The PEM file of each trusted key, by keyid (sorted), byte for byte."""
     layout = _layout(directory)
     return {key_id: _read(layout.key(key_id)) for key_id in sorted(trusted_keys(directory))}
+
+
+def signer_names(directory: str | os.PathLike) -> dict[str, Signer]:
+    """The display name and contact of each trusted signer whose name record the registry key signed,
+    by keyid; a key without one (or with one that does not verify: verify reports it) is left out."""
+    layout = _layout(directory)
+    config = read_config(layout)
+    try:
+        public_key = registry_public_key(layout, config)
+    except AcardsError:
+        return {}
+    return _signer_names(layout, config, public_key, load_trusted_keys(layout)[0])[0]
 
 
 def registry_key(directory: str | os.PathLike) -> Ed25519PublicKey:

@@ -19,6 +19,8 @@ import markupsafe
 from acards.canonical import parse_strict_json
 from acards.registry import reader
 from acards.site import SITE
+from acards.site.badges import site_badges
+from acards.site.preregistration import plan_times, preregistration_view
 from acards.site.swap import swap_into_place
 from acards.site.view import CARD_CSP, COPIED, Version, check_safe, script, splice, style, templates
 
@@ -45,9 +47,14 @@ class _Builder:
         found = reader.newest_checkpoint(self.root, len(entries))
 
         versions: dict[str, Version] = {}
+        badges = {}  # digest -> its inline SVG badges (acards.site.badges)
+        preregistrations = {}  # digest -> what its card page says of its pre-registration, if it names one
+        logged_plans = plan_times(entries)
         for digest, card_version in reader.card_versions(entries, origin).items():
             statement = parse_strict_json(reader.statement(self.root, digest))
             versions[digest] = Version.of(card_version, statement)
+            badges[digest] = site_badges(self.root, digest, statement, card_version.state)
+            preregistrations[digest] = preregistration_view(statement, logged_plans)
         by_id: dict[str, list[Version]] = {}
         for version in versions.values():
             by_id.setdefault(version.entry["card_id"], []).append(version)
@@ -66,7 +73,16 @@ class _Builder:
         checkpoint = found[1] if found else None
 
         context = {"origin": origin, "registry_keyid": registry_keyid, "size": len(entries),
+                   "signer_names": reader.signer_names(self.root),
                    "checkpoint": checkpoint, "root": checkpoint.root.hex() if checkpoint else None}
+        context["badges"] = badges
+        context["preregistrations"] = preregistrations
+        attestations: dict[str, list[dict]] = {}  # card digest -> its attestation entries, in log order
+        for entry in entries:
+            if entry["kind"] == "attest":
+                attestations.setdefault(entry["card"], []).append(entry)
+        context["attestations"] = attestations
+        context["witnesses"] = reader.witnesses(self.root)
         site_style, style_hash = style("site.css")
         rows = []
         for card_id in sorted(by_id):
@@ -110,6 +126,7 @@ class _Builder:
         _write(folder / "envelope.json", reader.envelope(self.root, digest))
         card_context = dict(context, v=version, history=history, versions=versions, files=sorted(stored),
                             sha256={name: entry["rendered"][name] for name in stored})
+        card_style = markupsafe.Markup(self.env.get_template("site/card_style.html.j2").render(card_context))  # per state
         header = header_template.render(card_context)
         footer = footer_template.render(card_context)
         page = splice(stored["card.html"], header, footer, card_style) if "card.html" in stored else None

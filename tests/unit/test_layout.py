@@ -116,7 +116,7 @@ def test_no_module_is_a_room_with_many_jobs(name):
     assert len(MODULES[name].read_text(encoding="utf-8").splitlines()) <= MAX_LINES
 
 
-@pytest.mark.parametrize("pure", ["acards.stats", "acards.mechanism", "acards.diagnostics", "acards.merkle", "acards.vocabulary"])
+@pytest.mark.parametrize("pure", ["acards.stats", "acards.distributions", "acards.mechanism", "acards.diagnostics", "acards.merkle", "acards.vocabulary"])
 def test_pure_layers_reach_no_io_layer(pure):
     """Pure computation never reaches the card, evidence, generation, presentation or CLI layers."""
     io_layers = ("acards.card", "acards.evidence", "acards.generate", "acards.pipeline", "acards.present", "acards.cli",
