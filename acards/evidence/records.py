@@ -511,9 +511,26 @@ def fill_scores(table: RecordTable, records: list[dict]) -> int:
             texts.append(np.array([str(v) for v in table.vocab[name]], dtype=object)[values].tolist())
         else:
             texts.append([str(v) for v in values.tolist()])
-    hits = [(row, score) for row, score in zip(rows.tolist(), map(wanted.get, zip(*texts))) if score is not None]
-    for row, score in hits:
-        table.columns["score"][row] = score
+    return _fill_rows(table, rows, zip(*texts), wanted)
+
+
+def fill_identified_scores(table: RecordTable, scores: dict[tuple, float | None]) -> int:
+    """:func:`fill_scores` for scores keyed by the identity a row decodes to (coded fields as their
+    vocabulary values, seed and sample as ints: ``Request.identity()`` of a request made from the
+    row), so that no text is built per record; a None score is left out."""
+    rows = np.flatnonzero(np.isnan(table.columns["score"]))
+    if not scores or not len(rows):
+        return 0
+    values = [np.array(table.vocab[name], dtype=object)[table.columns[name][rows]].tolist() if name in CODED
+              else table.columns[name][rows].tolist() for name in IDENTITY]
+    return _fill_rows(table, rows, zip(*values), scores)
+
+
+def _fill_rows(table: RecordTable, rows: np.ndarray, identities, scores: dict) -> int:
+    hits = [(row, score) for row, score in zip(rows.tolist(), map(scores.get, identities)) if score is not None]
+    if hits:
+        at, values = zip(*hits)
+        table.columns["score"][list(at)] = values
     return len(hits)
 
 

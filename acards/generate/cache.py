@@ -105,12 +105,26 @@ def request_key(context: str, prompt: str, system: str | None, sample: int) -> s
             _KEY_STATES.clear()
         state = _KEY_STATES[context] = hashlib.sha256(framed(KEY_FORMAT, context))
     text = prompt.encode("utf-8", "surrogatepass")
-    extra = b"\xff" if system is None else system.encode("utf-8", "surrogatepass")
-    index = str(int(sample)).encode("ascii")
+    if system is None:
+        extra = _NO_SYSTEM
+    else:
+        extra = system.encode("utf-8", "surrogatepass")
+        extra = len(extra).to_bytes(8, "big") + extra
+    index = _INDEX_FRAMES.get(sample)
+    if index is None:
+        index = _INDEX_FRAMES[sample] = _framed_index(sample)
     hasher = state.copy()
-    hasher.update(b"".join((len(text).to_bytes(8, "big"), text, len(extra).to_bytes(8, "big"), extra,
-                            len(index).to_bytes(8, "big"), index)))
+    hasher.update(b"".join((len(text).to_bytes(8, "big"), text, extra, index)))
     return hasher.hexdigest()
+
+
+def _framed_index(sample: int) -> bytes:
+    index = str(int(sample)).encode("ascii")
+    return len(index).to_bytes(8, "big") + index
+
+
+_NO_SYSTEM = (1).to_bytes(8, "big") + b"\xff"  # framed None: one byte 0xff
+_INDEX_FRAMES: dict[int, bytes] = {}  # sample index -> its framed bytes (a few values, asked thousands of times)
 
 
 def seed_key(context: str, prompt_ids: list[int], sample: int) -> str:

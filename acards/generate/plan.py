@@ -52,16 +52,20 @@ def missing_requests(table, prompts: Prompts) -> list[Request]:
     names = ("cell", "condition", "split", "task", "item", "framing")
     columns = [_decoded(table, name, rows) for name in names]
     seeds, samples = table.columns["seed"][rows].tolist(), table.columns["sample"][rows].tolist()
-    for row, cell, condition, split, task, item, framing, seed, sample in zip(rows.tolist(), *columns, seeds, samples):
+    # Each row's identity (Request.identity's fields, in its order) made once, sorted before any
+    # Request exists: the requests come out in identity order without a key call per request.
+    identities = sorted(zip(*columns, seeds, samples, rows.tolist()))
+    for cell, condition, split, task, item, framing, seed, sample, row in identities:
         prompt = prompts.get(split, task, item, framing)
         if prompt is None:
-            if len(problems) < MAX_PROBLEMS:
-                problems.append(_no_prompt(prompts, split, task, item, framing, table.where(row)))
+            problems.append((row, split, task, item, framing))
             continue
-        requests.append(_request(cell, condition, split, task, item, framing, seed, sample, prompt))
-    if problems:
-        raise AcardsError.collect(problems)
-    return sorted(requests, key=Request.identity)
+        requests.append(Request(cell, condition, split, task, item, framing, seed, sample, prompt.prompt, prompt.system,
+                                prompt.reference, prompt.subject))
+    if problems:  # the first rows of the file, as they are read
+        raise AcardsError.collect([_no_prompt(prompts, split, task, item, framing, table.where(row))
+                                   for row, split, task, item, framing in sorted(problems)[:MAX_PROBLEMS]])
+    return requests
 
 
 def sample_indices(card) -> range:
@@ -93,8 +97,12 @@ def control_requests(card, table, prompts: Prompts) -> list[Request]:
         if cell_code >= 0 and control_code >= 0 and np.any(in_cell & (columns["condition"] == control_code)):
             continue
         pairs: dict[tuple[str, str], None] = {}
-        for row in np.flatnonzero(in_cell):
-            pairs.setdefault((table.vocab["task"][columns["task"][row]], table.vocab["item"][columns["item"][row]]), None)
+        rows = np.flatnonzero(in_cell)
+        if len(rows):  # each (task, item) at its first row, in row order: a row at a time would decode thousands
+            pair_codes = columns["task"][rows].astype(np.int64) * len(table.vocab["item"]) + columns["item"][rows]
+            firsts = rows[np.sort(np.unique(pair_codes, return_index=True)[1])]
+            for task, item in zip(_decoded(table, "task", firsts), _decoded(table, "item", firsts)):
+                pairs.setdefault((task, item), None)
         if not pairs:
             for item in prompts.items_of("heldout", cell["task"]):
                 pairs.setdefault((cell["task"], item), None)

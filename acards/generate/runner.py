@@ -123,22 +123,30 @@ def run_local(card, requests: list[Request], *, device=None, shard=None, progres
     first_of: dict[str, int] = {}  # key -> the first request asking for it
     group_of: dict[str, str] = {}
     models: dict[str, dict] = {}
+    # (cell, condition, seed) -> (model ident, context digest): a re-verify asks for thousands of
+    # requests of a handful of models, so each model is resolved and described once.
+    model_of: dict[tuple, tuple[str, str]] = {}
     try:
         for i in selected:
             request = requests[i]
-            spec = resolver.spec(request.cell, request.condition, request.seed)
-            ident = spec.ident
-            if ident not in contexts:
-                where = (str(spec.base), spec.base_digest)
-                if where not in tokenizers:
-                    tokenizers[where] = tokenizer_digest(spec.base, digests)
-                description = {"weights": spec.weights, "tokenizer": tokenizers[where], "prompting": rendering,
-                               "decoding": _decoding_key(decoding), "backend": backend_key}
-                contexts[ident] = {"digest": context_digest(description), "description": description, "spec": spec}
-                models[ident] = {"weights": spec.weights, "conditions": set(),
-                                 "prompt_rendering": {"rules": RULES, "chat_template": use_template, "tokenizer": tokenizers[where]}}
-            models[ident]["conditions"].add(f"{request.cell}:{request.condition}")
-            key = request_key(contexts[ident]["digest"], request.prompt, request.system, request.sample)
+            asked = (request.cell, request.condition, request.seed)
+            known = model_of.get(asked)
+            if known is None:
+                spec = resolver.spec(*asked)
+                ident = spec.ident
+                if ident not in contexts:
+                    where = (str(spec.base), spec.base_digest)
+                    if where not in tokenizers:
+                        tokenizers[where] = tokenizer_digest(spec.base, digests)
+                    description = {"weights": spec.weights, "tokenizer": tokenizers[where], "prompting": rendering,
+                                   "decoding": _decoding_key(decoding), "backend": backend_key}
+                    contexts[ident] = {"digest": context_digest(description), "description": description, "spec": spec}
+                    models[ident] = {"weights": spec.weights, "conditions": set(),
+                                     "prompt_rendering": {"rules": RULES, "chat_template": use_template, "tokenizer": tokenizers[where]}}
+                models[ident]["conditions"].add(f"{request.cell}:{request.condition}")
+                known = model_of[asked] = (ident, contexts[ident]["digest"])
+            ident, context = known
+            key = request_key(context, request.prompt, request.system, request.sample)
             keys[i] = key
             if key not in first_of:
                 first_of[key], group_of[key] = i, ident

@@ -79,14 +79,30 @@ def _fold(text: str) -> str:
     return text.translate(_APOSTROPHES).casefold()
 
 
+def _each_distinct(outputs: list[str | None], score) -> list[float]:
+    """``score(output)`` of each output (NaN for None), computed once per distinct text: requests
+    that share a cache key, and models that answer alike, give the same text many times."""
+    memo: dict[str, float] = {}
+    scores = []
+    for output in outputs:
+        if output is None:
+            scores.append(math.nan)
+            continue
+        value = memo.get(output)
+        if value is None:
+            value = memo[output] = score(output)
+        scores.append(value)
+    return scores
+
+
 def refusal_scores(outputs: list[str | None], keywords: list[str] | tuple[str, ...]) -> list[float]:
     folded = [_fold(k) for k in keywords]
-    return [math.nan if o is None else float(any(k in _fold(o) for k in folded)) for o in outputs]
+    return _each_distinct(outputs, lambda output: float(any(k in _fold(output) for k in folded)))
 
 
 def regex_scores(outputs: list[str | None], pattern: str) -> list[float]:
     matcher = check_pattern(pattern)
-    return [math.nan if o is None else float(matcher.search(o)) for o in outputs]
+    return _each_distinct(outputs, lambda output: float(matcher.search(output)))
 
 
 def _normalized(text: str, normalize: bool) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from acards.card.model import Card
 from acards.evidence.prompts import Prompts
-from acards.evidence.records import RecordTable, append_records, fill_scores
+from acards.evidence.records import RecordTable, append_records, fill_identified_scores
 from acards.generate import GenerationResult, Request, run, spot_check
 from acards.generate.plan import control_requests, missing_requests, to_records
 from acards.generate.provenance import report_section
@@ -50,7 +50,8 @@ def place_regenerated(table: RecordTable, missing: list[Request], controls: list
     the scores of ``missing`` rows are filled in place, the ``controls`` are appended as new rows.
     A request that has no record in ``made`` is left out; it never moves another's record.
     Returns the table (a new one when controls were appended) and how many records were scored."""
-    filled = fill_scores(table, [record for record in map(made.get, map(Request.identity, missing)) if record is not None])
+    found = ((identity, made.get(identity)) for identity in map(Request.identity, missing))
+    filled = fill_identified_scores(table, {identity: record.get("score") for identity, record in found if record is not None})
     control_records = [record for record in map(made.get, map(Request.identity, controls)) if record is not None]
     return append_records(table, control_records, REGENERATED_CONTROL), filled + len(control_records)
 
