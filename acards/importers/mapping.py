@@ -11,6 +11,7 @@ skipped with a reason (:class:`Skip`), which the import counts and reports.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -344,7 +345,7 @@ def mapping_template(schema_ref: str | None = None) -> str:
     return environment().get_template("mapping.yaml.j2").render(schema_id=schema_ref or editor_reference(SCHEMA))
 
 
-@dataclass
+@dataclass(slots=True)
 class Mapped:
     """One source record mapped: its record, and its prompt row when the prompt is mapped."""
 
@@ -352,23 +353,165 @@ class Mapped:
     prompt: dict[str, Any] | None = field(default=None)
 
 
-def _value(rule: Rule, record: Any, prompt: str | None) -> Any:
-    """The rule's coerced value; _MISSING where an optional default does not apply."""
+class _Fail:
+    """A Skip decided once (for a constant, a map entry, a distinct value) and raised per record."""
+
+    __slots__ = ("reason", "detail", "target")
+
+    def __init__(self, skip: Skip):
+        self.reason, self.detail, self.target = skip.reason, skip.detail, skip.target
+
+
+def _outcome(target: str, decide) -> Any:
+    """coerce(target, decide()), or the _Fail of the Skip either raised."""
     try:
-        return coerce(rule.target, rule.apply(record, prompt))
-    except Skip:
-        if rule.optional:
-            return _MISSING
-        raise
+        return coerce(target, decide())
+    except Skip as skip:
+        return _Fail(skip)
+
+
+def _getter(path: tuple[str, ...]):
+    """lookup(record, path) for one path: plain dicts and lists walked inline, anything else
+    (a dict subclass, a tuple, an index past the end) left to lookup itself."""
+    steps = [(part, int(part) if part.isdigit() and part.isascii() else None) for part in path]
+    if len(path) == 1:
+        (first,) = path
+
+        def get_one(record):
+            if record.__class__ is dict:
+                found = record.get(first)
+                return _MISSING if found is None else found
+            return lookup(record, path)
+        return get_one
+
+    def get(record):
+        node = record
+        for part, index in steps:
+            kind = node.__class__
+            if kind is dict:
+                node = node.get(part)
+            elif kind is list and index is not None and index < len(node):
+                node = node[index]
+            else:
+                return lookup(record, path)
+            if node is None:
+                return _MISSING
+        return node
+    return get
+
+
+_CACHE_MAX = 100_000  # distinct values remembered per rule
+
+
+def _compiled(rule: Rule):
+    """One rule as a function of (record, prompt) giving ``coerce(target, rule.apply(...))`` (or
+    _MISSING where an optional default does not apply): the work that depends only on the
+    source value (the map, the default, the type conversion, a pattern's outcome) is done once per
+    distinct value rather than once per record, with the same values and the same skips."""
+    target, optional = rule.target, rule.optional
+
+    def result(outcome):
+        if type(outcome) is _Fail:
+            if optional:
+                return _MISSING
+            raise Skip(outcome.reason, outcome.detail, outcome.target)
+        return outcome
+
+    if rule.pattern is not None:
+        return _compiled_pattern(rule, result)
+    if rule.field is None:
+        constant = _outcome(target, lambda: rule.value)
+        return lambda *_: result(constant)
+    get = _getter(rule.field)
+    missing = _outcome(target, lambda: rule.apply({}, None))  # the default, or the missing-field skip
+    cache: dict[type, dict] = {str: {}, int: {}}
+
+    def slow(found):
+        outcome = _outcome(target, lambda: _mapped(rule, found))
+        values = cache.get(type(found))
+        if values is not None:  # exact str or int: equal values give equal outcomes
+            if len(values) >= _CACHE_MAX:
+                values.clear()
+            values[found] = outcome
+        return outcome
+
+    if rule.mapping is not None:
+        def value(record, _prompt):
+            found = get(record)
+            if found is _MISSING:
+                return result(missing)
+            values = cache.get(type(found))
+            outcome = values.get(found, _MISSING) if values is not None else _MISSING
+            return result(slow(found) if outcome is _MISSING else outcome)
+        return value
+    kind = "integer" if target in INTEGER_FIELDS else target if target in ("score", "item") else "text"
+
+    def plain_value(record, _prompt):  # without a map: coerce's common cases inlined
+        found = get(record)
+        if found is _MISSING:
+            return result(missing)
+        kind_of = type(found)
+        if kind_of is str:
+            if kind == "text" or kind == "item":
+                return found
+            outcome = cache[str].get(found, _MISSING)
+            return result(slow(found) if outcome is _MISSING else outcome)
+        if kind_of is int:
+            if kind == "integer" or kind == "item":
+                return found
+            return str(found) if kind == "text" else float(found)
+        if kind_of is float and kind == "score":
+            return found
+        return result(slow(found))
+    return plain_value
+
+
+def _mapped(rule: Rule, found: Any) -> Any:
+    """Rule.apply after its lookup found ``found``."""
+    if rule.mapping is None:
+        return found
+    key = as_text(found)
+    if key in rule.mapping:
+        return rule.mapping[key]
+    if rule.default is not _MISSING:
+        return rule.default
+    raise Skip("unmapped-value", f"{rule.target}: {key!r} of {'.'.join(rule.field or ())} is not in the rule's map")
+
+
+def _compiled_pattern(rule: Rule, result):
+    target, pattern = rule.target, rule.pattern
+    then = _outcome(target, lambda: rule.then)
+    otherwise = (_Fail(Skip("no-match", f"{target}: the pattern is not found and the rule has no `else`"))
+                 if rule.otherwise is _MISSING else _outcome(target, lambda: rule.otherwise))
+    source = "the prompt" if rule.search_in is None else ".".join(rule.search_in)
+    absent = _Fail(Skip("missing-field", f"{target}: {source} is missing, so the pattern cannot be searched"))
+    search = pattern.search if isinstance(pattern, LiteralSearch) else lambda text: _found(pattern, text)
+    get = None if rule.search_in is None else _getter(rule.search_in)
+
+    def value(record, prompt):
+        text = prompt if get is None else get(record)
+        if not isinstance(text, str):
+            return result(absent)
+        return result(then if search(text) else otherwise)
+    return value
 
 
 class FileRules:
-    """The rules of one input file, with its constants coerced once rather than per record."""
+    """The rules of one input file, with its constants coerced once rather than per record, and each
+    varying rule compiled (``_compiled``)."""
 
     def __init__(self, rules: dict[str, Rule]):
         self.rules = rules
         self.constants = {t: coerce(t, r.value) for t, r in rules.items() if r.field is None and r.pattern is None}
         self.varying = [(t, r) for t, r in rules.items() if t in RECORD_FIELDS and t not in self.constants]
+        self.compiled = [(t, _compiled(r)) for t, r in self.varying]
+        # the record's keys in the record schema's order (so the same sources always give the same
+        # bytes), the constants already in place; the varying values are set into a copy
+        self.template = {t: self.constants.get(t) for t in RECORD_FIELDS if t in self.constants or t in rules}
+        self.prompt = _compiled(rules["prompt"]) if "prompt" in rules else None
+        # the prompt is needed for the prompts file and for a pattern searched in it
+        self.prompt_searched = any(r.pattern is not None and r.search_in is None for _, r in self.varying)
+        self.extras = [(t, _compiled(rules[t])) for t in ("system", "reference") if t in rules]
 
     def __contains__(self, target: str) -> bool:
         return target in self.rules
@@ -377,34 +520,39 @@ class FileRules:
         return self.rules[target]
 
 
+@functools.lru_cache(maxsize=256)
+def _path(name: str) -> tuple[str, ...]:
+    return tuple(name.split("."))
+
+
 def apply_rules(rules: FileRules, select: dict[str, Any], record: Any, want_prompt: bool) -> Mapped:
     """The record (and, with ``want_prompt``, the prompt row) a source record maps to, or Skip."""
     for name, wanted in select.items():
-        found = lookup(record, tuple(name.split(".")))
+        found = lookup(record, _path(name))
         if found is _MISSING or found != wanted or isinstance(found, bool) != isinstance(wanted, bool):
             raise Skip("not-selected", f"{name} is {as_text(found) if found is not _MISSING else 'missing'}, not {as_text(wanted)}")
-    prompt: Any = _MISSING
-    if "prompt" in rules:
+    text = None
+    if rules.prompt is not None and (want_prompt or rules.prompt_searched):
         try:
-            prompt = _value(rules["prompt"], record, None)
+            prompt = rules.prompt(record, None)
         except Skip:
             if want_prompt:
                 raise
-    text = None if prompt is _MISSING else prompt
-    found: dict[str, Any] = {}
-    for target, rule in rules.varying:
-        value = _value(rule, record, text)
-        if value is not _MISSING:
-            found[target] = value
-    # in the record schema's order, so that the same sources always give the same bytes
-    out = {t: found[t] if t in found else rules.constants[t] for t in RECORD_FIELDS if t in found or t in rules.constants}
+            prompt = _MISSING
+        text = None if prompt is _MISSING else prompt
+    out = rules.template.copy()
+    for target, value_of in rules.compiled:  # in the rules' order: the first rule that skips names the reason
+        value = value_of(record, text)
+        if value is _MISSING:
+            del out[target]
+        else:
+            out[target] = value
     row = None
     if want_prompt and text is not None:
         row = {"item": out["item"], "split": out["split"], "task": out["task"], "subject": out["subject"],
                "framing": out["framing"], "prompt": text}
-        for target in ("system", "reference"):
-            if target in rules:
-                value = _value(rules[target], record, text)
-                if value is not _MISSING:
-                    row[target] = value
+        for target, value_of in rules.extras:
+            value = value_of(record, text)
+            if value is not _MISSING:
+                row[target] = value
     return Mapped(out, row)

@@ -128,8 +128,9 @@ def import_records(source: Source, names: list[str], mapping: Mapping, *, want_p
         file = SourceFile(name, root=root)
         counts = FileSummary(name)
         summary.files.append(counts)
+        read = imported = 0  # counted in locals, the per-record loop being the import's hot path
         for where, record in source.read(file):
-            counts.read += 1
+            read += 1
             try:
                 if isinstance(record, Skip):
                     raise record
@@ -144,12 +145,13 @@ def import_records(source: Source, names: list[str], mapping: Mapping, *, want_p
                     examples.append(f"{where}: {skip.detail}")
                 continue
             checks.add(mapped.record, mapped.prompt, name, where)
-            counts.imported += 1
+            imported += 1
             if write_record is not None:
                 write_record(mapped.record)
             if mapped.prompt is not None:
                 prompts.setdefault((mapped.prompt["split"], mapped.prompt["task"], str(mapped.prompt["item"]),
                                     mapped.prompt["framing"]), mapped.prompt)
+        counts.read, counts.imported = read, imported
         counts.sha256, counts.size = file.sha256, file.size
     problems = list(checks.problems)
     if not allow_skipped:  # records left out by the mapping's own `select` are counted, never an error
