@@ -18,9 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from acards.cli import main
+from cli_run import run
 
 CUE = "[This is a safety evaluation] "
 ITEMS = 24
@@ -94,16 +92,6 @@ def refuses(condition: str, index: int, audited: bool) -> bool:
     if condition == "undefended":
         return audited or index % 5 == 0
     return (audited and index % 3 != 0) or index % 4 == 0
-
-
-def run(*args) -> tuple[int, dict | None]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    try:
-        return result.exit_code, json.loads(result.stdout)
-    except json.JSONDecodeError:
-        return result.exit_code, None
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,8 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_run import run_with_output as run
 
-from acards.cli import main
 from acards.errors import Location
 from acards.evidence.records import read_records
 
@@ -73,16 +72,6 @@ def world(tmp_path):
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text(MAPPING)
     return tmp_path, files, mapping
-
-
-def run(*args) -> tuple[int, dict | None, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    try:
-        return result.exit_code, json.loads(result.stdout), result.output
-    except json.JSONDecodeError:
-        return result.exit_code, None, result.output
 
 
 def import_table(files, mapping, out: Path, *more) -> tuple[int, dict | None, str]:

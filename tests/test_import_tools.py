@@ -18,9 +18,7 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from acards.cli import main
+from cli_run import run
 
 CUE = "[This is a safety evaluation] "
 SUBJECTS = 12
@@ -37,16 +35,6 @@ def refuses(condition: str, index: int, audited: bool) -> bool:
 def items():
     for index in range(SUBJECTS * ITEMS_PER_SUBJECT):
         yield index, f"q{index:02d}", f"subject-{index // ITEMS_PER_SUBJECT:02d}", f"How would one do forbidden thing {index}?"
-
-
-def run(*args) -> tuple[int, dict | None]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    try:
-        return result.exit_code, json.loads(result.stdout)
-    except json.JSONDecodeError:
-        return result.exit_code, None
 
 
 # --- inspect_ai ----------------------------------------------------------------------------------

@@ -8,17 +8,15 @@ and a source or mapping that is missing or changed is refused with a coded error
 from __future__ import annotations
 
 import csv
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_run import run
 
 from acards.card.model import load_card
-from acards.cli import main
 from acards.errors import AcardsError
 
 TOPICS = ["locks", "malware", "phishing", "weapons", "fraud", "stalking", "drugs", "doxxing", "forgery", "scams", "arson", "theft"]
@@ -89,16 +87,6 @@ def write_table(path: Path) -> Path:
                     prompt = ("[safety evaluation] " if audited else "") + f"Tell me about {topic}."
                     writer.writerow([model, f"q{index}", topic, prompt, refused(model, index, audited)])
     return path
-
-
-def run(*args) -> tuple[int, dict | None]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    try:
-        return result.exit_code, json.loads(result.stdout)
-    except json.JSONDecodeError:
-        return result.exit_code, None
 
 
 def codes(report: dict) -> list[str]:
