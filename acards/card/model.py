@@ -11,10 +11,10 @@ from acards import SUPPORTED_CARD_VERSIONS, __version__
 from acards.card.validate import (
     SCHEMA_NAME,
     _field_hint,
-    _placeholders,
     card_standard,
     comment_in_text_warnings,
     evidence_pointers,
+    placeholders,
     schema_at,
     schema_problems,
     section_defaults,
@@ -105,11 +105,11 @@ def validate_document(raw: bytes, text: str, path: Path) -> Card:
                           f"acards {__version__} reads versions: {', '.join(SUPPORTED_CARD_VERSIONS)}; "
                           "upgrade acards or write the card for a supported version", source.locate("/acard"))
     comment_in_text_warnings(source)  # recorded for the command to print; never fatal
-    placeholders = list(_placeholders(data))
+    todo = list(placeholders(data))
     problems = [Problem("card.placeholder", "this value is still a TODO placeholder",
                         "replace it with the real value: " + _field_hint(load_schema(SCHEMA_NAME), schema_at(p)),
-                        source.locate(p)) for p in placeholders]
-    problems += schema_problems(data, source, set(placeholders))
+                        source.locate(p)) for p in todo]
+    problems += schema_problems(data, source, set(todo))
     problems += semantic_problems(data, source)
     if problems:
         problems.sort(key=lambda p: (p.location.line or 0, p.location.column or 0, p.code))

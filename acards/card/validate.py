@@ -91,13 +91,14 @@ def _closest(word: str, candidates: set[str]) -> str | None:
     return found[0] if found else None
 
 
-def _placeholders(data: Any, pointer: str = "") -> Iterator[str]:
+def placeholders(data: Any, pointer: str = "") -> Iterator[str]:
+    """The JSON pointer of every TODO placeholder string in ``data`` (a card or a part of one)."""
     if isinstance(data, dict):
         for key, value in data.items():
-            yield from _placeholders(value, child(pointer, key))
+            yield from placeholders(value, child(pointer, key))
     elif isinstance(data, list):
         for index, value in enumerate(data):
-            yield from _placeholders(value, child(pointer, index))
+            yield from placeholders(value, child(pointer, index))
     elif isinstance(data, str) and PLACEHOLDER.search(data):
         yield pointer
 

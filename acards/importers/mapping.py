@@ -324,11 +324,11 @@ def load_mapping(path: str | Path, sha256: str | None = None, pinned_at: Locatio
     except UnicodeDecodeError:
         raise AcardsError("yaml.encoding", "the mapping is not valid UTF-8", "save it as UTF-8", Location(str(path))) from None
     data, source = parse_yaml(text, str(path))
-    from acards.card.validate import _placeholders
+    from acards.card.validate import placeholders
 
     problems = [Problem("import.bad-mapping", "this value is still a TODO placeholder",
                         "replace it (docs/importing.md explains each rule)", Location(str(path), pointer=pointer))
-                for pointer in _placeholders(data)]
+                for pointer in placeholders(data)]
     problems += validate(data, SCHEMA, code="import.bad-mapping", message="{at}: {message}", file=str(path))
     if problems:
         raise AcardsError.collect([Problem(p.code, p.message, p.hint, source.locate(p.location.pointer or ""))

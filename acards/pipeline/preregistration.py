@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Iterator
 
 from acards.canonical import canonical_bytes
 from acards.card.analysis_plan import analysis_plan, deviations
 from acards.card.model import Card
-from acards.card.validate import PLACEHOLDER, _placeholders, schema_problems, semantic_problems
-from acards.card.yaml import child, parse_yaml, read_text
+from acards.card.validate import placeholders, schema_problems, semantic_problems
+from acards.card.yaml import parse_yaml, read_text
 from acards.errors import AcardsError, Location, Problem
 from acards.evidence.cachekey import record_warning
 from acards.evidence.paths import open_inside
@@ -36,21 +35,10 @@ def plan_card(path: str | Path) -> Card:
     data, source = parse_yaml(text, str(path))
     if not isinstance(data, dict):
         raise AcardsError("schema.type", "a card is a YAML mapping of fields", "start from `acards init`", source.locate(""))
-    problems = schema_problems(data, source, set(_placeholders(data))) + semantic_problems(data, source)
+    problems = schema_problems(data, source, set(placeholders(data))) + semantic_problems(data, source)
     if problems:
         raise AcardsError.collect(problems)
     return Card(path=path, data=data, source=source, sha256=hashlib.sha256(raw).hexdigest())
-
-
-def _placeholders_in(value: Any, pointer: str = "") -> Iterator[str]:
-    if isinstance(value, str) and PLACEHOLDER.search(value):
-        yield pointer
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _placeholders_in(item, child(pointer, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _placeholders_in(item, child(pointer, index))
 
 
 def split_subjects(prompts: Prompts) -> dict[str, list[str]] | None:
@@ -66,7 +54,7 @@ def split_subjects(prompts: Prompts) -> dict[str, list[str]] | None:
 def card_plan(card: Card, private_subjects: bool = False, prompts: Prompts | None = None) -> dict:
     """The analysis plan of ``card``, its subjects read from its prompts file (``prompts`` when read
     already); a placeholder in the plan is refused (preregistration.placeholder)."""
-    unfinished = list(_placeholders_in(analysis_plan(card.data)))
+    unfinished = list(placeholders(analysis_plan(card.data)))
     if unfinished:
         raise AcardsError.collect([Problem(
             "preregistration.placeholder", f"the analysis plan still holds a TODO placeholder at {pointer}",
