@@ -49,10 +49,6 @@ def short_label(text: str) -> str:
     return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
 
 
-def _c(value: float) -> str:
-    return coord(value)
-
-
 def _need(mapping: dict, key: str, where: str):
     if not isinstance(mapping, dict) or key not in mapping:
         raise AcardsError("usage.bad-report", f"the report has no {where}/{key}",
@@ -172,23 +168,23 @@ def forest_svg(report: Report) -> str:
         f'<desc id="forest-desc">Installed-gap reduction Δ = G_U − G_D with Δ ± {rule} bars ({xml_text(z_text)}), '
         f'one row per cell and split; {len(rows)} rows.</desc>',
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
-        f'<text x="{_c(col.cell)}" y="20" font-size="{TITLE_SIZE}" font-weight="bold">{xml_text(title)}</text>',
+        f'<text x="{coord(col.cell)}" y="20" font-size="{TITLE_SIZE}" font-weight="bold">{xml_text(title)}</text>',
         '<g font-weight="bold" fill="#57606a">'
-        f'<text x="{_c(col.cell)}" y="{TOP - 10}">cell</text><text x="{_c(col.split)}" y="{TOP - 10}">split</text>'
-        f'<text x="{_c(col.value)}" y="{TOP - 10}">Δ [interval]</text><text x="{_c(col.outcome)}" y="{TOP - 10}">outcome</text></g>',
+        f'<text x="{coord(col.cell)}" y="{TOP - 10}">cell</text><text x="{coord(col.split)}" y="{TOP - 10}">split</text>'
+        f'<text x="{coord(col.value)}" y="{TOP - 10}">Δ [interval]</text><text x="{coord(col.outcome)}" y="{TOP - 10}">outcome</text></g>',
     ]
     # grid and axis
     out.append('<g class="axis" stroke="#d0d7de" stroke-width="1">')
     for tick in ticks:
-        out.append(f'<line x1="{_c(x(tick))}" y1="{TOP - 4}" x2="{_c(x(tick))}" y2="{plot_bottom}"/>')
+        out.append(f'<line x1="{coord(x(tick))}" y1="{TOP - 4}" x2="{coord(x(tick))}" y2="{plot_bottom}"/>')
     out.append("</g>")
     out.append('<g class="ticks" fill="#57606a" font-size="11" text-anchor="middle">')
     for tick in ticks:
-        out.append(f'<text x="{_c(x(tick))}" y="{plot_bottom + 15}">{format_number(tick)}</text>')
+        out.append(f'<text x="{coord(x(tick))}" y="{plot_bottom + 15}">{format_number(tick)}</text>')
     out.append("</g>")
-    out.append(f'<text x="{_c((col.plot0 + col.plot1) / 2)}" y="{plot_bottom + 34}" fill="#57606a" font-size="11" '
+    out.append(f'<text x="{coord((col.plot0 + col.plot1) / 2)}" y="{plot_bottom + 34}" fill="#57606a" font-size="11" '
                f'text-anchor="middle">{xml_text(axis_label)}</text>')
-    out.append(f'<line class="zero" x1="{_c(x(0.0))}" y1="{TOP - 4}" x2="{_c(x(0.0))}" y2="{plot_bottom}" '
+    out.append(f'<line class="zero" x1="{coord(x(0.0))}" y1="{TOP - 4}" x2="{coord(x(0.0))}" y2="{plot_bottom}" '
                'stroke="#24292f" stroke-width="1.2" stroke-dasharray="4 3"/>')
     # rows
     previous = None
@@ -205,22 +201,22 @@ def forest_svg(report: Report) -> str:
         if row["cell"] != previous:
             if previous is not None:
                 out.append(f'<line x1="{MARGIN}" y1="{top}" x2="{width - MARGIN}" y2="{top}" stroke="#eaeef2" stroke-width="1"/>')
-            out.append(f'<text x="{_c(col.cell)}" y="{_c(base)}" font-weight="bold">{xml_text(short_label(str(row["cell"])))}</text>')
+            out.append(f'<text x="{coord(col.cell)}" y="{coord(base)}" font-weight="bold">{xml_text(short_label(str(row["cell"])))}</text>')
             previous = row["cell"]
-        out.append(f'<text x="{_c(col.split)}" y="{_c(base)}">{xml_text(row["label"])}</text>')
+        out.append(f'<text x="{coord(col.split)}" y="{coord(base)}">{xml_text(row["label"])}</text>')
         if row["estimate"] is None:
-            out.append(f'<text x="{_c((col.plot0 + col.plot1) / 2)}" y="{_c(base)}" fill="#57606a" text-anchor="middle" '
+            out.append(f'<text x="{coord((col.plot0 + col.plot1) / 2)}" y="{coord(base)}" fill="#57606a" text-anchor="middle" '
                        'font-style="italic">no estimate</text>')
         else:
             if row["low"] is not None:
-                x0, x1 = _c(x(row["low"])), _c(x(row["high"]))
-                out.append(f'<line x1="{x0}" y1="{_c(mid)}" x2="{x1}" y2="{_c(mid)}" stroke="{color}" stroke-width="2"/>')
+                x0, x1 = coord(x(row["low"])), coord(x(row["high"]))
+                out.append(f'<line x1="{x0}" y1="{coord(mid)}" x2="{x1}" y2="{coord(mid)}" stroke="{color}" stroke-width="2"/>')
                 for end in (x0, x1):
-                    out.append(f'<line x1="{end}" y1="{_c(mid - 5)}" x2="{end}" y2="{_c(mid + 5)}" stroke="{color}" stroke-width="2"/>')
+                    out.append(f'<line x1="{end}" y1="{coord(mid - 5)}" x2="{end}" y2="{coord(mid + 5)}" stroke="{color}" stroke-width="2"/>')
             cx = x(row["estimate"])
-            out.append(f'<rect x="{_c(cx - 4)}" y="{_c(mid - 4)}" width="8" height="8" fill="{color}"/>')
-        out.append(f'<text x="{_c(col.value)}" y="{_c(base)}">{xml_text(value)}</text>')
-        out.append(f'<text x="{_c(col.outcome)}" y="{_c(base)}" fill="{color}" font-weight="bold">{xml_text(row["outcome"])}</text>')
+            out.append(f'<rect x="{coord(cx - 4)}" y="{coord(mid - 4)}" width="8" height="8" fill="{color}"/>')
+        out.append(f'<text x="{coord(col.value)}" y="{coord(base)}">{xml_text(value)}</text>')
+        out.append(f'<text x="{coord(col.outcome)}" y="{coord(base)}" fill="{color}" font-weight="bold">{xml_text(row["outcome"])}</text>')
         out.append("</g>")
     out.append("</svg>")
     return "\n".join(out) + "\n"

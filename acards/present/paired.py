@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from acards.numbers import format_number
 from acards.present.forest import GUTTER, MARGIN, ROW_H, short_label
 from acards.present.svg import FONT_FAMILY, FONT_SIZE, coord, text_width, xml_text
 from acards.vocabulary import GAP_SPLITS
@@ -141,7 +142,7 @@ def paired_svg(report: Report) -> str:
     out.append("</g>")
     out.append('<g class="ticks" fill="#57606a" font-size="11" text-anchor="middle">')
     for tick in ticks:
-        out.append(f'<text x="{coord(x(tick))}" y="{plot_bottom + 15}">{tick:g}</text>')
+        out.append(f'<text x="{coord(x(tick))}" y="{plot_bottom + 15}">{format_number(tick)}</text>')
     out.append("</g>")
     out.append(f'<text x="{coord((plot0 + plot1) / 2)}" y="{plot_bottom + 32}" fill="#57606a" font-size="11" '
                'text-anchor="middle">mean score</text>')
