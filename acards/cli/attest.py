@@ -14,16 +14,6 @@ from acards.errors import AcardsError, Location
 ATTESTATION_SUFFIX = ".attestation.intoto.jsonl"
 
 
-def _installed_version(name: str) -> str | None:
-    """A package's installed version from its metadata: nothing is imported (torch stays out)."""
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def default_attestation_path(envelope: Path) -> Path:
     """``card.envelope.json`` → ``card.attestation.intoto.jsonl`` beside it."""
     stem = envelope.name.removesuffix(".json").removesuffix(".envelope")
@@ -79,10 +69,12 @@ def attest_command(card: Path, report_path: Path, key_path: Path, trusted: tuple
     if found:
         raise AcardsError("usage.report-inconsistent", "the report does not hold together with itself and the card: "
                           + "; ".join(found[:5]), "attest the report `acards verify` wrote, unedited", Location(str(report_path)))
+    from acards.generate.backends.base import installed_version  # package metadata only: torch stays out
+
     level = assurance_level(reviewer, list(signers), report.reproduced, assurance)
     predicate = reproduction_predicate(
         card_digest=card_digest, card_statement=statement, card_signers=list(signers), report=data, reviewer=reviewer,
-        level=level, time=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), installed=_installed_version)
+        level=level, time=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), installed=installed_version)
     write_output(out, sign_attestation(predicate, private_key))
     if fmt == "json":
         click.echo(dumps({"ok": True, "out": str(out), "card": card_digest, "assurance": level,

@@ -59,7 +59,7 @@ def test_package_versions_are_importlib_metadatas(name):
     except metadata.PackageNotFoundError:
         expected = None
     decided, found = base._dist_info_version(name)
-    assert base._version(name) == expected and found == (expected if decided else None)
+    assert base.installed_version(name) == expected and found == (expected if decided else None)
 
 
 def test_a_dist_info_version_is_read_as_importlib_metadata_reads_it(tmp_path, monkeypatch):

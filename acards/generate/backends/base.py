@@ -63,12 +63,12 @@ BACKEND_PACKAGES = {"transformers": ("transformers", "torch", "peft"), "vllm": (
 
 def package_versions(*names: str) -> dict[str, str | None]:
     """Installed versions (from package metadata: nothing is imported; None when not installed)."""
-    return {name: _version(name) for name in names}
+    return {name: installed_version(name) for name in names}
 
 
 @lru_cache(maxsize=None)
-def _version(name: str) -> str | None:
-    """One package's version, looked up once per process (each lookup scans sys.path: milliseconds)."""
+def installed_version(name: str) -> str | None:
+    """One package's installed version (None when not installed), looked up once per process (each lookup scans sys.path: milliseconds)."""
     decided, found = _dist_info_version(name)
     if decided:
         return found
