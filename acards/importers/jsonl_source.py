@@ -20,7 +20,9 @@ def _describe(file: str):
 
 def _decoded(piece: bytes, first_line: int, describe, problems: jsonl.Problems, file: str):
     """(line number, value) of a piece: decoded at once when it is provably one value per line and
-    decodes whole, else line by line, so that the problems come in line order."""
+    decodes whole, else line by line, so that the problems come in line order.  Not
+    jsonl.decode_piece: on its slow path it decodes the whole piece before returning, and the
+    caller's own "not an object" problems must interleave with the decoding problems by line."""
     count = jsonl.one_object_per_line(piece)
     if count > 0:
         try:
