@@ -92,12 +92,15 @@ def _splits(subjects: Mapping[str, Iterable[str]], private: bool) -> dict:
 
 
 def analysis_plan(
-    data: dict, subjects: Mapping[str, Iterable[str]] | None = None, *, private_subjects: bool = False
+    data: dict, subjects: Mapping[str, Iterable[str]] | None = None, *, private_subjects: bool = False,
+    prompts_sha256: str | None = None,
 ) -> dict:
     """The analysis plan of card ``data`` (schema-valid, placeholders allowed outside the plan).
 
     ``subjects``: split -> the subjects the prompts file lists for it, or None without a prompts
-    file; ``private_subjects``: keep only each split's digest and count (see the module docstring)."""
+    file; ``private_subjects``: keep only each split's digest and count (see the module docstring);
+    ``prompts_sha256``: the digest of the prompts read, for prompts the card does not pin (`{from:
+    import}`: the bytes the import writes, as in the prompts file `acards import --prompts` writes)."""
     standard = card_standard(data)
     prompts = (data.get("evidence") or {}).get("prompts")
     return {
@@ -111,7 +114,7 @@ def analysis_plan(
             "capability_scorer": _scorer(data, "capability_scorer"),
             "judges": data.get("judges"),
         },
-        "prompts": {"sha256": prompts["sha256"] if isinstance(prompts, dict) else None},
+        "prompts": {"sha256": prompts.get("sha256", prompts_sha256) if isinstance(prompts, dict) else None},
         "splits": None if subjects is None else _splits(subjects, private_subjects),
     }
 

@@ -54,9 +54,11 @@ def init(path: Path | None, force: bool, mapping: bool, schema_url: str | None) 
 def validate(card: Path, fmt: str) -> None:
     """Check CARD against the schema and the standard's rules (no evidence is read)."""
     from acards.card.model import load_card
+    from acards.importers.reimport import pinned_import
     from acards.present.text import count, dumps
 
     loaded = load_card(card)
+    pinned_import(loaded)  # records or prompts {from: import}: the sources are one import
     if fmt == "json":
         click.echo(dumps({"ok": True, "card": str(card), "sha256": loaded.sha256, "problems": []}))
     else:
@@ -70,9 +72,11 @@ def validate(card: Path, fmt: str) -> None:
 @click.option("--no-cache", is_flag=True, help="Hash every file again instead of trusting the digest cache.")
 @handled
 def check(card: Path, fmt: str, write_digests: bool, no_cache: bool) -> None:
-    """Validate CARD and recompute the digest of every evidence file it points at."""
+    """Validate CARD and recompute the digest of every evidence file it points at (and check the
+    mapping of records imported from the sources)."""
     from acards.card.model import load_card
     from acards.evidence.digests import DigestCache, check_pointers
+    from acards.importers.reimport import check_import, pinned_import
     from acards.present.text import count, dumps, pointer_table
 
     with DigestCache(None if no_cache else settings().digests_path) as cache:
@@ -87,9 +91,11 @@ def check(card: Path, fmt: str, write_digests: bool, no_cache: bool) -> None:
             if fmt == "text":
                 click.echo(f"{card}: updated {count(changed, 'digest')}")
         loaded = load_card(card)
+        pinned_import(loaded)
         results, problems = check_pointers(loaded.folder, loaded.pointers(), cache)
     if problems:
         raise AcardsError.collect(problems)
+    check_import(loaded)  # the pins hold: the mapping resolves for the pinned sources, none of which is parsed
     if fmt == "json":
         click.echo(dumps({"ok": True, "card": str(card), "evidence": [r.as_json() for r in results], "problems": []}))
     else:

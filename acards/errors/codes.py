@@ -203,7 +203,7 @@ _declare("plan", INVALID, "plan.bad-components plan.bad-design plan.unreachable 
 _declare("import", INVALID, """
     import.bad-mapping import.bad-pattern import.incomplete-mapping import.conflicting-mapping import.unmatched-files
     import.duplicate import.subject-mismatch import.prompt-conflict import.skipped import.nothing-imported import.no-prompts
-    import.bad-sources
+    import.bad-sources import.prompts-without-records import.no-prompt-rule
 """)
 _declare("import", EVIDENCE, "import.bad-source import.source-changed")
 _declare("import", NOT_FINISHED, "import.missing-extra")

@@ -2,12 +2,14 @@
 
 ``read_prompts`` reads the card's ``evidence.prompts`` JSONL through the one bounded reader
 (acards.jsonl), each line validated by the Struct generated from the prompt schema, into an index
-keyed by ``(split, task, item, framing)``.
+keyed by ``(split, task, item, framing)``.  `{from: import}` prompts, imported again from the
+card's pinned sources (acards.importers.reimport), are read back by the same reader.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
 
@@ -34,10 +36,12 @@ class Prompt:
 
 @dataclass
 class Prompts:
-    """The prompts file as ``{(split, task, item, framing): Prompt}``; ``file`` is its card path."""
+    """The prompts file as ``{(split, task, item, framing): Prompt}``; ``file`` is its card path,
+    ``sha256`` the digest of the bytes read (for `{from: import}` prompts: of the bytes the import wrote)."""
 
     index: dict[tuple[str, str, str, str], Prompt] = field(default_factory=dict)
     file: str | None = None
+    sha256: str | None = None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -74,22 +78,31 @@ def _describer(file: str) -> jsonl.Describe:
 
 
 def read_prompts(card) -> Prompts:
-    """The card's prompts file as an index; an empty index when the card points at none.
-
-    Every line is validated against the prompt schema; up to 20 problems are collected before
-    raising, and a repeated ``(split, task, item, framing)`` is refused.  The bytes parsed are
-    hashed as read and must be the bytes the card pins (``evidence.digest-mismatch``).
-    """
+    """The card's pinned prompts file as an index (:func:`read_prompts_file`); an empty index when
+    the card points at none.  `{from: import}` prompts are no file: acards.pipeline.load imports
+    them again with the records (``read_card_prompts``, ``read_evidence_and_prompts``)."""
     pointer = (card.data.get("evidence") or {}).get("prompts")
     if not pointer:
         return Prompts({}, None)
-    relative = pointer["path"]
-    location = card.source.locate("/evidence/prompts/path")
+    if "path" not in pointer:
+        raise AcardsError("internal.error", "evidence.prompts is {from: import}, and was read as a prompts file",
+                          "a bug in acards: such prompts are read by acards.pipeline.load; report it",
+                          card.source.locate("/evidence/prompts", at_key=True))
+    return read_prompts_file(card.folder, pointer["path"], card.source.locate("/evidence/prompts/path"), pointer.get("sha256"))
+
+
+def read_prompts_file(folder: Path, relative: str, location: Location, sha256: str | None = None) -> Prompts:
+    """The prompts file ``relative`` (inside ``folder``) as an index.
+
+    Every line is validated against the prompt schema; up to 20 problems are collected before
+    raising, and a repeated ``(split, task, item, framing)`` is refused.  The bytes parsed are
+    hashed as read and must be ``sha256`` when given (``evidence.digest-mismatch`` at ``location``).
+    """
     decoder = msgspec.json.Decoder(schemas.schema_struct(SCHEMA))
     index: dict[tuple[str, str, str, str], Prompt] = {}
     problems = jsonl.Problems(MAX_PROBLEMS)
     first_line: dict[tuple, int] = {}
-    with open_inside(card.folder, relative, location) as raw:
+    with open_inside(folder, relative, location) as raw:
         handle = jsonl.Hashed(raw)  # the bytes parsed must be the bytes the card pins
         for number, row in jsonl.objects(handle, relative, decoder, _describer(relative), problems):
             prompt = Prompt(str(row.item), row.split, row.task, row.subject, row.framing, row.prompt,
@@ -103,9 +116,8 @@ def read_prompts(card) -> Prompts:
             index[key] = prompt
             first_line[key] = number
         actual = handle.finish()
-    expected = pointer.get("sha256")
-    if expected is not None and actual != expected:
-        raise AcardsError.collect([digest_mismatch(relative, expected, actual, False, location)])
+    if sha256 is not None and actual != sha256:
+        raise AcardsError.collect([digest_mismatch(relative, sha256, actual, False, location)])
     if problems:
         raise AcardsError.collect(problems)
-    return Prompts(index, relative)
+    return Prompts(index, relative, actual)

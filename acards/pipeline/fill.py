@@ -74,20 +74,18 @@ def recompute_claims(card: Card, *, bootstrap: int, seed: int, use_cache: bool, 
     """Each claim's verdict and its cells' diagnostics as the claim sees them, by claim id: the steps
     of acards.pipeline.verify, without the comparison with what the card reports."""
     from acards.evidence.digests import DigestCache
-    from acards.evidence.prompts import read_prompts
     from acards.evidence.records_cache import RecordsCache
     from acards.pipeline.claims import claim_diagnostics, judge_claim
     from acards.pipeline.complete import complete_evidence
     from acards.pipeline.judges import declared, judge_scorers
-    from acards.pipeline.load import read_evidence, read_training
+    from acards.pipeline.load import read_evidence_and_prompts, read_training
     from acards.pipeline.recompute import recompute, thresholds_for
 
     cache = DigestCache.or_default(digests, use_cache)
     try:
-        _pointers, table = read_evidence(card, cache, RecordsCache.default(cache_dir) if use_cache else None)
+        _pointers, table, prompts = read_evidence_and_prompts(card, cache, RecordsCache.default(cache_dir) if use_cache else None)
     finally:
         cache.close()
-    prompts = read_prompts(card)
     table, _generation = complete_evidence(card, table, prompts, generate=generate, device=device, digests=digests,
                                            cache_dir=cache_dir)
     recomputed = recompute(card, table, prompts, read_training(card), bootstrap=bootstrap, seed=seed)

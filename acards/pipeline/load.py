@@ -40,23 +40,35 @@ def check_envelope(card: Card, envelope: bytes, trusted_keys: dict) -> dict:
     return {"digest": digest, "signers": list(signers)}
 
 
-def read_evidence(card: Card, cache: DigestCache, records_cache: RecordsCache | None = None) -> tuple[list[PointerResult], RecordTable]:
-    """Check every digest (every problem collected), then read the records."""
+def read_evidence_and_prompts(card: Card, cache: DigestCache, records_cache: RecordsCache | None = None,
+                              ) -> tuple[list[PointerResult], RecordTable, Prompts]:
+    """Check every digest (every problem collected), then read the records and the prompts: the
+    pinned files, or, for `{from: import}` records (and prompts), one import of the card's sources."""
+    from acards.importers.reimport import pinned_import, reimported
+
+    imported = pinned_import(card)  # records (and prompts) {from: import}: one import, checked before any file is hashed
     results, problems = check_pointers(card.folder, card.pointers(), cache)
     if problems:
         raise AcardsError.collect(problems)
-    pointers = card.data["evidence"]["records"]
-    if isinstance(pointers, dict):  # {from: import}: imported again from the pinned sources
-        from acards.importers.reimport import reimported_table
-
-        table = reimported_table(card)
+    prompts = None
+    if imported is not None:  # imported again from the pinned sources
+        table, prompts = reimported(card)
     else:
+        pointers = card.data["evidence"]["records"]
         paths = [(p["path"], card.source.locate(f"/evidence/records/{i}/path")) for i, p in enumerate(pointers)]
         # the records are hashed again as they are parsed: a file replaced since its digest was checked is refused
         table = read_records(card.folder, paths, sha256=[p.get("sha256") for p in pointers],
                              formats=[p.get("format", "jsonl") for p in pointers], cache=records_cache)
     resolve_judges(card, table)  # several scorers: checked, the primary's scores in `score` before anything scores outputs
-    return results, table
+    return results, table, read_prompts(card) if prompts is None else prompts
+
+
+def read_card_prompts(card: Card) -> Prompts:
+    """The card's prompts alone: its pinned prompts file, or, when `{from: import}`, imported again
+    (with its records, which are then not kept)."""
+    from acards.importers.reimport import imports, reimported
+
+    return (reimported(card)[1] or Prompts()) if imports(card, "prompts") else read_prompts(card)
 
 
 def load(card_path: str | Path, *, use_cache: bool = True, envelope: bytes | None = None,
@@ -68,10 +80,10 @@ def load(card_path: str | Path, *, use_cache: bool = True, envelope: bytes | Non
     signed = check_envelope(card, envelope, trusted_keys or {}) if envelope is not None else None
     cache = DigestCache.or_default(digests, use_cache)  # the command's cache, else one for this call
     try:
-        pointers, table = read_evidence(card, cache, RecordsCache.default(cache_dir) if use_cache else None)
+        pointers, table, prompts = read_evidence_and_prompts(card, cache, RecordsCache.default(cache_dir) if use_cache else None)
     finally:
         cache.close()
-    return Loaded(card, pointers, table, read_prompts(card), signed)
+    return Loaded(card, pointers, table, prompts, signed)
 
 
 def read_training(card: Card) -> tuple[set[str], list[str]] | None:

@@ -22,7 +22,8 @@ from acards.card.yaml import parse_yaml, read_text
 from acards.errors import AcardsError, Location, Problem
 from acards.evidence.cachekey import record_warning
 from acards.evidence.paths import open_inside
-from acards.evidence.prompts import Prompts, read_prompts
+from acards.evidence.prompts import Prompts
+from acards.pipeline.load import read_card_prompts
 from acards.report.model import Preregistration, PreregistrationDeviation
 
 MAX_PLAN_ENVELOPE = 16 * 1024 * 1024
@@ -61,8 +62,8 @@ def card_plan(card: Card, private_subjects: bool = False, prompts: Prompts | Non
             "fix every claim, threshold, cell, seed, scorer and the prompts file before pre-registering; "
             "placeholders may remain only in evidence digests and reported values", Location(file=str(card.path), pointer=pointer),
         ) for pointer in unfinished])
-    prompts = read_prompts(card) if prompts is None else prompts
-    return analysis_plan(card.data, split_subjects(prompts), private_subjects=private_subjects)
+    prompts = read_card_prompts(card) if prompts is None else prompts
+    return analysis_plan(card.data, split_subjects(prompts), private_subjects=private_subjects, prompts_sha256=prompts.sha256)
 
 
 def plan_payload(card: Card, private_subjects: bool = False) -> bytes:
@@ -70,7 +71,8 @@ def plan_payload(card: Card, private_subjects: bool = False) -> bytes:
     from acards.attest.plan_statement import plan_statement
 
     prompts = (card.data.get("evidence") or {}).get("prompts")
-    return canonical_bytes(plan_statement(card_plan(card, private_subjects), prompts))
+    pinned = prompts if prompts and "path" in prompts else None  # `{from: import}` prompts: bound by the plan's digest alone
+    return canonical_bytes(plan_statement(card_plan(card, private_subjects), pinned))
 
 
 def default_plan_path(card_path: Path) -> Path:
@@ -137,7 +139,7 @@ def check_preregistration(card: Card, prompts: Prompts, registry: Path | None = 
     statement, logged_at, source, signers = _plan_source(card, registry, trusted_keys)
     planned = statement["predicate"]["plan"]
     private = any("subjects" not in split for split in (planned.get("splits") or {}).values())
-    actual = analysis_plan(card.data, split_subjects(prompts), private_subjects=private)
+    actual = analysis_plan(card.data, split_subjects(prompts), private_subjects=private, prompts_sha256=prompts.sha256)
     found = [PreregistrationDeviation(**deviation.as_json()) for deviation in deviations(planned, actual)]
     return Preregistration(entry=card.data["preregistration"]["entry"], logged_at=logged_at, matched=not found,
                            deviations=found, source=source, signers=signers)
