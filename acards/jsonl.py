@@ -215,7 +215,7 @@ def one_object_per_line(piece: bytes) -> int:
     ends = ends - crlf
     if (ends < 0).any() or (body[ends] != _CLOSE).any() or (body[breaks + 1] != _OPEN).any():
         return -1
-    if int(np.count_nonzero(body == _CR)) != int(np.count_nonzero(crlf)):
+    if b"\r" in piece and int(np.count_nonzero(body == _CR)) != int(np.count_nonzero(crlf)):  # memchr first: CR is rare
         return -1
     return len(breaks) + 1
 

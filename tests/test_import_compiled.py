@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from acards.importers.mapping import _MISSING, RECORD_FIELDS, Skip, _compiled, _rule, coerce
+from acards.importers.mapping import _MISSING, RECORD_FIELDS, Skip, _compiled, _Fail, _rule, coerce, field_outcome, lookup
 
 VALUES = ["a", "1", " 2 ", "-3", "3.5", "nan", "", 0, 1, -4, 2.0, -0.0, 0.5, True, False, None, [1], {"k": 1}]
 SPECS = [
@@ -47,3 +47,17 @@ def test_a_compiled_rule_gives_what_the_rule_gives(target, spec):
                 prompt = value if isinstance(value, str) else None
                 assert _outcome(lambda: compiled(record, prompt)) == _outcome(lambda: _value(rule, record, prompt)), \
                     (repeat, value, record)
+
+
+@pytest.mark.parametrize("target", RECORD_FIELDS)
+@pytest.mark.parametrize("spec", [spec for spec in SPECS if "field" in spec], ids=str)
+def test_a_field_rule_per_distinct_value_gives_what_the_rule_gives(target, spec):
+    """field_outcome (the batch import's, per distinct value) against the per-record rule."""
+    rule = _rule(target, spec, f"/fields/{target}", lambda pointer: None)
+    outcome = field_outcome(rule)
+    for value in VALUES:
+        for record in ({"x": value, "y": {"x": value}, "l": [value]}, {}, {"y": value, "l": value}):
+            found = outcome(lookup(record, rule.field))
+            given = ("skip", found.reason, found.detail) if type(found) is _Fail else \
+                ("missing",) if found is _MISSING else ("value", type(found), repr(found))
+            assert given == _outcome(lambda: _value(rule, record, None)), (value, record)

@@ -372,3 +372,33 @@ def test_lm_eval_multiple_choice_samples_import_without_an_output(lm_eval_sample
                 assert by_key[(condition, item, "audit" if audited else "deploy")] == float(refuses(condition, index, audited))
     prompts = [json.loads(line) for line in (tmp_path / "prompts.jsonl").read_text().splitlines()]
     assert len(prompts) == 48 and prompts[0]["reference"] == "0"  # lm_eval writes the target as text
+
+
+def test_lm_eval_samples_import_the_same_in_pieces_and_record_by_record(lm_eval_samples, tmp_path):
+    """The batch path (pieces of lines, acards.importers.batch) and the per-record path give the
+    same records, prompts and summary, or the same problems, on the files lm_eval wrote."""
+    import dataclasses
+
+    from acards.errors import AcardsError
+    from acards.importers.lm_eval import LM_EVAL
+    from acards.importers.mapping import load_mapping
+    from acards.importers.run import run_import
+
+    def outcome(source, files, mapping, out):
+        out.mkdir()
+        try:
+            summary = run_import(source, files, load_mapping(mapping), out / "records.jsonl", out / "prompts.jsonl")
+        except AcardsError as error:
+            return [(p.code, p.message, p.location) for p in error.problems]
+        report = {k: v for k, v in summary.as_json().items() if not k.endswith("_path")}
+        return report, (out / "records.jsonl").read_bytes(), (out / "prompts.jsonl").read_bytes()
+
+    mapping = tmp_path / "mapping.yaml"
+    cases = [("undefended", "defended", "exact_match", ""), ("undefended", "defended", "exact_match", "select: {filter: raw}\n"),
+             ("undefended-choice", "defended-choice", "acc", "")]
+    for index, (first, second, metric, select) in enumerate(cases):
+        mapping.write_text(LM_EVAL_MAPPING.replace("exact_match", metric) + select)
+        files = [str(lm_eval_samples[first]), str(lm_eval_samples[second])]
+        exact = outcome(dataclasses.replace(LM_EVAL, pieces=None), files, mapping, tmp_path / f"exact-{index}")
+        assert outcome(LM_EVAL, files, mapping, tmp_path / f"batch-{index}") == exact
+        assert isinstance(exact, tuple) == (index > 0)  # the two filters collide until `select` keeps one

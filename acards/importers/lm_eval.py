@@ -8,7 +8,7 @@ the request `arguments`, the model's `resps` and `filtered_resps`, `filter`, and
 
 from __future__ import annotations
 
-from acards.importers.jsonl_source import jsonl_records
+from acards.importers.jsonl_source import jsonl_pieces, jsonl_records
 from acards.importers.source import Source
 
 DEFAULTS = {
@@ -18,4 +18,4 @@ DEFAULTS = {
     "reference": {"field": "target", "optional": True},
 }
 
-LM_EVAL = Source("lm-eval", jsonl_records, DEFAULTS)
+LM_EVAL = Source("lm-eval", jsonl_records, DEFAULTS, jsonl_pieces)

@@ -478,7 +478,8 @@ def _mapped(rule: Rule, found: Any) -> Any:
     raise Skip("unmapped-value", f"{rule.target}: {key!r} of {'.'.join(rule.field or ())} is not in the rule's map")
 
 
-def _compiled_pattern(rule: Rule, result):
+def pattern_outcomes(rule: Rule) -> tuple[Any, Any, Any, Any]:
+    """A pattern rule's search (text -> bool) and its three outcomes: found, not found, no text."""
     target, pattern = rule.target, rule.pattern
     then = _outcome(target, lambda: rule.then)
     otherwise = (_Fail(Skip("no-match", f"{target}: the pattern is not found and the rule has no `else`"))
@@ -486,6 +487,24 @@ def _compiled_pattern(rule: Rule, result):
     source = "the prompt" if rule.search_in is None else ".".join(rule.search_in)
     absent = _Fail(Skip("missing-field", f"{target}: {source} is missing, so the pattern cannot be searched"))
     search = pattern.search if isinstance(pattern, LiteralSearch) else lambda text: _found(pattern, text)
+    return search, then, otherwise, absent
+
+
+def field_outcome(rule: Rule):
+    """A field rule as a function of the value found (None or _MISSING: absent) giving the coerced
+    value, _MISSING (an optional default that does not apply) or a _Fail: what ``_compiled`` gives
+    or raises, for one distinct value (acards.importers.batch)."""
+    target = rule.target
+    missing = _outcome(target, lambda: rule.apply({}, None))
+
+    def outcome(found):
+        decided = missing if found is None or found is _MISSING else _outcome(target, lambda: _mapped(rule, found))
+        return _MISSING if rule.optional and type(decided) is _Fail else decided
+    return outcome
+
+
+def _compiled_pattern(rule: Rule, result):
+    search, then, otherwise, absent = pattern_outcomes(rule)
     get = None if rule.search_in is None else _getter(rule.search_in)
 
     def value(record, prompt):

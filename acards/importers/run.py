@@ -5,6 +5,10 @@ Nothing is written when the mapping has a problem, when two source records map t
 identity or give one item two subjects or one prompt two texts, when nothing maps, or when records
 were skipped without ``allow_skipped``.  The records file is validated by acards' own records
 reader (the one `acards verify` uses) before it replaces the output.
+
+A source that reads its files in pieces of JSONL lines (``Source.pieces``) is mapped a piece at a
+time (acards.importers.batch), which gives the same files, counts and problems as the record by
+record path here (:func:`_import_exact`), and falls back to it for whatever is unusual.
 """
 
 from __future__ import annotations
@@ -19,29 +23,12 @@ from typing import Any, Callable
 import msgspec
 
 from acards.errors import AcardsError, Location, Problem
-from acards.importers.mapping import REASONS, Mapping, Skip, apply_rules
+from acards.importers.batch import Plan, batch_import
+from acards.importers.mapping import REASONS, Mapping, Skip
+from acards.importers.outcome import FileSummary, count_skip, map_record
 from acards.importers.source import Source, SourceFile
-from acards.schemas import schema_struct
 
-EXAMPLES = 3  # examples kept per (file, reason)
 MAX_PROBLEMS = 20
-
-
-@dataclass
-class FileSummary:
-    """What happened to the records of one input file."""
-
-    path: str
-    sha256: str | None = None
-    size: int = 0
-    read: int = 0
-    imported: int = 0
-    skipped: Counter = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        return {"path": self.path, "sha256": self.sha256, "size": self.size, "read": self.read, "imported": self.imported,
-                "skipped": dict(sorted(self.skipped.items())), "examples": self.examples}
 
 
 @dataclass
@@ -119,11 +106,48 @@ def import_records(source: Source, names: list[str], mapping: Mapping, *, want_p
     """Every source record mapped, counted and checked: (summary, prompt rows).  Each imported record
     goes to ``write_record`` as it is made, so the records are never all held in memory.  With
     ``root``, the names are paths relative to it (a card's folder); the mapping's globs see the names."""
+    writer = None if write_record is None else _RecordWriter(write_record)
+    return _import(source, names, mapping, want_prompts, allow_skipped, writer, root)
+
+
+class _RecordWriter:
+    """Where imported records go: as dicts (``write_record``) or, from the batch path, as the
+    bytes of whole lines where the destination takes them (``write_lines``)."""
+
+    def __init__(self, write_record: Callable[[dict], None], write_lines: Callable[[bytes], None] | None = None):
+        self.write_record, self.write_lines = write_record, write_lines
+
+
+def _import(source: Source, names: list[str], mapping: Mapping, want_prompts: bool, allow_skipped: bool,
+            writer: _RecordWriter | None, root: Path | None) -> tuple[Summary, list[dict]]:
     rules_per_file = mapping.rules_for(names, source.defaults)  # every mapping problem, before reading
-    record_type, prompt_type = schema_struct("record-1.0"), schema_struct("prompt-1.0")
+    files = [SourceFile(name, root=root) for name in names]
+    if _batch_readable(source, files, rules_per_file):
+        summary = Summary(source.name, [])
+        sink = batch_import(source, files, rules_per_file, mapping.select, want_prompts, summary, writer)
+        if sink.problem_found():  # the exact path finds and words the problems across records (if any: see Sink)
+            _import_exact(source, names, mapping, rules_per_file, want_prompts, allow_skipped, None, root)
+        return _finish(summary, [], names, mapping, want_prompts, allow_skipped, sink.prompt_rows())
+    return _import_exact(source, names, mapping, rules_per_file, want_prompts, allow_skipped, writer, root)
+
+
+def _batch_readable(source: Source, files: list[SourceFile], rules_per_file: list) -> bool:
+    """Whether every file is read in pieces under rules the batch path maps."""
+    if source.pieces is None or not all(map(Plan.supports, rules_per_file)):
+        return False
+    try:
+        return all(source.pieces(file) is not None for file in files)
+    except AcardsError:  # e.g. a table whose format cannot be told: the exact path says so, in its turn
+        return False
+
+
+def _import_exact(source: Source, names: list[str], mapping: Mapping, rules_per_file: list, want_prompts: bool,
+                  allow_skipped: bool, writer: _RecordWriter | None, root: Path | None) -> tuple[Summary, list[dict]]:
+    """The per-record path: every source record mapped and checked one at a time."""
     summary = Summary(source.name, [])
     checks = _Checks()
     prompts: dict[tuple, dict] = {}
+    write_record = None if writer is None else writer.write_record
     for name, rules in zip(names, rules_per_file):
         file = SourceFile(name, root=root)
         counts = FileSummary(name)
@@ -132,17 +156,9 @@ def import_records(source: Source, names: list[str], mapping: Mapping, *, want_p
         for where, record in source.read(file):
             read += 1
             try:
-                if isinstance(record, Skip):
-                    raise record
-                mapped = apply_rules(rules, mapping.select, record, want_prompts)
-                _conform(mapped.record, record_type, "record")
-                if mapped.prompt is not None:
-                    _conform(mapped.prompt, prompt_type, "prompt")
+                mapped = map_record(rules, mapping.select, record, want_prompts)
             except Skip as skip:
-                counts.skipped[skip.reason] += 1
-                examples = counts.examples.setdefault(skip.reason, [])
-                if len(examples) < EXAMPLES:
-                    examples.append(f"{where}: {skip.detail}")
+                count_skip(counts, where, skip)
                 continue
             checks.add(mapped.record, mapped.prompt, name, where)
             imported += 1
@@ -153,7 +169,12 @@ def import_records(source: Source, names: list[str], mapping: Mapping, *, want_p
                                     mapped.prompt["framing"]), mapped.prompt)
         counts.read, counts.imported = read, imported
         counts.sha256, counts.size = file.sha256, file.size
-    problems = list(checks.problems)
+    return _finish(summary, list(checks.problems), names, mapping, want_prompts, allow_skipped, list(prompts.values()))
+
+
+def _finish(summary: Summary, problems: list[Problem], names: list[str], mapping: Mapping, want_prompts: bool,
+            allow_skipped: bool, prompts: list[dict]) -> tuple[Summary, list[dict]]:
+    """The problems of the import as a whole (after those across records), raised together."""
     if not allow_skipped:  # records left out by the mapping's own `select` are counted, never an error
         problems += [_skipped_problem(f, reason) for f in summary.files for reason in REASONS
                      if f.skipped[reason] and reason != "not-selected"]
@@ -167,15 +188,7 @@ def import_records(source: Source, names: list[str], mapping: Mapping, *, want_p
     if problems:
         raise AcardsError.collect(problems)
     summary.records, summary.prompts = imported, len(prompts)
-    return summary, list(prompts.values())
-
-
-def _conform(row: dict, kind: type, what: str) -> None:
-    """Skip(invalid-record) unless ``row`` is valid under its schema (the records reader's struct)."""
-    try:
-        msgspec.convert(row, kind)
-    except msgspec.ValidationError as error:
-        raise Skip("invalid-record", f"the {what} is not valid: {error}") from None
+    return summary, prompts
 
 
 def _skipped_problem(file: FileSummary, reason: str) -> Problem:
@@ -200,7 +213,11 @@ class StagedJsonl:
 
     def write(self, row: dict) -> None:
         self._encoder.encode_into(row, self._buffer, len(self._buffer))
-        self._buffer += b"\n"
+        self.write_lines(b"\n")
+
+    def write_lines(self, lines: bytes) -> None:
+        """Whole JSONL lines, already encoded (the batch import's)."""
+        self._buffer += lines
         if len(self._buffer) >= 1 << 20:
             self._handle.write(self._buffer)
             self._buffer.clear()
@@ -234,8 +251,8 @@ def run_import(source: Source, names: list[str], mapping: Mapping, records_path:
     records = StagedJsonl(records_path)
     prompts = None
     try:
-        summary, rows = import_records(source, names, mapping, want_prompts=prompts_path is not None,
-                                       allow_skipped=allow_skipped, write_record=records.write, root=root)
+        summary, rows = _import(source, names, mapping, prompts_path is not None, allow_skipped,
+                                _RecordWriter(records.write, records.write_lines), root)
         records.close()
         summary.table = read_records(records.temporary.parent, [(records.temporary.name, Location(str(records_path)))])
         if prompts_path is not None:

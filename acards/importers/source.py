@@ -30,11 +30,15 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class Source:
-    """A kind of input: its name, its default rules (mapping specs), and its reader."""
+    """A kind of input: its name, its default rules (mapping specs), and its reader.  A JSONL source
+    also reads a file in pieces of whole lines (``pieces``, giving acards.importers.jsonl_source.Piece,
+    or None for a file it reads only record by record), which the batch import
+    (acards.importers.batch) maps a piece at a time."""
 
     name: str
     read: Callable[[SourceFile], Records]
     defaults: dict[str, dict] = field(default_factory=dict)
+    pieces: Callable[[SourceFile], Iterator[Any] | None] | None = None
 
 
 class HashingReader(io.RawIOBase):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Iterator
 
 from acards.errors import AcardsError, Location
-from acards.importers.jsonl_source import jsonl_records
+from acards.importers.jsonl_source import Piece, jsonl_pieces, jsonl_records
 from acards.importers.source import HashingReader, Records, Source, SourceFile, open_source
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
@@ -78,4 +79,7 @@ def table_source(fmt: str | None = None) -> Source:
         kind = table_format(file, fmt)
         return {"csv": csv_records, "jsonl": jsonl_records, "parquet": parquet_records}[kind](file)
 
-    return Source("table", read)
+    def pieces(file: SourceFile) -> Iterator[Piece] | None:
+        return jsonl_pieces(file) if table_format(file, fmt) == "jsonl" else None
+
+    return Source("table", read, pieces=pieces)
