@@ -23,8 +23,16 @@ The checks across a card's records (duplicates, subjects, the coded columns' pat
 on the files' bytes, so once they pass for a list of (digest, format), a marker file MAC'd the same
 way (``<name>.checked.r<version>.<key id>``) lets a re-verify of the same files skip them.
 
+The same folder keeps values derived from such evidence, which a re-verify would otherwise compute
+again (:meth:`RecordsCache.get_derived`): a card's completed table with the report's generation
+section (acards.pipeline.complete), and weight signatures (acards.pipeline.recompute).  Each is
+named by the digest of everything it depends on, among them the evidence digests this run checked,
+and stored, MAC'd (over its kind, that digest, its version and its whole content), rejected and
+rewritten exactly as a records entry is.
+
 Entry layout: ``MAGIC``, the 32-byte MAC, the header's length (8 bytes, big-endian), the header
-(JSON: row count, arrays, vocabularies, kept outputs and prompts), then the arrays' bytes.
+(JSON: row count, arrays, vocabularies, kept outputs and prompts, and a derived value's JSON), then
+the arrays' bytes.
 """
 
 from __future__ import annotations
@@ -44,6 +52,11 @@ from acards.errors import AcardsError, Location, Problem
 
 READER_VERSION = 2  # 2: the `scores.<name>` columns of records with several scorers
 PURPOSE = "acards/records-cache/1"
+# Derived values (see RecordsCache.get_derived): kind -> (MAC purpose, version, what happens instead
+# of a rejected entry); a version is raised whenever the code that derives the value changes what it
+# makes, so old entries are simply not found.
+DERIVED = {"completed": ("acards/completed-evidence/1", 1, "the evidence is completed again"),
+           "signature": ("acards/weight-signature/1", 1, "the checkpoints are read again")}
 CHECKED_PURPOSE = "acards/records-checked/1"
 MAGIC = b"acards-records-cache\n"
 FOLDER = "records"
@@ -83,27 +96,53 @@ class RecordsCache:
         ``root``, whose size bounds the entry), or None: absent, or rejected and reported."""
         if not _SHA256.fullmatch(sha256 or ""):
             return None
-        path = self.path(sha256, fmt)
         try:
             size = os.stat(root / relative, follow_symlinks=False).st_size
-            data = _read_regular(path, entry_limit(size))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as error:
-            self._reject(path, str(error))
-            return None
-        entry = _decode(data, self.key, sha256, fmt)
-        if entry is None:
-            self._reject(path, "its MAC does not verify under this user's cache key")
-        return entry
+        return self._get(self.path(sha256, fmt), entry_limit(size), _bound(sha256, fmt), "the records file is parsed again")
 
     def put(self, sha256: str, fmt: str, entry: dict[str, Any], records_size: int) -> None:
         """Store ``entry`` (best effort: a cache that cannot be written is no error)."""
-        if not _SHA256.fullmatch(sha256 or ""):
-            return
-        data = _encode(entry, self.key, sha256, fmt)
-        if len(data) <= entry_limit(records_size):
-            self._write(self.path(sha256, fmt), data)
+        if _SHA256.fullmatch(sha256 or ""):
+            self._put(self.path(sha256, fmt), entry, entry_limit(records_size), _bound(sha256, fmt))
+
+    # Values derived from evidence whose digests this run checked, named by the digest (``key``, a
+    # sha256 in hex) of everything they depend on, stored and MAC'd as a records entry is: "completed",
+    # a card's records with every regenerated score placed and the control records appended, with
+    # the report's generation section (acards.pipeline.complete); "signature", the weight signature
+    # of a cell's pinned checkpoints under a set of thresholds (acards.pipeline.recompute).
+
+    def derived_path(self, kind: str, key: str) -> Path:
+        return self.folder / f"{key}.{kind}.v{DERIVED[kind][1]}.{self.key.id.hex()}"
+
+    def get_derived(self, kind: str, key: str, limit: int) -> dict[str, Any] | None:
+        """The verified entry of ``kind`` named ``key`` (at most ``limit`` bytes, see
+        :func:`entry_limit`), or None: absent, or rejected and reported."""
+        purpose, version, instead = DERIVED[kind]
+        return self._get(self.derived_path(kind, key), limit, (purpose, key, version), instead)
+
+    def put_derived(self, kind: str, key: str, entry: dict[str, Any], limit: int) -> None:
+        purpose, version, _ = DERIVED[kind]
+        self._put(self.derived_path(kind, key), entry, limit, (purpose, key, version))
+
+    def _get(self, path: Path, limit: int, bound: tuple, instead: str) -> dict[str, Any] | None:
+        try:
+            data = _read_regular(path, limit)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            self._reject(path, str(error), instead)
+            return None
+        entry = _open(data, self.key, bound)
+        if entry is None:
+            self._reject(path, "its MAC does not verify under this user's cache key", instead)
+        return entry
+
+    def _put(self, path: Path, entry: dict[str, Any], limit: int, bound: tuple) -> None:
+        data = _seal(entry, self.key, bound)
+        if len(data) <= limit:
+            self._write(path, data)
 
     def _checked_path(self, files: list[tuple[str, str]]) -> tuple[Path, str]:
         name = hashlib.sha256(json.dumps(files).encode("ascii")).hexdigest()
@@ -119,11 +158,11 @@ class RecordsCache:
         except FileNotFoundError:
             return False
         except (OSError, ValueError) as error:
-            self._reject(path, str(error))
+            self._reject(path, str(error), "the checks run again")
             return False
         if self.key.verify(mac, CHECKED_PURPOSE, READER_VERSION, name):
             return True
-        self._reject(path, "its MAC does not verify under this user's cache key")
+        self._reject(path, "its MAC does not verify under this user's cache key", "the checks run again")
         return False
 
     def mark_checked(self, files: list[tuple[str, str]]) -> None:
@@ -147,12 +186,12 @@ class RecordsCache:
         except (OSError, AcardsError):
             pass
 
-    def _reject(self, path: Path, why: str) -> None:
+    def _reject(self, path: Path, why: str, instead: str) -> None:
         """Report a refused entry (cache.entry-rejected, on stderr) and record it in ``rejected``."""
         from acards.evidence.cachekey import rejected_warning
 
         self.rejected.append(rejected_warning(
-            f"the records cache entry {path.name} was not used ({why}); the records file is parsed again",
+            f"the records cache entry {path.name} was not used ({why}); {instead}",
             "if you did not expect this, someone else may be writing this cache folder", Location(file=str(path))))
 
 
@@ -184,11 +223,28 @@ def _smallest(values: np.ndarray) -> np.dtype:
     return np.dtype(np.int64)
 
 
+def _bound(sha256: str, fmt: str) -> tuple:
+    """What a records file's entry is bound to: the file's digest, its format, the reader version."""
+    return (PURPOSE, sha256, fmt, READER_VERSION)
+
+
 def _encode(entry: dict[str, Any], key, sha256: str, fmt: str) -> bytes:
-    """``entry`` ({"columns", "vocab", "outputs", "prompts"}) as MAC'd bytes; arrays stored in the
-    smallest dtype that holds them, restored to the dtype the reader made."""
+    """A records file's entry as MAC'd bytes (see :func:`_seal`)."""
+    return _seal(entry, key, _bound(sha256, fmt))
+
+
+def _decode(data: bytes, key, sha256: str, fmt: str) -> dict[str, Any] | None:
+    """The records file's entry in ``data`` if its MAC verifies under ``key`` for this digest and format, else None."""
+    return _open(data, key, _bound(sha256, fmt))
+
+
+def _seal(entry: dict[str, Any], key, bound: tuple) -> bytes:
+    """``entry`` ({"columns", "vocab", "outputs", "prompts"}, and optionally "extra": JSON kept in the
+    header) as bytes MAC'd over ``bound`` (purpose first, then what the entry is the value of) and the
+    whole content; arrays stored in the smallest dtype that holds them, restored to the dtype the
+    reader made."""
     columns = entry["columns"]
-    rows = len(columns["line"])
+    rows = len(columns["line"]) if "line" in columns else 0
     arrays: list[tuple[str, np.ndarray, str]] = []  # (name, stored, restore as)
     for name, values in columns.items():
         restore = str(values.dtype)
@@ -211,14 +267,15 @@ def _encode(entry: dict[str, Any], key, sha256: str, fmt: str) -> bytes:
     header = json.dumps({
         "rows": rows, "arrays": layout, "vocab": entry["vocab"],
         "outputs": sorted(entry["outputs"].items()), "prompts": sorted(entry["prompts"].items()),
+        **({"extra": entry["extra"]} if "extra" in entry else {}),
     }, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     content = b"".join(body)
-    mac = key.mac(PURPOSE, sha256, fmt, READER_VERSION, header, content)
+    mac = key.mac(*bound, header, content)
     return MAGIC + mac + len(header).to_bytes(8, "big") + header + content
 
 
-def _decode(data: bytes, key, sha256: str, fmt: str) -> dict[str, Any] | None:
-    """The entry in ``data`` if its MAC verifies under ``key`` for this digest and format, else None."""
+def _open(data: bytes, key, bound: tuple) -> dict[str, Any] | None:
+    """The entry in ``data`` if its MAC verifies under ``key`` over ``bound`` and its content, else None."""
     start = len(MAGIC) + 32 + 8
     if len(data) < start or not data.startswith(MAGIC):
         return None
@@ -227,7 +284,7 @@ def _decode(data: bytes, key, sha256: str, fmt: str) -> dict[str, Any] | None:
     if length > len(data) - start:
         return None
     header, content = data[start:start + length], data[start + length:]
-    if not key.verify(mac, PURPOSE, sha256, fmt, READER_VERSION, header, content):
+    if not key.verify(mac, *bound, header, content):
         return None
     try:  # written by this user's acards: a failure here is a bug or a disk fault, still never used
         meta = json.loads(header)
@@ -248,6 +305,7 @@ def _decode(data: bytes, key, sha256: str, fmt: str) -> dict[str, Any] | None:
         columns.setdefault("line", np.arange(1, rows + 1, dtype=np.int64))
         return {"columns": columns, "vocab": meta["vocab"],
                 "outputs": {int(row): text for row, text in meta["outputs"]},
-                "prompts": {int(row): text for row, text in meta["prompts"]}}
+                "prompts": {int(row): text for row, text in meta["prompts"]},
+                **({"extra": meta["extra"]} if "extra" in meta else {})}
     except (ValueError, KeyError, TypeError, IndexError):
         return None

@@ -5,12 +5,18 @@ with their bootstraps, computed once), then the five diagnostics under one set o
 (:func:`diagnose`), for the card's thresholds here and for each claim's own in
 :mod:`acards.pipeline.claims`.  Every number comes from the pure modules (acards.stats,
 acards.diagnostics, acards.mechanism); the one read done here is of the checkpoints, for the weight
-signature, cached per set of mechanism thresholds.
+signature, computed once per set of mechanism thresholds and kept in the records cache
+(acards.evidence.records_cache) under the digest of what it depends on: the pinned digests of the
+checkpoints it reads (checked against the files when the card was loaded), the thresholds, the
+standard, the reference rank and acards' version.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from msgspec.structs import replace
@@ -27,10 +33,10 @@ from acards.diagnostics.values import GroupIndex, SplitValues, split_values
 from acards.diagnostics.verdict import full_card
 from acards.errors import Problem
 from acards.evidence.cachekey import record_warning
-from acards.evidence.checkpoints import Pinned, read_signature
 from acards.evidence.paths import resolve_inside
 from acards.evidence.prompts import Prompts
 from acards.evidence.records import RecordTable
+from acards.evidence.records_cache import DERIVED
 from acards.evidence.seeds import FINE_TUNED, has_pair, pair_seeds
 from acards.report.model import Cell, Diagnostic, Diagnostics, Reason
 from acards.vocabulary import CONTROL_SHRINKAGE, DIAGNOSTICS
@@ -49,6 +55,7 @@ class CellEvidence:
     freshness_inputs: dict
     signatures: dict = field(default_factory=dict)  # thresholds key -> [(seed, signature)] of the pinned seeds
     fine_tuned_seeds: list[int] = field(default_factory=list)  # seeds of the cell's undefended and defended records
+    cache: Any = None  # the RecordsCache that keeps weight signatures (None: computed on every run)
 
 
 @dataclass
@@ -173,28 +180,61 @@ def check_freshness(evidence: CellEvidence, training: Training | None, file_prom
 
 def signatures(card: Card, evidence: CellEvidence, th: dict) -> list[tuple[int, dict]]:
     """The weight signature of every pinned seed (in the card's order) under these mechanism
-    thresholds; cached, since SVDs are not free.  [] when no seed pins both checkpoints."""
+    thresholds; computed once, since SVDs are not free.  [] when no seed pins both checkpoints."""
     checkpoints = evidence.cell.get("checkpoints") or {}
     key = tuple(sorted((k, v) for k, v in th.items() if k not in ("z", "justification")))
     if key not in evidence.signatures:
         at = f"/cells/{card.cells.index(evidence.cell)}/checkpoints"
-
-        def pinned(pointer: dict, where: str) -> Pinned:
-            location = card.source.locate(f"{at}{where}/path")
-            relative = pointer["path"]
-            return Pinned(resolve_inside(card.folder, relative, location), pointer.get("sha256"), relative, location)
-
-        shared = {n: pinned(checkpoints[n], f"/{n}") for n in ("base", "reference_subspace") if n in checkpoints}
+        shared = {n: (checkpoints[n], f"{at}/{n}") for n in ("base", "reference_subspace") if n in checkpoints}
         found = []
         for entry in pair_seeds(evidence.cell):
-            own = {n: pinned(entry.pointer(n), f"{entry.at}/{n}") for n in FINE_TUNED}
+            own = {n: (entry.pointer(n), f"{at}{entry.at}/{n}") for n in FINE_TUNED}
             if entry.reference is not None:  # the seed's own reference subspace replaces the cell's
-                own["reference_subspace"] = pinned(entry.reference, f"{entry.at}/reference_subspace")
+                own["reference_subspace"] = (entry.reference, f"{at}{entry.at}/reference_subspace")
             rank = (entry.reference or checkpoints.get("reference_subspace") or {}).get("rank")
-            # every file hashed as read and checked against the digest the card pins; full weights streamed
-            found.append((entry.seed, read_signature({**shared, **own}, th, card.standard, rank)))
+            found.append((entry.seed, cached_signature(card, evidence.cache, {**shared, **own}, th, rank)))
         evidence.signatures[key] = found
     return evidence.signatures[key]
+
+
+SIGNATURE_KEY = "acards/weight-signature-key/1"
+SIGNATURE_LIMIT = 64 * 1024 * 1024  # the largest signature entry read: a few numbers per module
+
+
+def cached_signature(card: Card, cache, pointers: dict[str, tuple[dict, str]], th: dict, rank: int | None) -> dict:
+    """The weight signature of one seed's checkpoints (``pointers``: name -> (the card's pointer,
+    its JSON pointer)), read by :func:`~acards.evidence.checkpoints.read_signature` (every file
+    hashed as read and checked against the digest the card pins; full weights streamed) and kept in
+    ``cache`` (a RecordsCache, or None) under the digest of the pinned digests, the thresholds, the
+    standard, the reference rank and acards' version: a re-verify of the same checkpoints neither
+    reads them again nor imports what reads them."""
+    from acards import __version__
+    from acards.evidence.cachekey import framed
+
+    key = None
+    if cache is not None and all(pointer.get("sha256") for pointer, _ in pointers.values()):
+        key = hashlib.sha256(framed(
+            SIGNATURE_KEY, DERIVED["signature"][1], __version__, card.standard, rank,
+            json.dumps(sorted((name, pointer["sha256"]) for name, (pointer, _) in pointers.items())),
+            json.dumps({k: v for k, v in th.items() if k != "justification"}, sort_keys=True))).hexdigest()
+        entry = cache.get_derived("signature", key, SIGNATURE_LIMIT)
+        if entry is not None:
+            return entry["extra"]
+    from acards.evidence.checkpoints import Pinned, read_signature
+
+    pinned = {}
+    for name, (pointer, at) in pointers.items():
+        location = card.source.locate(f"{at}/path")
+        pinned[name] = Pinned(resolve_inside(card.folder, pointer["path"], location), pointer.get("sha256"), pointer["path"], location)
+    signature = read_signature(pinned, th, card.standard, rank)
+    try:  # the signature as a cached entry gives it back (lists, floats), whether it is cached or not
+        signature = json.loads(json.dumps(signature))
+    except (TypeError, ValueError):
+        return signature  # not plain JSON data: never cached
+    if key is not None:
+        cache.put_derived("signature", key, {"columns": {}, "vocab": {}, "outputs": {}, "prompts": {}, "extra": signature},
+                          SIGNATURE_LIMIT)
+    return signature
 
 
 def diagnose(card: Card, evidence: CellEvidence, thresholds: dict[str, dict], freshness_check: Freshness) -> Diagnostics:
@@ -237,14 +277,17 @@ def with_p_holm(diagnostic: Diagnostic, p_holm: float | None) -> Diagnostic:
 
 
 def recompute(card: Card, table: RecordTable, prompts: Prompts, training: Training | None, *, bootstrap: int,
-              seed: int) -> Recomputed:
+              seed: int, cache=None) -> Recomputed:
     """Every cell's statistics, and its diagnostics and full-card verdicts under the card's thresholds.
 
     ``prompts`` is the card's prompts file, ``training`` its fine-tuning data
-    (:func:`acards.pipeline.load.read_training`)."""
+    (:func:`acards.pipeline.load.read_training`); ``cache``: the RecordsCache that keeps weight
+    signatures (None: none is read or written)."""
     index = GroupIndex(table)
     file_prompts = fresh_prompts_by_task(prompts)
     evidence = {cell["id"]: cell_evidence(cell, index, seed, bootstrap, card.standard) for cell in card.cells}
+    for computed in evidence.values():
+        computed.cache = cache
     warn_unpinned_seeds(card, evidence)
     thresholds = thresholds_for(card)
     per_cell = [diagnose_cell(card, evidence[cell["id"]], thresholds, training, file_prompts) for cell in card.cells]

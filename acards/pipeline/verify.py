@@ -10,6 +10,7 @@ from pathlib import Path
 
 import msgspec
 
+from acards.evidence.records_cache import RecordsCache
 from acards.pipeline.assemble import assemble, check_report_shape
 from acards.pipeline.claims import judge_claims
 from acards.pipeline.complete import complete_evidence
@@ -30,6 +31,8 @@ def verify(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: i
     With ``envelope``, its signatures are checked against ``trusted_keys`` first, and the card
     file and evidence pointers must be the ones the signed statement names.  ``digests`` is the
     command's DigestCache and ``cache_dir`` the folder of the output cache (defaults: acards.settings).
+    ``use_cache=False`` bypasses the digest and records caches, with what the records cache keeps
+    besides records (the completed table, weight signatures); the output cache is still read.
     A card that names a pre-registration is compared with its plan, read from ``registry`` when
     given (acards.pipeline.preregistration); one that deviates from it is not reproduced.
     """
@@ -37,9 +40,11 @@ def verify(card_path: str | Path, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: i
                   cache_dir=cache_dir)
     card = loaded.card
     preregistration = check_preregistration(card, loaded.prompts, registry, trusted_keys)  # before the costly steps
+    cache = RecordsCache.default(cache_dir) if use_cache else None  # keeps the completed table and weight signatures
     table, generation = complete_evidence(card, loaded.table, loaded.prompts, generate=generate, device=device,
-                                          spot_check_n=spot_check, progress=progress, digests=digests, cache_dir=cache_dir)
-    recomputed = recompute(card, table, loaded.prompts, read_training(card), bootstrap=bootstrap, seed=seed)
+                                          spot_check_n=spot_check, progress=progress, digests=digests, cache_dir=cache_dir,
+                                          cache=cache)
+    recomputed = recompute(card, table, loaded.prompts, read_training(card), bootstrap=bootstrap, seed=seed, cache=cache)
     cells, scorers = judge_scorers(card, declared(card), table, recomputed, bootstrap=bootstrap, seed=seed)
     claims = judge_claims(card, recomputed, scorers)
     report = assemble(loaded, table, cells, claims, generation, bootstrap=bootstrap, seed=seed)

@@ -94,21 +94,36 @@ def _dist_info_version(name: str) -> tuple[bool, str | None]:
 
     wanted, decided = _normalized(name), True
     for entry in sys.path:
-        try:
-            children = os.listdir(entry or ".")
-        except FileNotFoundError:
-            continue
-        except OSError:  # a zip, or a folder not readable: only importlib.metadata can tell
+        listing = _distributions_in(os.path.abspath(entry or "."))
+        if listing is None:  # a zip, or a folder not readable: only importlib.metadata can tell
             decided = False
             continue
-        for child in children:
-            stem, dot, kind = child.rpartition(".")
-            if dot and kind.lower() in ("dist-info", "egg-info") and _normalized(stem.partition("-")[0]) == wanted:
-                if kind.lower() == "egg-info" or not decided:
-                    return False, None
-                return True, _metadata_version(Path(entry or ".", child, "METADATA"))
+        if wanted in listing:
+            child, kind = listing[wanted]
+            if kind == "egg-info" or not decided:
+                return False, None
+            return True, _metadata_version(Path(entry or ".", child, "METADATA"))
     others = [f for f in sys.meta_path if hasattr(f, "find_distributions") and f is not importlib.machinery.PathFinder]
     return decided and not others, None
+
+
+@lru_cache(maxsize=None)
+def _distributions_in(folder: str) -> dict[str, tuple[str, str]] | None:
+    """{normalized name: (folder name, "dist-info" or "egg-info")} of the first distribution folder
+    of each name in ``folder`` (in listing order, as the lookup meets them); {} when there is no such
+    folder, None when it cannot be listed.  Listed once per process, as versions are looked up once."""
+    try:
+        children = os.listdir(folder)
+    except FileNotFoundError:
+        return {}
+    except OSError:
+        return None
+    found: dict[str, tuple[str, str]] = {}
+    for child in children:
+        stem, dot, kind = child.rpartition(".")
+        if dot and kind.lower() in ("dist-info", "egg-info"):
+            found.setdefault(_normalized(stem.partition("-")[0]), (child, kind.lower()))
+    return found
 
 
 def _metadata_version(path: Path) -> str | None:
