@@ -14,8 +14,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
+from cli_run import run_fresh  # noqa: E402
 from test_generate import _one_torch_thread, make_card, records_for, world  # noqa: E402,F401  (fixtures)
 
 from acards.evidence import records_cache  # noqa: E402
@@ -35,16 +34,6 @@ from acards.present.text import report_json  # noqa: E402
 
 SECONDS = re.compile(r'("seconds":\s*)[-0-9.eE+]+')
 HEAVY = ("torch", "transformers", "peft", "acards.generate.runner", "acards.evidence.checkpoints")
-WRAPPER = f"""
-import json, sys
-sys.argv = ["acards", *sys.argv[1:]]
-from acards.cli import main
-try:
-    main()
-except SystemExit as exit_:
-    status = exit_.code
-print(json.dumps({{"status": status, "imported": sorted(m for m in {HEAVY!r} if m in sys.modules)}}))
-"""
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -108,10 +97,7 @@ def regenerated(world, tmp_path):  # noqa: F811
 
 
 def _cli(*args: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", WRAPPER, *args], capture_output=True, text=True, env=os.environ.copy(),
-                          timeout=600)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_fresh(HEAVY, *args)
 
 
 def test_a_reverify_reads_the_completed_table_and_reports_the_same_bytes(regenerated, tmp_path):

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
+from cli_run import run_fresh  # noqa: E402
 from test_generate import _one_torch_thread, load_all, main_card, make_card, records_for, world  # noqa: E402,F401  (fixtures)
 
 from acards.evidence.digests import digest_path  # noqa: E402
@@ -26,24 +25,10 @@ from acards.generate.plan import control_requests, missing_requests  # noqa: E40
 from acards.generate.provenance import report_section  # noqa: E402
 
 HEAVY = ("torch", "transformers", "peft", "tokenizers")
-# Runs the command line in a fresh interpreter, then says which heavy packages it imported.
-WRAPPER = f"""
-import json, sys
-sys.argv = ["acards", *sys.argv[1:]]
-from acards.cli import main
-try:
-    main()
-except SystemExit as exit_:
-    status = exit_.code
-print(json.dumps({{"status": status, "imported": sorted(m for m in {HEAVY!r} if m in sys.modules)}}))
-"""
 
 
 def _cli(*args: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", WRAPPER, *args], capture_output=True, text=True, env=os.environ.copy(),
-                          timeout=600)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_fresh(HEAVY, *args)
 
 
 def test_a_fully_cached_verify_never_imports_torch(main_card, tmp_path):  # noqa: F811
