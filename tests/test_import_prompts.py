@@ -167,3 +167,15 @@ def test_check_refuses_a_mapping_that_no_longer_has_its_pin(tmp_path):
     for command in (("check",), ("verify", "--no-generate")):
         code, report = run(*command, card, "--format", "json")
         assert code == 3 and codes(report) == ["evidence.digest-mismatch"], report
+
+
+def test_check_refuses_a_table_whose_name_gives_no_format(tmp_path):
+    """A table source's format follows from its name: `check` refuses a name it cannot read, as
+    `verify` would, without opening the file."""
+    card = table_card(tmp_path, card=CARD.replace("logs/scored.csv", "logs/scored.txt"))
+    (tmp_path / "logs" / "scored.csv").rename(tmp_path / "logs" / "scored.txt")
+    checked = run("check", card, "--write-digests", "--format", "json")
+    assert checked[0] == 3 and codes(checked[1]) == ["import.bad-source"], checked
+    assert "scored.txt" in checked[1]["problems"][0]["message"] and ".csv" in checked[1]["problems"][0]["hint"]
+    verified = verify(card)
+    assert verified[0] == 3 and verified[1]["problems"] == checked[1]["problems"]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from acards.errors import AcardsError, Location
-from acards.importers.source import Source
+from acards.importers.source import Source, SourceFile
 
 if TYPE_CHECKING:
     from acards.card.model import Card
@@ -113,7 +113,7 @@ def pinned_import(card: Card) -> PinnedImport | None:
 def _prepared(card: Card, pinned: PinnedImport) -> tuple[Source, Mapping]:
     """The source reader and the mapping (loaded under its pin), after every problem of the mapping
     for the pinned file names: the rules resolve, and give each file a prompt when prompts are
-    imported.  No source file is read."""
+    imported, and a table's format follows from its name.  No source file is read."""
     from acards.importers.mapping import load_mapping
 
     at, pointer = pinned.mapping
@@ -128,6 +128,17 @@ def _prepared(card: Card, pinned: PinnedImport) -> tuple[Source, Mapping]:
                               f"{', '.join(unposed)} (the {pinned.kind} source has no default for it)",
                               "map `prompt` under `fields` (e.g. `prompt: {field: prompt}`) or for those files under "
                               "`files`, or pin the prompts file instead", mapping.locate("/fields", at_key=True))
+    if pinned.kind == "table":  # a table's format comes from its file's name: known before it is read
+        from acards.importers.table import table_format
+
+        problems = []
+        for name in pinned.names:
+            try:
+                table_format(SourceFile(name, root=card.folder), None)
+            except AcardsError as error:
+                problems += error.problems
+        if problems:
+            raise AcardsError.collect(problems)
     return source, mapping
 
 
