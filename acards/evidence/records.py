@@ -397,11 +397,15 @@ def _check_coded_patterns(table: RecordTable) -> None:
 
 
 def _composite(table: RecordTable, names: tuple[str, ...]) -> np.ndarray:
-    """One int64 key per record from several columns (mixed radix; lexsort ranks if it would overflow)."""
-    columns = [table.columns[name] for name in names]
+    return composite_key([table.columns[name] for name in names])
+
+
+def composite_key(columns: list[np.ndarray]) -> np.ndarray:
+    """One int64 key per row of several columns of non-negative codes, equal exactly where every
+    column is (mixed radix; lexsort ranks if it would overflow)."""
     radices = [int(column.max()) + 1 if len(column) else 1 for column in columns]
     if np.prod([float(r) for r in radices]) < 2**62:
-        key = np.zeros(len(table), np.int64)
+        key = np.zeros(len(columns[0]), np.int64)
         for column, radix in zip(columns, radices):  # in place: no temporary arrays of a million rows
             key *= radix
             key += column

@@ -34,6 +34,7 @@ import msgspec
 import numpy as np
 
 from acards import jsonl
+from acards.evidence.records import composite_key
 from acards.importers.jsonl_source import Piece
 from acards.importers.mapping import _MISSING, FileRules, LiteralSearch, Skip, _Fail, _path, as_text, field_outcome, lookup, pattern_outcomes
 from acards.importers.outcome import EXAMPLES, FileSummary, count_skip, map_record
@@ -531,16 +532,16 @@ class Sink:
         only shared a hash."""
         codes = {name: np.concatenate(parts) if parts else np.zeros(0, np.int64) for name, parts in self.codes.items()}
         codes["item"] = np.unique(codes["item"], return_inverse=True)[1].reshape(-1).astype(np.int64)
-        identity = _composite([codes[name] for name in CHECKED[:-1]])
+        identity = composite_key([codes[name] for name in CHECKED[:-1]])
         if _distinct(identity) < len(identity):
             return True
-        group = _composite([codes[name] for name in ("cell", "split", "task", "item")])
-        if _distinct(group) != _distinct(_composite([group, codes["subject"]])):
+        group = composite_key([codes[name] for name in ("cell", "split", "task", "item")])
+        if _distinct(group) != _distinct(composite_key([group, codes["subject"]])):
             return True
         if self.prompt_codes:
             keys = np.concatenate([k for k, _ in self.prompt_codes])
             values = np.concatenate([v for _, v in self.prompt_codes])
-            if _distinct(keys) != _distinct(_composite([keys, values])):
+            if _distinct(keys) != _distinct(composite_key([keys, values])):
                 return True
         return False
 
@@ -552,21 +553,6 @@ def _sample(value: Any) -> Any:
 def _distinct(key: np.ndarray) -> int:
     ordered = np.sort(key)
     return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + (1 if len(ordered) else 0)
-
-
-def _composite(columns: list[np.ndarray]) -> np.ndarray:
-    """One int64 per row, equal exactly where all the columns (non-negative codes) are equal."""
-    key = np.zeros(len(columns[0]), np.int64)
-    span = 1
-    for column in columns:
-        size = int(column.max()) + 1 if len(column) else 1
-        if span * size >= 1 << 62:  # re-rank what is combined so far
-            _, key = np.unique(key, return_inverse=True)
-            key = key.reshape(-1).astype(np.int64)
-            span = int(key.max()) + 1 if len(key) else 1
-        key = key * size + column
-        span *= size
-    return key
 
 
 def _lines(columns: dict[str, Factor], rules: FileRules, count: int) -> bytes:
