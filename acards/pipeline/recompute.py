@@ -94,9 +94,10 @@ def _compare_split(values: SplitValues, first: str, second: str, rng, bootstrap:
     return compare(a, b, subjects, one.seeds, other.seeds, rng, bootstrap, standard, **framings), []
 
 
-def cell_evidence(cell: dict, index: GroupIndex, master_seed: int, bootstrap: int, standard: str = "1.0") -> CellEvidence:
+def cell_evidence(cell: dict, index: GroupIndex, master_seed: int, bootstrap: int, standard: str = "1.0",
+                  cache=None) -> CellEvidence:
     """The threshold-free statistics of one cell under the rules of ``standard``; each split
-    bootstraps from its own stream."""
+    bootstraps from its own stream.  ``cache``: the RecordsCache that keeps its weight signatures."""
     cell_id = cell["id"]
     splits = {
         "heldout": split_values(index, cell_id, "heldout", cell["task"]),
@@ -128,7 +129,7 @@ def cell_evidence(cell: dict, index: GroupIndex, master_seed: int, bootstrap: in
     inputs = {"fresh_subjects": fresh_subjects, "heldout_subjects": heldout_subjects,
               "fresh_prompts": fresh_prompts or None}
     return CellEvidence(cell, comparisons, unavailable, control_reduction, inputs,
-                        fine_tuned_seeds=_fine_tuned_seeds(table, cell_id))
+                        fine_tuned_seeds=_fine_tuned_seeds(table, cell_id), cache=cache)
 
 
 def _fine_tuned_seeds(table: RecordTable, cell_id: str) -> list[int]:
@@ -285,9 +286,7 @@ def recompute(card: Card, table: RecordTable, prompts: Prompts, training: Traini
     signatures (None: none is read or written)."""
     index = GroupIndex(table)
     file_prompts = fresh_prompts_by_task(prompts)
-    evidence = {cell["id"]: cell_evidence(cell, index, seed, bootstrap, card.standard) for cell in card.cells}
-    for computed in evidence.values():
-        computed.cache = cache
+    evidence = {cell["id"]: cell_evidence(cell, index, seed, bootstrap, card.standard, cache) for cell in card.cells}
     warn_unpinned_seeds(card, evidence)
     thresholds = thresholds_for(card)
     per_cell = [diagnose_cell(card, evidence[cell["id"]], thresholds, training, file_prompts) for cell in card.cells]
