@@ -196,8 +196,8 @@ def test_records_from_anything_but_import_is_a_schema_error(tmp_path):
 
 
 def test_re_importing_a_table_does_not_import_the_other_readers(card):
-    script = ("import sys\nfrom acards.card.model import load_card\nfrom acards.importers.reimport import reimported_table\n"
-              f"table = reimported_table(load_card({str(card)!r}))\nassert len(table) == {4 * len(TOPICS)}\n"
+    script = ("import sys\nfrom acards.card.model import load_card\nfrom acards.importers.reimport import reimported\n"
+              f"table = reimported(load_card({str(card)!r}))[0]\nassert len(table) == {4 * len(TOPICS)}\n"
               "print(sorted(m for m in ('inspect_ai', 'pyarrow', 'torch', 'transformers') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "ACARDS_CACHE_DIR": str(card.parent / "cache")})

@@ -192,8 +192,3 @@ def reimported(card: Card) -> tuple[RecordTable, Prompts | None]:
     if prompts is not None:
         prompts.file = IMPORTED_PROMPTS
     return table, prompts
-
-
-def reimported_table(card: Card) -> RecordTable:
-    """The card's records, imported again from its sources (see :func:`reimported`)."""
-    return reimported(card)[0]
