@@ -33,7 +33,8 @@ from acards.pipeline.verify import verify  # noqa: E402
 from acards.present.text import report_json  # noqa: E402
 
 SECONDS = re.compile(r'("seconds":\s*)[-0-9.eE+]+')
-HEAVY = ("torch", "transformers", "peft", "acards.generate.runner", "acards.evidence.checkpoints")
+HEAVY = ("torch", "transformers", "peft", "acards.generate.runner", "acards.evidence.checkpoints",
+         "subprocess", "numpy.ma")  # the last two: a `uname -p` subprocess and the first plain np.unique (30 ms)
 
 
 def snapshot(folder: Path) -> dict[str, str]:

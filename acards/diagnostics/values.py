@@ -83,7 +83,7 @@ def split_values(index: GroupIndex, cell: str, split: str, task: str | None = No
     capability = split == "capability"
     audit = table.code("framing", "audit")
     conditions = {}
-    for condition_code in np.unique(columns["condition"]):
+    for condition_code in np.flatnonzero(np.bincount(columns["condition"])):  # the codes present, in order
         mine = columns["condition"] == condition_code
         seeds, seed_pos = np.unique(columns["seed"][mine], return_inverse=True)
         score = columns["score"][mine]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import platform
+from platform import python_version
 from typing import Any
 
-from acards.generate.backends.base import package_versions
+from acards.generate.backends.base import package_versions, platform_name
 
 PACKAGES = ("acards", "torch", "transformers", "peft", "tokenizers", "safetensors", "accelerate", "vllm", "ray")
 
@@ -20,8 +20,8 @@ def generation_provenance(*, backend_name: str, backend_versions: dict, dtype: s
     return {
         "backend": {"name": backend_name, "versions": backend_versions},
         "packages": versions,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
+        "python": python_version(),
+        "platform": platform_name(),
         "device": device_kind or "none (every output came from the cache)",
         "device_name": device or "none (every output came from the cache)",
         "dtype": dtype,

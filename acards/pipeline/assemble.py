@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import platform
 import sys
 
 from msgspec import UNSET
@@ -13,7 +12,7 @@ from acards.card.model import Card
 from acards.diagnostics.verdict import audit_summary
 from acards.errors import AcardsError, Location, Problem
 from acards.evidence.records import RecordTable, records_summary
-from acards.generate.backends.base import package_versions
+from acards.generate.backends.base import package_versions, platform_name
 from acards.pipeline.load import Loaded
 from acards.report.model import CardRef, Cell, Claim, EnvelopeRef, EvidenceCheck, Report, as_builtins
 from acards.schemas import validate
@@ -23,7 +22,7 @@ PACKAGES = ("numpy", "scipy", "jsonschema", "ruamel.yaml", "msgspec", "safetenso
 
 def environment(device: str | None) -> dict:
     """Where the report was made: Python, platform, the versions of the packages that decide numbers."""
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": package_versions(*PACKAGES),
+    return {"python": sys.version.split()[0], "platform": platform_name(), "packages": package_versions(*PACKAGES),
             "device": device}
 
 

@@ -138,7 +138,7 @@ def _fine_tuned_seeds(table: RecordTable, cell_id: str) -> list[int]:
         return []
     codes = [table.code("condition", name) for name in FINE_TUNED]
     rows = (table.columns["cell"] == table.code("cell", cell_id)) & np.isin(table.columns["condition"], codes)
-    return sorted(int(seed) for seed in np.unique(table.columns["seed"][rows]))
+    return sorted(set(table.columns["seed"][rows].tolist()))
 
 
 def unpinned_seeds(evidence: CellEvidence) -> list[int]:

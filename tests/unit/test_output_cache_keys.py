@@ -81,6 +81,17 @@ def test_a_dist_info_version_is_read_as_importlib_metadata_reads_it(tmp_path, mo
     assert base._dist_info_version("surely-not-installed-acards-test") == (False, None)  # a zip may hold it
 
 
+def test_the_platform_is_named_as_platform_platform_names_it():
+    """Without its `uname -p` subprocess; the two agree wherever that names no processor."""
+    import platform
+
+    from acards.generate.backends.base import platform_name
+
+    if platform.uname().processor not in ("", "unknown"):
+        pytest.skip("uname -p names a processor here, which platform_name leaves out")
+    assert platform_name() == platform.platform()
+
+
 def test_framing_keeps_parts_apart():
     assert framed("ab", "c") != framed("a", "bc") and framed(None) != framed("") and framed("\ud800") != framed("?")
     assert framed(b"\x01") == (1).to_bytes(8, "big") + b"\x01"
