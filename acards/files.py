@@ -4,6 +4,7 @@ the one way acards switches its SQLite cache files to write-ahead logging."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -111,12 +112,18 @@ def _cannot_write(path, error: OSError) -> AcardsError:
 
 def check_writable(path: str | os.PathLike) -> None:
     """Refuse early (before a long computation) an output whose folder is missing or read-only, or
-    that names a folder: creates and removes a temporary file beside ``path``."""
+    that names a folder: creates and removes a temporary file beside ``path`` (beside the file a
+    symlink names), or, for a device or pipe, checks that it may be written."""
     path = Path(path)
     if path.is_dir():
         raise AcardsError("usage.cannot-write", f"cannot write {path}: it is a folder", "name a file", Location(file=str(path)))
+    if _stream(path):
+        if not os.access(path, os.W_OK):
+            raise _cannot_write(path, PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
+        return
+    destination = _destination(path)
     try:
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        descriptor, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
     except OSError as error:
         raise _cannot_write(path, error) from None
     os.close(descriptor)
@@ -125,11 +132,33 @@ def check_writable(path: str | os.PathLike) -> None:
 
 def write_output(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
     """:func:`atomic_write` for an output named on the command line: a failure (missing or read-only
-    folder, full disk) is a coded ``usage.cannot-write`` with the path, and leaves no partial file."""
+    folder, full disk) is a coded ``usage.cannot-write`` with the path, and leaves no partial file.
+    A device or a pipe (``--report /dev/stdout``, ``/dev/null``, ``>(jq .)``) is written into as
+    it is; a symlink to a file keeps pointing at the file, which is replaced."""
+    path = Path(path)
     try:
-        atomic_write(Path(path), data, mode)
+        if _stream(path):  # written into, never replaced: renaming over /dev/null would replace the device
+            with open(path, "wb") as handle:
+                handle.write(data)
+        else:
+            atomic_write(_destination(path), data, mode)
     except OSError as error:
         raise _cannot_write(path, error) from None
+
+
+def _destination(path: Path) -> Path:
+    """The path an output replaces: through a symlink, the file it names (the link is kept)."""
+    return path.resolve() if path.is_symlink() else path
+
+
+def _stream(path: Path) -> bool:
+    """Whether ``path`` names something other than a regular file or a folder: a device such as
+    /dev/null or /dev/stdout, a pipe, a shell's process substitution (following symlinks)."""
+    try:
+        kind = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(kind) or stat.S_ISDIR(kind))
 
 
 def enable_wal(db, timeout_s: float) -> None:

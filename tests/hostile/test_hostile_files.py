@@ -383,6 +383,42 @@ def test_verify_report_into_a_read_only_folder(card_folder, read_only_folder):
     assert list(read_only_folder.iterdir()) == []
 
 
+def test_a_report_into_a_pipe_is_written_into_it_and_the_pipe_stays(card_folder, tmp_path):
+    """`--report /dev/stdout`, `>(jq .)`, `/dev/null`: an output that is not a regular file is
+    written into, never replaced by a renamed file (as root that replaced /dev/null itself)."""
+    import json
+    import threading
+
+    (tmp_path / "out").mkdir()
+    pipe = tmp_path / "out" / "pipe"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()))
+    reader.start()
+    result = run("verify", card_folder / "card.yaml", "--report", pipe, "--format", "json", *FAST)
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode) and sorted(p.name for p in pipe.parent.iterdir()) == ["pipe"]
+    assert json.loads(received[0])["reproduced"] is True
+
+
+def test_a_report_through_a_symlink_replaces_the_file_and_keeps_the_link(card_folder, tmp_path):
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "r.json").write_text("old")
+    link = tmp_path / "latest.json"
+    link.symlink_to(tmp_path / "reports" / "r.json")
+    assert run("verify", card_folder / "card.yaml", "--report", link, *FAST).exit_code == 0
+    assert link.is_symlink() and '"reproduced"' in (tmp_path / "reports" / "r.json").read_text()
+
+
+def test_a_device_is_checked_for_writing_in_place():
+    from acards.files import check_writable
+
+    if not stat.S_ISCHR(os.stat("/dev/null").st_mode):
+        pytest.skip("/dev/null is not a device here")
+    check_writable("/dev/null")  # no temporary file made in /dev
+
+
 def test_verify_report_into_a_missing_folder(card_folder, tmp_path):
     result = run("verify", card_folder / "card.yaml", "--report", tmp_path / "no" / "such" / "r.json", *FAST)
     expect(result, "usage.cannot-write", 4)
