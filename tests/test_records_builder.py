@@ -4,13 +4,18 @@ the same table whatever the piece size, and regenerated scores placed on the row
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from acards.errors import Location
 from acards.evidence import records
+from acards.evidence.cachekey import CacheKey
+from acards.evidence.digests import digest_path
 from acards.evidence.records import IDENTITY, _Column, fill_scores, read_records
+from acards.evidence.records_cache import RecordsCache
 
 
 def test_a_grown_column_holds_exactly_the_parts_appended():
@@ -87,3 +92,64 @@ def test_regenerated_scores_land_on_the_rows_they_identify(tmp_path):
     assert count == _fill_one_row_at_a_time(expected, made) == len(unscored) - 11
     assert np.array_equal(table.columns["score"], expected.columns["score"], equal_nan=True)
     assert fill_scores(table, []) == 0
+
+
+# Reads r.jsonl under argv[1] with the records cache argv[2] (key argv[4]), digest argv[3] pinned, in
+# a fresh interpreter; prints the rows and which parsing modules the read imported.
+_RE_READ = """
+import json, sys
+from pathlib import Path
+from acards.errors import Location
+from acards.evidence.cachekey import CacheKey
+from acards.evidence.records import read_records
+from acards.evidence.records_cache import RecordsCache
+root, folder, digest, secret = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], bytes.fromhex(sys.argv[4])
+cache = RecordsCache(folder, CacheKey(secret))
+table = read_records(root, [("r.jsonl", Location())], sha256=[digest], cache=cache)
+watched = ("acards.evidence.flatjson", "acards.evidence.columnar")
+print(json.dumps({"rows": len(table), "rejected": len(cache.rejected), "imported": [m for m in watched if m in sys.modules]}))
+"""
+
+
+def test_a_re_read_from_the_records_cache_imports_no_parser(tmp_path):
+    """A re-read whose every file comes from the records cache parses nothing: neither the
+    vectorized decoder nor the columnar reader is imported (a fresh interpreter tells); a first
+    read in the same setting imports the decoder."""
+    _write(tmp_path, _lines(500))
+    digest, secret = digest_path(tmp_path / "r.jsonl"), bytes(range(32))
+    first = read_records(tmp_path, [("r.jsonl", Location())], sha256=[digest],
+                         cache=RecordsCache(tmp_path / "cache", CacheKey(secret)))
+
+    def fresh(folder: Path) -> dict:
+        done = subprocess.run([sys.executable, "-c", _RE_READ, str(tmp_path), str(folder), digest, secret.hex()],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert fresh(tmp_path / "cache") == {"rows": len(first), "rejected": 0, "imported": []}
+    parsed = fresh(tmp_path / "empty")
+    assert parsed["rows"] == len(first) and "acards.evidence.flatjson" in parsed["imported"]
+
+
+def test_files_read_straight_into_the_table_equal_files_read_one_by_one(tmp_path):
+    """Without a records cache every file's pieces go straight into one table; with one, each file
+    becomes its own table (the cache's entry) first: the two give the same table, vocabularies
+    (in order of first appearance) included, for files read by the vectorized decoder, by the
+    exact reader (a tab between tokens) or by both."""
+    rows = _lines(3000)
+    texts = ["".join(json.dumps(r) + "\n" for r in rows[:1000]),
+             "".join(json.dumps(r).replace(', "seed"', ',\t"seed"') + "\n" for r in rows[1000:1400]),
+             "".join((json.dumps(r).replace(', "seed"', ',\t"seed"') if i % 97 == 0 else json.dumps(r)) + "\n"
+                     for i, r in enumerate(rows[1400:]))]
+    paths = []
+    for index, text in enumerate(texts):
+        (tmp_path / f"r{index}.jsonl").write_text(text)
+        paths.append((f"r{index}.jsonl", Location()))
+    digests = [digest_path(tmp_path / name) for name, _ in paths]
+    straight = read_records(tmp_path, paths, sha256=digests, chunk_bytes=20_000)
+    one_by_one = read_records(tmp_path, paths, sha256=digests, chunk_bytes=20_000,
+                              cache=RecordsCache(tmp_path / "cache", CacheKey(bytes(32))))
+    assert _plain(straight) == _plain(one_by_one) and len(straight) == 3000
+    assert straight.vocab == one_by_one.vocab
+    assert straight.file_index.tolist() == one_by_one.file_index.tolist() == [0] * 1000 + [1] * 400 + [2] * 1600
+    assert straight.outputs == one_by_one.outputs and straight.outputs

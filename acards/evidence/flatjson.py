@@ -26,8 +26,11 @@ The proof, for each group of lines with the same number of quote characters:
   check their escapes); otherwise their byte spans are kept, and decoded when asked for.
 
 Distinct values are found exactly: a value's bytes are loaded as little-endian 8-byte words (no
-value holds a NUL byte, so zero padding is unambiguous); a value of up to 8 bytes is its own key,
-longer ones are hashed and every row is then compared word for word with its representative.
+value holds a NUL byte, so zero padding is unambiguous; a string's words are left to run on past
+its closing quote, which tells it apart all the same, see _intern); runs of equal words in
+consecutive lines are found word for word, and the first line of each run is keyed (a value of up
+to 8 bytes is its own key, longer ones are hashed and then compared word for word with their
+representative).  Values spelled differently ("a" and "\\u0061", 1.0 and 1e0) are one value.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ _QUOTE, _LF, _CR = 34, 10, 13
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _BACKSLASH = 92
 _STRING = msgspec.json.Decoder(str)
+_SEPARATOR = np.frombuffer(b'","', np.uint8)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class Columns:
     codes: dict[str, np.ndarray] = field(default_factory=dict)  # int32 codes into values[name]; -1 absent
     values: dict[str, list] = field(default_factory=dict)  # distinct decoded values, first appearance first
     spans: dict[str, np.ndarray] = field(default_factory=dict)  # text field -> (rows, 2) byte spans; -1 absent
+    tokens: set[str] = field(default_factory=set)  # fields some line gives as a bare token (not a string)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -142,8 +147,7 @@ def decode_columns(piece: bytes, how: Plan) -> Columns | None:
     escapes = np.flatnonzero(buf == _BACKSLASH) if b"\\" in piece else None
     if escapes is not None:
         quotes = quotes[~_escaped(quotes, escapes)]
-    first_quote = np.searchsorted(quotes, starts)
-    counts = np.diff(np.append(first_quote, len(quotes)))
+    first_quote, counts = _quotes_per_line(quotes, starts, ends)
     shapes = np.flatnonzero(np.bincount(counts))  # the quote counts lines have
     if shapes[0] == 0:
         blank = np.flatnonzero(counts == 0)
@@ -178,8 +182,24 @@ def decode_columns(piece: bytes, how: Plan) -> Columns | None:
                 out.spans[name] = found[1]
             else:
                 out.codes[name], out.values[name] = found[1], found[2]
+                if found[3]:
+                    out.tokens.add(name)
         return out
     return _merge(piece, groups, np.flatnonzero(counts > 0), how)
+
+
+def _quotes_per_line(quotes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of each line's first quote in ``quotes``, how many quotes each line holds).  When
+    the quotes divide evenly and the k-th share of them lies within the k-th line, every line holds
+    its share (lines do not overlap), with no search."""
+    lines = len(starts)
+    share = len(quotes) // lines if lines else 0
+    if share and share * lines == len(quotes):
+        table = quotes.reshape(lines, share)
+        if (table[:, 0] >= starts).all() and (table[:, -1] < ends).all():
+            return np.arange(0, len(quotes), share), np.full(lines, share)
+    first_quote = np.searchsorted(quotes, starts)
+    return first_quote, np.diff(first_quote, append=len(quotes))
 
 
 def _escaped(quotes: np.ndarray, backslashes: np.ndarray) -> np.ndarray:
@@ -194,17 +214,15 @@ def _escaped(quotes: np.ndarray, backslashes: np.ndarray) -> np.ndarray:
 def _lines(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(line starts, line ends without CRLF's CR, quote positions), or None for a control byte other
     than a line end's LF or a CRLF's CR (tabs too: the exact reader handles them)."""
-    special = np.flatnonzero(buf <= _QUOTE)
-    kinds = buf[special]
-    quotes = special[kinds == _QUOTE]
-    newlines = special[kinds == _LF]
-    if len(quotes) + len(newlines) != len(special):  # another control byte, a space or '!'
-        other = special[(kinds != _QUOTE) & (kinds != _LF)]
+    quotes = np.flatnonzero(buf == _QUOTE)
+    newlines = np.flatnonzero(buf == _LF)
+    if np.count_nonzero(buf < 32) != len(newlines):  # another control byte (a CRLF's CR, or one refused)
+        other = np.flatnonzero(buf < 32)
         what = buf[other]
-        if ((what < 32) & (what != _CR)).any():
+        if ((what != _LF) & (what != _CR)).any():
             return None
         returns = other[what == _CR]
-        if len(returns) and (returns[-1] + 1 >= len(buf) or (buf[returns + 1] != _LF).any()):
+        if returns[-1] + 1 >= len(buf) or (buf[returns + 1] != _LF).any():
             return None
     else:
         returns = newlines[:0]
@@ -276,48 +294,59 @@ def _group(piece: bytes, words: _Words, rows: np.ndarray, starts: np.ndarray, en
         return None
     anchors = [*quotes.T, starts, ends]
     count = len(runs)
-    value_starts = np.empty((len(rows), count), np.int64)
-    value_ends = np.empty((len(rows), count), np.int64)
+    # Field by field, each field's rows contiguous: the bytes before value k (k = count: after the
+    # last value) run from fixed_starts[k] to fixed_ends[k]; value k from fixed_ends[k] to
+    # fixed_starts[k + 1].
+    fixed_starts = np.empty((count + 1, len(rows)), np.int64)
+    fixed_ends = np.empty((count + 1, len(rows)), np.int64)
+    fixed_starts[0] = starts
+    fixed_ends[count] = ends
+    value_starts, value_ends = fixed_ends[:count], fixed_starts[1:]
     for index, run in enumerate(runs):
-        value_starts[:, index] = anchors[run.start[0]] + run.start[1]
-        value_ends[:, index] = anchors[run.end[0]] + run.end[1]
+        np.add(anchors[run.start[0]], run.start[1], out=value_starts[index])
+        np.add(anchors[run.end[0]], run.end[1], out=value_ends[index])
     lengths = value_ends - value_starts
-    shortest = np.array([1 if r.token else 0 for r in runs])
+    shortest = np.array([[1 if r.token else 0] for r in runs])
     # Each check on all rows at once first (cheap); row by row only when some row does not fit.
-    fits = _rows_where(lengths < shortest)
+    fits = _columns_where(lengths < shortest)
     # The bytes between values (and before the first, after the last) are the template's: with
     # every size the template's, all of a fitting row's positions lie in order inside its line.
-    fixed_starts = np.column_stack((starts, value_ends))
-    fixed_sizes = np.column_stack((value_starts, ends))
-    fixed_sizes -= fixed_starts
-    sizes = fixed_sizes[0].copy()
+    fixed_sizes = fixed_ends - fixed_starts
+    sizes = fixed_sizes[:, 0].copy()
     if sizes.max() > 8 * MAX_WORDS:
         return None
-    fits &= _rows_where(fixed_sizes != sizes)
+    fits &= _columns_where(fixed_sizes != sizes[:, None])
     candidates = np.flatnonzero(fits) if not fits.all() else slice(None)
     width = -(-int(sizes.max()) // 8)
-    fixed = words.load(fixed_starts[candidates], width)
+    fixed = words.load(fixed_starts.T[candidates], width)  # a row's bytes together: one sweep over the piece
     fixed &= _masks(sizes, width)
     fits[candidates] = _rows_where(fixed != fixed[0])
     if not fits.all():
-        value_starts, value_ends, lengths = value_starts[fits], value_ends[fits], lengths[fits]
-    # One field at a time from here: each field's values contiguous.
-    field_starts, field_lengths = np.ascontiguousarray(value_starts.T), np.ascontiguousarray(lengths.T)
-    shortest, widest = field_lengths.min(axis=1).tolist(), field_lengths.max(axis=1).tolist()
+        value_starts, value_ends, lengths = value_starts[:, fits], value_ends[:, fits], lengths[:, fits]
+    shortest, widest = lengths.min(axis=1).tolist(), lengths.max(axis=1).tolist()
     columns: dict[str, tuple] = {}
     for index, run in enumerate(runs):
         if run.name in how.text:
-            spans = np.column_stack((value_starts[:, index], value_ends[:, index]))
+            spans = np.column_stack((value_starts[index], value_ends[index]))
             if escapes is not None and not _escapes_valid(piece, spans, escapes):
                 return None
             columns[run.name] = ("span", spans)
             continue
-        codes, distinct = _intern(piece, words, field_starts[index], field_lengths[index], shortest[index], widest[index])
+        codes, distinct = _intern(piece, words, value_starts[index], lengths[index], shortest[index], widest[index],
+                                  run.token)
         values = _decode_values(distinct, run.token, how, run.name)
         if values is None:
             return None
-        columns[run.name] = ("codes", codes, values)
+        values, remap = _distinct(values, run.token)
+        columns[run.name] = ("codes", codes if remap is None else remap[codes], values, run.token)
     return fits, columns
+
+
+def _columns_where(wrong: np.ndarray) -> np.ndarray:
+    """Which columns of ``wrong`` (fields x rows) hold no True."""
+    if not wrong.any():
+        return np.ones(wrong.shape[1], bool)
+    return np.logical_not(wrong.any(axis=0))
 
 
 def _rows_where(wrong: np.ndarray) -> np.ndarray:
@@ -327,19 +356,52 @@ def _rows_where(wrong: np.ndarray) -> np.ndarray:
     return np.logical_not(wrong.reshape(len(wrong), -1).any(axis=1))
 
 
-def _decode_values(distinct: list[bytes], token: bool, how: Plan, name: str) -> list | None:
-    """The distinct values of a field decoded by msgspec with the field's type, or None if one is
-    refused.  String contents go in one JSON array (they hold no unescaped quote, and none ends in
-    an odd run of backslashes, since their closing quote was not escaped: each is one element);
-    tokens one by one (a token could hold a comma)."""
+def _decode_values(distinct: list[bytes] | np.ndarray, token: bool, how: Plan, name: str) -> list | None:
+    """The distinct values of a field (bytes, or words as _intern gives them) decoded by msgspec
+    with the field's type, or None if one is refused.  String contents go in one JSON array (they
+    hold no unescaped quote, and none ends in an odd run of backslashes, since their closing quote
+    was not escaped: each is one element); tokens one by one (a token could hold a comma)."""
+    if isinstance(distinct, np.ndarray):
+        count = len(distinct)
+        if token:  # no value holds a NUL byte: the zeros past a value are dropped
+            distinct = distinct.view(f"S{8 * distinct.shape[1]}").ravel().tolist()
+        else:
+            array = _json_array(distinct)
+    elif not token:
+        count, array = len(distinct), b'["' + b'","'.join(distinct) + b'"]'
     try:
         if not token:
-            values = how.lists[name].decode(b'["' + b'","'.join(distinct) + b'"]')
-            return values if len(values) == len(distinct) else None
+            values = how.lists[name].decode(array)
+            return values if len(values) == count else None
         decoder = how.values[name]
         return [decoder.decode(raw) for raw in distinct]
     except (msgspec.DecodeError, RecursionError):
         return None
+
+
+def _json_array(words: np.ndarray) -> bytes:
+    """``["a","b",...]`` of string contents given as words (rows x width, zero past each value, and
+    no value holds a NUL byte), built without a Python object per value."""
+    size = 8 * words.shape[1]
+    out = np.empty((len(words), size + 3), np.uint8)
+    out[:, :size] = words.view(np.uint8).reshape(len(words), size)
+    out[:, size:] = _SEPARATOR
+    joined = out[out != 0].tobytes()  # 'a","b","'
+    return b'["' + joined[:-2] + b"]"
+
+
+def _distinct(values: list, token: bool) -> tuple[list, np.ndarray | None]:
+    """(each value once, the codes of ``values`` in it, or None if they are already distinct).
+    Several spellings may decode to one value ("a" and "\\u0061", 1.0 and 1e0), and a string's
+    key may hold bytes after its closing quote (see _intern); floats are told apart by repr
+    (0.0 and -0.0 are two values), as in _merge."""
+    keys = values if not token else [(type(v), repr(v)) for v in values]
+    if len(values) < 2 or len(set(keys)) == len(keys):
+        return values, None
+    table: dict = {}
+    remap = np.fromiter((table.setdefault(k, len(table)) for k in keys), np.int32, len(keys))
+    first = dict(zip(remap.tolist()[::-1], range(len(keys) - 1, -1, -1)))  # code -> its first index
+    return [values[first[code]] for code in range(len(table))], remap
 
 
 def _escapes_valid(piece: bytes, spans: np.ndarray, escapes: np.ndarray) -> bool:
@@ -354,9 +416,22 @@ def _escapes_valid(piece: bytes, spans: np.ndarray, escapes: np.ndarray) -> bool
 
 
 def _intern(piece: bytes, words: _Words, start: np.ndarray, length: np.ndarray, shortest: int,
-            widest: int) -> tuple[np.ndarray, list[bytes]]:
-    """(codes, distinct byte strings in order of first appearance) of the values at start/length
-    (``shortest`` and ``widest``: the least and largest length)."""
+            widest: int, token: bool) -> tuple[np.ndarray, list[bytes] | np.ndarray]:
+    """(codes, distinct) of the values at start/length (``shortest`` and ``widest``: the least and
+    largest length): one code per row, codes in order of first appearance; ``distinct``, one per
+    code, is the bytes of each value, or for values of up to 64 bytes the words of each (rows x
+    words, zero past the value).  Rows with one code hold the same bytes; two codes may hold the
+    same bytes (a string's words can differ after its value).
+
+    A token's words are masked to its length.  A string's are masked only for its distinct values:
+    its words run on past its closing quote, and two strings whose words are equal are equal, since
+    a value holds no unescaped quote: where the shorter one's closing quote lies, the other holds
+    the same quote after the same backslashes, so it ends there too (and a value as long as the
+    words has no quote in them, so the other does not end within them either).
+
+    Consecutive records often share a value: runs of equal words are found exactly (each row's
+    words against the previous row's), and only the first row of each run is hashed, sorted and
+    compared word for word with the first row of its key."""
     if widest > 8 * MAX_WORDS:
         table: dict[bytes, int] = {}
         codes = np.fromiter((table.setdefault(piece[s:s + n], len(table)) for s, n in zip(start.tolist(), length.tolist())),
@@ -364,34 +439,47 @@ def _intern(piece: bytes, words: _Words, start: np.ndarray, length: np.ndarray, 
         return codes, list(table)
     width = max(-(-widest // 8), 1)
     chunk = words.load(start, width)
-    if shortest != widest:
+    if token and shortest != widest:
         chunk &= _masks(length, width)
-    elif widest % 8 or widest < 8 * width:
+    elif token and (widest % 8 or widest < 8 * width):
         chunk &= _masks(length[:1], width)
-    key = chunk[:, 0]
-    for word in range(1, width):  # a bijection of the first word while the others are 0
-        key = (key ^ (key >> np.uint64(29))) * _MIX + chunk[:, word]
-    change = np.flatnonzero(key[1:] != key[:-1]) + 1
+    other = chunk[1:, 0] != chunk[:-1, 0]
+    for word in range(1, width):
+        other |= chunk[1:, word] != chunk[:-1, word]
+    change = np.flatnonzero(other)
     if not len(change):  # one value
-        return np.zeros(len(key), np.int32), [piece[int(start[0]):int(start[0] + length[0])]]
-    heads = np.concatenate(([0], change))  # runs of one key
-    head_keys = key[heads]
-    order = np.argsort(head_keys, kind="stable")
-    ordered = head_keys[order]
-    new = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+        return np.zeros(len(chunk), np.int32), _masked(chunk[:1], length[:1], width, token)
+    heads = np.empty(len(change) + 1, np.int64)  # the first row of each run of equal words
+    heads[0] = 0
+    np.add(change, 1, out=heads[1:])
+    head_words = chunk[heads]
+    key = head_words[:, 0]
+    for word in range(1, width):  # a bijection of the first word while the others are 0
+        key = (key ^ (key >> np.uint64(29))) * _MIX + head_words[:, word]
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    new = np.empty(len(heads), bool)
+    new[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
     group = np.empty(len(heads), np.int64)
     group[order] = np.cumsum(new) - 1
-    first = heads[order[new]]  # the first row of each distinct key (stable sort: earliest head first)
-    run_lengths = np.diff(np.append(heads, len(key)))
-    if width > 1 and not (chunk == chunk[np.repeat(first[group], run_lengths)]).all():
-        _, first, group = np.unique(chunk, axis=0, return_index=True, return_inverse=True)
-        group, run_lengths = group.reshape(-1), np.ones(len(key), np.int64)  # hashes collided: exactly, per row
+    first = order[new]  # per key, its first run (stable sort: the earliest first)
+    if width > 1 and not (head_words == head_words[first[group]]).all():
+        _, first, group = np.unique(head_words, axis=0, return_index=True, return_inverse=True)
+        group = group.reshape(-1)  # hashes collided: exactly, per run
     appearance = np.argsort(first, kind="stable")
     rank = np.empty(len(first), np.int32)
     rank[appearance] = np.arange(len(first), dtype=np.int32)
-    rows = first[appearance]
-    distinct = [piece[s:s + n] for s, n in zip(start[rows].tolist(), length[rows].tolist())]
-    return np.repeat(rank[group], run_lengths), distinct
+    run_lengths = np.empty(len(heads), np.int64)
+    np.subtract(heads[1:], heads[:-1], out=run_lengths[:-1])
+    run_lengths[-1] = len(chunk) - heads[-1]
+    rows = heads[first[appearance]]
+    return np.repeat(rank[group], run_lengths), _masked(chunk[rows], length[rows], width, token)
+
+
+def _masked(chunk: np.ndarray, length: np.ndarray, width: int, token: bool) -> np.ndarray:
+    """Words of values (rows x width) zero past each value (a token's are already)."""
+    return chunk if token else chunk & _masks(length, width)
 
 
 def _merge(piece: bytes, groups: list, record_lines: np.ndarray, how: Plan) -> Columns:
@@ -410,6 +498,8 @@ def _merge(piece: bytes, groups: list, record_lines: np.ndarray, how: Plan) -> C
             out.spans[name] = spans
             continue
         parts = [(row_of_line[rows], columns[name][1], columns[name][2]) for rows, columns in groups if name in columns]
+        if any(columns[name][3] for _, columns in groups if name in columns):
+            out.tokens.add(name)
         if len(parts) == 1 and len(parts[0][0]) == total:
             out.codes[name], out.values[name] = parts[0][1], parts[0][2]
             continue

@@ -19,18 +19,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
 
 from acards import jsonl, schemas
 from acards.errors import AcardsError, Location, Problem
-from acards.evidence import columnar, flatjson
 from acards.evidence.digests import digest_mismatch
 from acards.evidence.paths import open_inside
 from acards.evidence.records_cache import RecordsCache
+
+if TYPE_CHECKING:
+    from acards.evidence import flatjson
+# acards.evidence.flatjson and acards.evidence.columnar are imported where a file is parsed: a
+# re-read whose every file comes from the records cache needs neither (about 5 ms of imports).
 
 RECORD = "record-1.0"
 # Pieces of about 1 MiB: the vectorized decoder's fixed cost per piece is then small, and its
@@ -122,13 +127,17 @@ class _Column:
         self.size = 0
 
     def append(self, values: np.ndarray) -> None:
-        end = self.size + len(values)
+        self.slot(len(values), values.dtype)[:] = values
+
+    def slot(self, count: int, dtype) -> np.ndarray:
+        """The next ``count`` rows, to be filled by the caller before anything else is appended."""
+        end = self.size + count
         if self.data is None:
-            self.data = np.empty(max(end, 4096), values.dtype)
+            self.data = np.empty(max(end, 4096), dtype)
         elif end > len(self.data):
             self.data.resize(max(end, len(self.data) * 3 // 2), refcheck=False)  # no view of it exists
-        self.data[self.size:end] = values
-        self.size = end
+        start, self.size = self.size, end
+        return self.data[start:end]
 
     def joined(self, dtype) -> np.ndarray:
         data, self.data = self.data, None
@@ -160,11 +169,12 @@ class _Builder:
         """The rows of ``part`` (codes into its own vocabulary), from file ``file_index`` (None:
         keep the part's own file indices)."""
         for name in CODED:
-            table, vocab = self.tables[name], part.vocab[name]
-            new = dict.fromkeys(v for v in vocab if v not in table)  # a part's vocabulary may repeat a value ("42", 42)
-            table.update(zip(new, range(len(table), len(table) + len(new))))
-            mapping = np.fromiter(map(table.__getitem__, vocab), np.int32, len(vocab))
-            self.parts[name].append(mapping[part.columns[name]])
+            mapping = self._mapping(self.tables[name], part.vocab[name])
+            codes, column = part.columns[name], self.parts[name]
+            if isinstance(column, _Column):
+                np.take(mapping, codes, out=column.slot(len(codes), np.int32))
+            else:
+                column.append(mapping[codes])
         for name in NUMERIC:
             self.parts[name].append(part.columns[name])
         self._add_scores(part)
@@ -173,6 +183,15 @@ class _Builder:
         self.outputs.update((self.rows + row, text) for row, text in part.outputs.items())
         self.prompts.update((self.rows + row, text) for row, text in part.prompts.items())
         self.rows += len(part)
+
+    @staticmethod
+    def _mapping(table: dict[str, int], vocab: list[str]) -> np.ndarray:
+        """The codes in ``table`` of a part's vocabulary, new values added in the part's order (a
+        part's vocabulary may repeat a value: ("42", 42) both read as "42")."""
+        mapping = np.fromiter(map(table.get, vocab, repeat(-1)), np.int32, len(vocab))  # one C loop: most values are known
+        for index in np.flatnonzero(mapping < 0).tolist():
+            mapping[index] = table.setdefault(vocab[index], len(table))
+        return mapping
 
     def _add_scores(self, part: RecordTable) -> None:
         """The part's ``scores.<name>`` columns; NaN for rows (before, or in the part) without them."""
@@ -244,7 +263,9 @@ def _columns_part(found: flatjson.Columns, first_line: int) -> RecordTable | Non
     columns, vocab = {}, {}
     for name in CODED:
         columns[name] = found.codes[name]
-        vocab[name] = [str(v) for v in found.values[name]] if name == "item" else found.values[name]
+        values = found.values[name]
+        # items may be integers in the file (one id space); a field read only from strings holds only str
+        vocab[name] = [str(v) for v in values] if name == "item" and name in found.tokens else values
     for name, default, dtype in (("seed", 0, np.int64), ("sample", 0, np.int64), ("score", np.nan, np.float64)):
         values = found.values.get(name, [])
         if dtype is np.int64 and values and max(values) > LARGEST_INTEGER:
@@ -284,7 +305,8 @@ def read_records(root: Path, paths: list[tuple[str, Location]], chunk_bytes: int
     for file_index, (relative, location) in enumerate(paths):
         expected = sha256[file_index] if sha256 is not None else None
         fmt = formats[file_index] if formats is not None else "jsonl"
-        part, file_problems, actual = _read_file(root, relative, location, expected, fmt, chunk_bytes, cache)
+        part, file_problems, actual = _read_file(root, relative, location, expected, fmt, chunk_bytes, cache,
+                                                 builder, file_index)
         if part is not None and not file_problems:
             builder.add(part, file_index)
         problems.extend(file_problems)
@@ -295,18 +317,27 @@ def read_records(root: Path, paths: list[tuple[str, Location]], chunk_bytes: int
     # The checks across records depend only on the files' bytes: once passed for these digests,
     # the records cache remembers it (MAC'd like its entries).
     if cache is None or not cache.checked(hashed):
-        _check_coded_patterns(table)
-        _refuse_duplicates(table)
-        _refuse_inconsistent_subjects(table)
+        check_across_records(table)
         if cache is not None:
             cache.mark_checked(hashed)
     return table
 
 
+def check_across_records(table: RecordTable) -> None:
+    """The checks a records table gets once all its files are read: the schema's patterns on the
+    coded columns (once per distinct value), one record per identity, one subject per item."""
+    _check_coded_patterns(table)
+    _refuse_duplicates(table)
+    _refuse_inconsistent_subjects(table)
+
+
 def _read_file(root: Path, relative: str, location: Location, expected: str | None, fmt: str, chunk_bytes: int,
-               cache: RecordsCache | None) -> tuple[RecordTable | None, list[Problem], str]:
+               cache: RecordsCache | None, into: _Builder | None = None,
+               file_index: int = 0) -> tuple[RecordTable | None, list[Problem], str]:
     """One file as a one-file table (None when it has problems), its problems, and the digest of
-    the bytes read."""
+    the bytes read.  With ``into`` and no records cache, a JSONL file's rows go straight into that
+    builder as file ``file_index`` (the table returned is then None): no one-file table is built
+    and copied again (with problems, the rows added are not to be used)."""
     cached = cache.get(root, relative, expected, fmt) if cache is not None and expected is not None else None
     part: RecordTable | None
     problems: list[Problem]
@@ -315,8 +346,10 @@ def _read_file(root: Path, relative: str, location: Location, expected: str | No
         if cached is not None:
             part, problems = _part_of(cached), []
         elif fmt == "jsonl":
-            part, problems = _read_jsonl(handle, relative, chunk_bytes)
+            part, problems = _read_jsonl(handle, relative, chunk_bytes, into if cache is None else None, file_index)
         else:
+            from acards.evidence import columnar
+
             entry, problems = columnar.read_columnar(handle, relative, fmt, _struct())
             part = _part_of(entry) if entry is not None else None
         actual = handle.finish()
@@ -327,8 +360,13 @@ def _read_file(root: Path, relative: str, location: Location, expected: str | No
     return part, problems, actual
 
 
-def _read_jsonl(handle, relative: str, chunk_bytes: int) -> tuple[RecordTable | None, list[Problem]]:
-    builder = _Builder()
+def _read_jsonl(handle, relative: str, chunk_bytes: int, into: _Builder | None = None,
+                file_index: int = 0) -> tuple[RecordTable | None, list[Problem]]:
+    """A JSONL file's rows as a one-file table (None with problems), or added to ``into`` as file
+    ``file_index`` (None returned), and the file's problems."""
+    from acards.evidence import columnar, flatjson
+
+    builder = into if into is not None else _Builder()
     problems = jsonl.Problems()
     describe = _describer(relative)
     fast = _decoder(coded_patterns=False)
@@ -347,8 +385,8 @@ def _read_jsonl(handle, relative: str, chunk_bytes: int) -> tuple[RecordTable | 
             if records and not problems:
                 part = _struct_part(records, lines)
         if part is not None and not problems:
-            builder.add(part, 0)
-    return (None if problems else builder.table([relative])), list(problems)
+            builder.add(part, file_index)
+    return (None if problems or into is not None else builder.table([relative])), list(problems)
 
 
 def _cacheable(part: RecordTable) -> dict[str, Any]:

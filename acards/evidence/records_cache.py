@@ -50,7 +50,8 @@ import numpy as np
 
 from acards.errors import AcardsError, Location, Problem
 
-READER_VERSION = 2  # 2: the `scores.<name>` columns of records with several scorers
+READER_VERSION = 3  # 2: the `scores.<name>` columns of records with several scorers; 3: a prompt of a
+# fresh record whose split is spelled with an escape ("fr\\u0065sh") is kept (the vectorized reader dropped it)
 PURPOSE = "acards/records-cache/1"
 # Derived values (see RecordsCache.get_derived): kind -> (MAC purpose, version, what happens instead
 # of a rejected entry); a version is raised whenever the code that derives the value changes what it

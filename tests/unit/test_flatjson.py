@@ -216,3 +216,122 @@ def test_escapes_are_decoded_by_the_exact_decoder():
     renamed = piece.replace(b'"cell"', b'"c\\u0065ll"', 1)
     assert fast(renamed) is None or agree(renamed)
     assert fast(piece.replace(b"x\\\\", b"x\\q")) is None
+
+
+# --- values keyed by their words, runs, distinct values, quotes per line ------------------------
+
+# String contents as written in JSON (escapes left as they are): prefixes of one another, values
+# ending in backslashes or escaped quotes, multi-byte UTF-8, spellings of one value, and lengths
+# around the 8-byte words.
+SPELLED = ["a", "ab", "abc", "a\\\\", "a\\\\\\\\", 'a\\"', 'a\\"b', "a\\\\\\\"", "\\u0061", "a\\u0062", "é", "éé",
+           "\\u00e9", "abcdefg", "abcdefgh", "abcdefghi", "abcdefgh\\\\", "abcdefghijklmnop", "abcdefghijklmnopq",
+           "x" * 63, "x" * 64, "x" * 65, "☕" * 5, "a b", "a,b", "a}b", "a:b"]
+
+
+def _spelled_piece(rng: np.random.Generator, count: int, last: str) -> bytes:
+    """Lines whose coded string fields take SPELLED values in runs of random lengths, the field
+    ``last`` written last (its words run past its line), with LF or CRLF ends and blank lines."""
+    out, current = [], {}
+    for i in range(count):
+        for name in ("cell", "task", "subject"):
+            if name not in current or rng.random() < 0.4:  # runs: a value is often the previous line's
+                current[name] = SPELLED[int(rng.integers(0, len(SPELLED)))]
+        fields = {"condition": '"base"', "split": '"heldout"', "framing": '"audit"', "item": str(i), "seed": "0",
+                  **{name: f'"{value}"' for name, value in current.items()}}
+        order = [name for name in fields if name != last] + [last]
+        line = "{" + ",".join(f'"{name}":{fields[name]}' for name in order) + "}"
+        out.append(line.encode("utf-8") + (b"\r\n" if rng.random() < 0.2 else b"\n"))
+        if rng.random() < 0.05:
+            out.append(b"\n")
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("last", ["cell", "subject", "task", "seed"])
+def test_strings_keyed_past_their_closing_quote_are_exact(last):
+    """A string's words are compared without masking them to its length: values that are prefixes
+    of one another, that end in backslashes or escaped quotes, or that end a line (their words
+    running into the next line, a blank line, a CRLF or the end of the piece) are told apart
+    exactly, and values spelled differently read as one value."""
+    rng = np.random.default_rng(sum(map(ord, last)))
+    accepted = 0
+    for _ in range(60):
+        piece = _spelled_piece(rng, int(rng.integers(1, 40)), last)
+        for cut in (piece, piece.rstrip(b"\r\n")):
+            accepted += agree(cut)
+            found = flatjson.decode_columns(cut, PLAN)
+            if found is not None:  # each field's values once, in order of first appearance
+                for name, values in found.values.items():
+                    keys = [(type(v), repr(v)) for v in values]
+                    assert len(set(keys)) == len(keys), (name, values)
+    assert accepted > 60
+
+
+def test_one_value_spelled_two_ways_is_one_code():
+    """"fresh" and "fr\\u0065sh" are one split: the prompts of both are kept, as the exact reader
+    keeps them; 1, 1.0 and 1e0 are one score, 0.0 and -0.0 two."""
+    head = '{"cell":"c","condition":"base","split":"%s","task":"t","subject":"s","item":%d,"framing":"audit","seed":0'
+    lines = [(head % (split, i) + f',"score":{score},"prompt":"p{i}"}}').encode()
+             for i, (split, score) in enumerate([("fresh", "1"), ("fr\\u0065sh", "1.0"), ("fresh", "1e0"),
+                                                 ("fr\\u0065sh", "0.0"), ("fresh", "-0.0")])]
+    piece = b"\n".join(lines) + b"\n"
+    assert agree(piece)
+    found = flatjson.decode_columns(piece, PLAN)
+    assert found.values["split"] == ["fresh"] and found.codes["split"].tolist() == [0] * 5
+    assert [repr(v) for v in found.values["score"]] == ["1.0", "0.0", "-0.0"]
+    assert fast(piece).prompts == {i: f"p{i}" for i in range(5)}
+
+
+def test_runs_and_values_that_come_back_are_coded_exactly():
+    """Runs of one value of every length, values coming back after others, alternating values,
+    and values of one to nine words in one field."""
+    rng = np.random.default_rng(11)
+    pool = ["s", "s" * 8, "s" * 9, "t" * 16, "t" * 17, "u" * 40, "v" * 72, "w" * 7]
+    for _ in range(40):
+        lines, value = [], pool[0]
+        for i in range(int(rng.integers(1, 120))):
+            if rng.random() < 0.3:
+                value = pool[int(rng.integers(0, len(pool)))]
+            lines.append(json.dumps(record(i, subject=value, task=pool[i % 2]), separators=(",", ":")).encode())
+        piece = b"\n".join(lines) + b"\n"
+        assert agree(piece)
+
+
+def test_quotes_that_divide_evenly_but_not_line_by_line_are_counted_per_line():
+    """Two lines whose quotes add up to twice some count, without each holding that count: each
+    line is still read with its own template."""
+    with_text = json.dumps(record(1, output="o", prompt="p"), separators=(",", ":")).encode()
+    plain = json.dumps(record(2), separators=(",", ":")).encode()
+    assert (with_text.count(b'"') + plain.count(b'"')) % 2 == 0
+    for piece in (with_text + b"\n" + plain + b"\n", plain + b"\n" + with_text + b"\n", plain + b"\n" + with_text):
+        assert agree(piece)
+
+
+@pytest.mark.parametrize("piece", [
+    b'{"cell":"a","condition":"base","split":"heldout","task":"t","subject":"s","item":1,"framing":"audit","seed":0}\r',
+    b'{"cell":"a","condition":"base","split":"heldout","task":"t","subject":"s","item":1,"framing":"audit","seed":0}\r\r\n',
+    b'{"cell":"a","condition":"base","split":"heldout","task":"t","subject":"s","item":1,"framing":"audit","seed":0}\r\n\r\n',
+    b'{"cell":"a","condition":"base","split":"heldout","task":"t","subject":"s","item":1,"framing":"audit","seed":\t0}\n',
+    b'{"cell":"a","condition":"base","split":"heldout","task":"t","subject":"s","item":1,"framing":"audit","seed":0}\n\x0c\n',
+])
+def test_carriage_returns_and_control_bytes_are_declined_or_exact(piece):
+    agree(piece)  # declined, or read exactly as the exact reader reads it
+
+
+@pytest.mark.parametrize("size", [1, 97, 1000, 65_536])
+def test_a_file_read_in_pieces_of_any_size_is_the_exact_readers_table(tmp_path, size):
+    """read_records on a file of every style (escapes, UTF-8, CRLF, several templates, blank lines),
+    cut into pieces of any size, gives the exact reader's table row for row."""
+    from acards.errors import Location
+
+    rng = np.random.default_rng(size)
+    chunks = []
+    for k, style in enumerate(STYLES):  # a cell per style: every record's identity is its own
+        for line in lines_of(style, 40, rng):
+            line = line.replace(b"c/one", b"c/one-%d" % k).replace(b"cell-two", b"cell-two-%d" % k)
+            chunks.append(line + (b"\r\n" if rng.random() < 0.3 else b"\n") + (b"  \n" if rng.random() < 0.05 else b""))
+    data = b"".join(chunks).rstrip(b"\n")
+    (tmp_path / "r.jsonl").write_bytes(data)
+    slow, problems = exact(data)
+    assert not problems
+    table = records.read_records(tmp_path, [("r.jsonl", Location())], chunk_bytes=size)
+    assert rows(table) == rows(slow)
