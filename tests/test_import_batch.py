@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acards.errors import AcardsError
+from acards.errors import AcardsError, Location
+from acards.evidence.records import RecordTable, read_records
 from acards.importers import batch
+from acards.importers.factor import factorize
 from acards.importers.jsonl_source import jsonl_pieces
 from acards.importers.lm_eval import LM_EVAL
 from acards.importers.mapping import load_mapping
@@ -152,14 +154,25 @@ def outcome(source, files: list[Path], mapping: Path, out: Path, *, prompts: boo
     try:
         summary = run_import(source, [str(f) for f in files], load_mapping(mapping), out / "records.jsonl",
                              out / "prompts.jsonl" if prompts else None, allow_skipped=allow_skipped)
-    except AcardsError as error:
-        return ("problems", [(p.code, p.message, p.hint, p.location) for p in error.problems], sorted(p.name for p in out.iterdir()))
+    except AcardsError as error:  # a problem of the records written names that file (in each run's own folder)
+        return ("problems", [(p.code, p.message, p.hint, dataclasses.replace(p.location, file=p.location.file.replace(str(out), "OUT"))
+                              if p.location.file else p.location) for p in error.problems], sorted(p.name for p in out.iterdir()))
     report = summary.as_json()
     report.pop("records_path"), report.pop("prompts_path")
-    table = {name: getattr(summary.table, name) for name in ("vocab", "outputs", "prompts")}  # files: the staged name
-    columns = {name: values.tolist() for name, values in summary.table.columns.items()}
+    table = as_lists(summary.table)
+    assert table == as_lists(read_records(out, [("records.jsonl", Location("records.jsonl"))]))  # what the reader reads
     written = {path.name: path.read_bytes() for path in sorted(out.iterdir())}
-    return ("imported", report, written, table, columns)
+    return ("imported", report, written, table)
+
+
+def as_lists(table: RecordTable) -> dict:
+    """A records table as plain values, to compare (NaN as None); its files are left out (the
+    import's table names the staged file it read or made)."""
+    found = {name: getattr(table, name) for name in ("vocab", "outputs", "prompts")}
+    found["rows"] = {name: [None if value != value else value for value in values.tolist()]
+                     for name, values in {**table.columns, "file_index": table.file_index, "line": table.line}.items()}
+    found["dtypes"] = {name: str(values.dtype) for name, values in table.columns.items()}
+    return found
 
 
 def pieces_of(size: int):
@@ -245,7 +258,7 @@ def test_bad_lines_blank_lines_and_crlf_give_the_same_problems(tmp_path, bad, la
 def test_values_share_a_code_only_when_they_are_written_alike():
     values = [0.0, -0.0, float("nan"), 1, True, 1.0, "1", None, [1], {"a": 1}, [1], 0.0, -0.0, 1, "1", False, 0]
     for values in (values, [0.5, -0.0, 0.0, 0.5], [0.5, 1.0, 0.5], ["a", "b", "a"], [2, 1, 2]):
-        factor = batch.factorize(values)
+        factor = factorize(values)
         assert [json.dumps(v) for v in factor.rows()] == [json.dumps(v) for v in values]
         assert [type(v) for v in factor.rows()] == [type(v) for v in values]
         assert len(factor.values) == len({(type(v), json.dumps(v)) for v in values if not isinstance(v, (list, dict))}) + \
@@ -308,21 +321,38 @@ def test_jsonl_tables_take_the_batch_path_and_csv_the_record_path(tmp_path):
         assert outcome(source, [path], mapping, tmp_path / f"batch-{prompts}", prompts=prompts, allow_skipped=True) == expected
 
 
-def test_items_that_only_share_a_hash_are_not_a_problem(tmp_path, monkeypatch):
-    """The checks across records code items by their hash: two items with one hash send the import
-    to the exact path, which finds nothing wrong, and the batch's records stand."""
+def test_items_are_told_apart_by_their_text_and_a_repeat_across_files_is_a_duplicate(tmp_path):
+    """The checks across records code items by their text (5 and "5" are one item, as in the record
+    identity and the records reader): distinct items import, and a record repeated in another
+    file under the same condition is the duplicate the exact path words."""
     rng = np.random.default_rng(5)
     files = [write(tmp_path / name, rng, 100, changed=0.0, first=index * 1000, unique=True)
              for index, name in enumerate(("undefended.jsonl", "defended.jsonl"))]
     expected = check_same(tmp_path / "plain", files, BASE, prompts=True, allow_skipped=False)
     assert expected[0] == "imported"
-    monkeypatch.setattr(batch, "hash", lambda value: 0, raising=False)  # every item one hash
-    assert check_same(tmp_path / "collide", files, BASE, prompts=True, allow_skipped=False) == expected
     files.append(write(tmp_path / "defended-again.jsonl", np.random.default_rng(5), 5, changed=0.0, unique=True))
     duplicated = check_same(tmp_path / "duplicate", files, BASE.replace('"defended*.jsonl"', '"defended.jsonl"') +
                             '  - match: "defended-again.jsonl"\n    fields: {condition: {value: undefended}}\n',
                             prompts=True, allow_skipped=False)
     assert {code for code, *_ in duplicated[1]} == {"import.duplicate"}
+
+
+def test_a_seed_beyond_what_the_records_reader_keeps_is_refused_alike(tmp_path):
+    """A seed above 2^63-1 is valid for the record schema, and the records reader refuses it
+    (records.out-of-range): the batch path then has the reader read the written file back, so
+    both paths refuse it at the same lines of the records file."""
+    rng = np.random.default_rng(3)
+    files = [write(tmp_path / name, rng, 60, changed=0.0, first=index * 1000, unique=True)
+             for index, name in enumerate(("undefended.jsonl", "defended.jsonl"))]
+    lines = files[1].read_text().splitlines()
+    for index in (4, 40):
+        record = json.loads(lines[index])
+        record["seed"] = 2**63
+        lines[index] = json.dumps(record)
+    files[1].write_text("".join(line + "\n" for line in lines))
+    found = check_same(tmp_path / "out", files, MAPPED.replace("select: {filter: raw}\n", ""), prompts=False, allow_skipped=False)
+    assert found[0] == "problems" and [(code, location.file, location.line) for code, _, _, location in found[1]] == \
+        [("records.out-of-range", "OUT/records.jsonl", 60 + 5), ("records.out-of-range", "OUT/records.jsonl", 60 + 41)]
 
 
 def test_constant_prompts_and_systems_give_the_same_outcome(tmp_path):

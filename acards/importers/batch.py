@@ -4,9 +4,9 @@ A piece that is provably one JSON object per line (acards.jsonl.one_object_per_l
 reader's own fast path) is decoded at once with a msgspec Struct made from the source paths the
 file's rules read (nested Structs for dotted paths, array-like Structs for list indices, ``Any``
 leaves, every other field skipped), so that no dict is built for fields nobody reads.  Every
-target field then becomes a :class:`Factor` (its distinct values and one code per record), and the
-rules, the record and prompt schemas and the JSON encoding are applied per distinct value, or per
-column where the values are already what the rule gives.  What is unusual goes through the exact
+target field then becomes a Factor (acards.importers.factor: its distinct values and one code per
+record), and the rules, the record and prompt schemas and the JSON encoding are applied per
+distinct value, or per column where the values are already what the rule gives.  What is unusual goes through the exact
 per-record path of acards.importers.run, which words every reason and problem: a piece the Struct
 does not decode (a line that is not an object, a parent that is not what the paths say, invalid
 UTF-8, a blank line) is read and mapped record by record, and a record some rule or the schema
@@ -14,9 +14,11 @@ would skip is decoded as a dict and mapped again (only records left out by `sele
 here, with the same words).
 
 The checks across records (one record per identity, one subject per item, one prompt per item and
-framing) are done at the end on integer codes; if one fails, the caller runs the exact path, which
-reports the same problems as ever.  The records are written by joining the JSON of each distinct
-value, byte for byte what msgspec writes for the record's dict.
+framing) are done at the end on integer codes (an item's code is that of its text, as in the
+record identity); if one fails, the caller runs the exact path, which reports the same problems
+as ever.  The records are written with one msgspec ``encode_lines`` per piece, byte for byte what
+msgspec writes for each record's dict (acards.importers.sink).  From the same codes, the sink makes
+the table acards' records reader would read from the written file (see acards.importers.run).
 
 Known difference: msgspec does not check the numbers of a skipped field, so a line whose unread
 field holds a number beyond what msgspec decodes (past ±1.8e308, or an integer of thousands of
@@ -34,74 +36,16 @@ import msgspec
 import numpy as np
 
 from acards import jsonl
-from acards.evidence.records import composite_key
+from acards.importers.factor import Factor, constant, factorize
 from acards.importers.jsonl_source import Piece
 from acards.importers.mapping import _MISSING, FileRules, LiteralSearch, Skip, _Fail, _path, as_text, field_outcome, lookup, pattern_outcomes
 from acards.importers.outcome import EXAMPLES, FileSummary, count_skip, map_record
+from acards.importers.sink import Sink
 from acards.schemas import load_schema
 
 _ANY = msgspec.json.Decoder()
-_ENCODE = msgspec.json.Encoder().encode
 _CONSTRAINTS = {"pattern", "enum", "minimum", "maximum", "minLength", "maxLength"}
 PROMPT_FIELDS = ("item", "split", "task", "subject", "framing", "prompt", "system", "reference")
-
-
-class Factor:
-    """A column as its distinct values and one code (index into ``values``) per row."""
-
-    __slots__ = ("codes", "values")
-
-    def __init__(self, codes: np.ndarray, values: list):
-        self.codes, self.values = codes, values
-
-    def take(self, rows: np.ndarray) -> "Factor":
-        return Factor(self.codes[rows], self.values)
-
-    def mapped(self, function: Callable[[Any], Any]) -> "Factor":
-        return Factor(self.codes, [function(value) for value in self.values])
-
-    def mask(self, test: Callable[[Any], bool]) -> np.ndarray:
-        """Per row: ``test`` of its value."""
-        return np.fromiter(map(test, self.values), bool, len(self.values))[self.codes]
-
-    def rows(self) -> list:
-        return list(map(self.values.__getitem__, self.codes.tolist()))
-
-
-def constant(value: Any, count: int) -> Factor:
-    return Factor(np.zeros(count, np.intp), [value])
-
-
-def factorize(values: list) -> Factor:
-    """The Factor of a list of JSON values; two values share a code only when they are the same
-    type and equal (and floats the same bits: 0.0 and -0.0 are written differently)."""
-    kinds = set(map(type, values))
-    if kinds == {float}:
-        positions = dict(zip(dict.fromkeys(values), itertools.count()))
-        if 0.0 not in positions and all(value == value for value in positions):  # no ±0.0, no NaN: equal is same bits
-            return Factor(np.fromiter(map(positions.__getitem__, values), np.intp, len(values)), list(positions))
-        _, first, codes = np.unique(np.array(values, np.float64).view(np.int64), return_index=True, return_inverse=True)
-        return Factor(codes.reshape(-1), [values[i] for i in first.tolist()])
-    if len(kinds & {bool, int, float}) <= 1 and not kinds & {float, list, dict}:
-        positions = dict(zip(dict.fromkeys(values), itertools.count()))
-        return Factor(np.fromiter(map(positions.__getitem__, values), np.intp, len(values)), list(positions))
-    positions, codes, distinct = {}, [], []
-    for value in values:
-        key = _key(value)
-        code = positions.get(key)
-        if code is None:
-            code = positions[key] = len(distinct)
-            distinct.append(value)
-        codes.append(code)
-    return Factor(np.array(codes, np.intp), distinct)
-
-
-def _key(value: Any) -> Any:
-    if value.__class__ is float:
-        return (float, value.hex())
-    if value.__class__ in (list, dict):
-        return object()  # not hashable: a code of its own
-    return (value.__class__, value)
 
 
 # --- the typed decoder ----------------------------------------------------------------------------
@@ -228,7 +172,7 @@ def _searched(rules: FileRules, target: str, outcomes: tuple, texts: Factor) -> 
     search, then, otherwise, absent = outcomes
     pattern = rules[target].pattern
     values = texts.values
-    if set(map(type, values)) == {str} and isinstance(pattern, LiteralSearch):
+    if texts.kinds == {str} and isinstance(pattern, LiteralSearch):
         test = str.startswith if pattern.anchored else str.__contains__
         found = np.fromiter(map(test, values, itertools.repeat(pattern.literal)), bool, len(values)).astype(np.intp)
     else:
@@ -302,10 +246,11 @@ class Plan:
             """The rule applied per distinct value, and whether every row's outcome is a valid value."""
             rule = rules[target]
             values = raw[rule.field]
-            if rule.mapping is None and set(map(type, values)) <= _UNCHANGED.get(target, {str}):
+            column = Factor(np.arange(count), values)
+            if rule.mapping is None and column.kinds <= _UNCHANGED.get(target, {str}):
                 # the values are what the rule gives: one code per row, unless some may be invalid
                 if check is None or check.all_valid(values):
-                    return Factor(np.arange(count), values), True
+                    return column, True
                 return factor(rule.field), False
             return factor(rule.field).mapped(self.outcomes[target]), False
 
@@ -376,7 +321,6 @@ def exact_line(line: bytes) -> dict | None:
 
 # --- the import, a piece at a time ----------------------------------------------------------------
 
-CHECKED = ("cell", "condition", "split", "task", "item", "framing", "seed", "sample", "subject")
 
 
 def batch_import(source, files, rules_per_file: list[FileRules], select: dict[str, Any], want_prompts: bool, summary,
@@ -455,125 +399,3 @@ def _exact_piece(plan: Plan, piece: Piece, counts) -> tuple[dict, int]:
             columns[target] = factorize([m.prompt.get(target, _MISSING) if m.prompt is not None else _MISSING
                                          for m in imported])
     return columns, len(imported)
-
-
-class Sink:
-    """The imported records of every piece: written (as JSON lines or dicts), coded for the checks
-    across records, and their prompt rows kept where first seen."""
-
-    def __init__(self, want_prompts: bool, writer):
-        self.want_prompts, self.writer = want_prompts, writer
-        self.tables: dict[str, dict] = {name: {} for name in CHECKED}
-        self.codes: dict[str, list[np.ndarray]] = {name: [] for name in CHECKED}
-        self.issued = dict.fromkeys(CHECKED, 0)  # codes are unique per value, not dense
-        self.prompt_keys: dict[tuple, int] = {}
-        self.prompt_values: dict[tuple, int] = {}
-        self.prompt_codes: list[tuple[np.ndarray, np.ndarray]] = []
-        self.prompts: list[dict] = []
-
-    def add(self, columns: dict[str, Factor], rules: FileRules, count: int) -> None:
-        coded = {}
-        for name in CHECKED:
-            factor = columns.get(name) or constant(0, count)
-            if name == "item":  # items are mostly distinct: their hashes (of str(item), as the identity has it) stand in
-                per_value = np.fromiter(map(hash, map(str, factor.values)), np.int64, len(factor.values))
-            else:
-                table = self.tables[name]
-                values = map(_sample, factor.values) if name == "sample" else factor.values
-                start = self.issued[name]
-                self.issued[name] += len(factor.values)
-                per_value = np.fromiter(map(table.setdefault, values, itertools.count(start)), np.int64, len(factor.values))
-            coded[name] = per_value[factor.codes]
-            self.codes[name].append(coded[name])
-        if self.want_prompts and "prompt" in columns:
-            self._add_prompts(columns, coded)
-        if self.writer is not None:
-            if self.writer.write_lines is not None:
-                self.writer.write_lines(_lines(columns, rules, count))
-            else:
-                names = list(rules.template)
-                for values in zip(*(columns[name].rows() for name in names)):
-                    self.writer.write_record({name: value for name, value in zip(names, values) if value is not _MISSING})
-
-    def _add_prompts(self, columns: dict[str, Factor], coded: dict[str, np.ndarray]) -> None:
-        rows = np.flatnonzero(columns["prompt"].mask(lambda value: value.__class__ is str))
-        if not len(rows):
-            return
-        items = map(str, columns["item"].take(rows).rows())  # the text itself: a hash could stand for two items
-        keys = list(zip(coded["split"][rows].tolist(), coded["task"][rows].tolist(), items, coded["framing"][rows].tolist()))
-        parts = [columns[name].take(rows).rows() if name in columns else itertools.repeat(_MISSING, len(rows))
-                 for name in ("item", "subject", "prompt", "system", "reference")]
-        values = list(zip(*parts))
-        key_codes = np.fromiter((self.prompt_keys.setdefault(key, len(self.prompt_keys)) for key in keys), np.int64, len(rows))
-        value_codes = np.fromiter((self.prompt_values.setdefault(value, len(self.prompt_values)) for value in values),
-                                  np.int64, len(rows))
-        seen = len(self.prompts)
-        self.prompt_codes.append((key_codes, value_codes))
-        fields = {name: columns[name].take(rows) for name in ("split", "task", "framing")}
-        for index in np.flatnonzero(key_codes >= seen).tolist():
-            if key_codes[index] != len(self.prompts):
-                continue  # a key new to this piece, seen again later in it
-            item, subject, prompt, system, reference = values[index]
-            row = {"item": item, "split": fields["split"].values[fields["split"].codes[index]],
-                   "task": fields["task"].values[fields["task"].codes[index]], "subject": subject,
-                   "framing": fields["framing"].values[fields["framing"].codes[index]], "prompt": prompt}
-            if system is not _MISSING:
-                row["system"] = system
-            if reference is not _MISSING:
-                row["reference"] = reference
-            self.prompts.append(row)
-
-    def prompt_rows(self) -> list[dict]:
-        return self.prompts
-
-    def problem_found(self) -> bool:
-        """Whether two records may share an identity, an item have two subjects, or an item and
-        framing two prompts: the exact path then finds (and words) them, or finds that two items
-        only shared a hash."""
-        codes = {name: np.concatenate(parts) if parts else np.zeros(0, np.int64) for name, parts in self.codes.items()}
-        codes["item"] = np.unique(codes["item"], return_inverse=True)[1].reshape(-1).astype(np.int64)
-        identity = composite_key([codes[name] for name in CHECKED[:-1]])
-        if _distinct(identity) < len(identity):
-            return True
-        group = composite_key([codes[name] for name in ("cell", "split", "task", "item")])
-        if _distinct(group) != _distinct(composite_key([group, codes["subject"]])):
-            return True
-        if self.prompt_codes:
-            keys = np.concatenate([k for k, _ in self.prompt_codes])
-            values = np.concatenate([v for _, v in self.prompt_codes])
-            if _distinct(keys) != _distinct(composite_key([keys, values])):
-                return True
-        return False
-
-
-def _sample(value: Any) -> Any:
-    return 0 if value is _MISSING else value
-
-
-def _distinct(key: np.ndarray) -> int:
-    ordered = np.sort(key)
-    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + (1 if len(ordered) else 0)
-
-
-def _lines(columns: dict[str, Factor], rules: FileRules, count: int) -> bytes:
-    """The records as JSONL: per field, the JSON of each distinct value (with its key), joined per
-    record; a run of fields with one value each is one constant part."""
-    parts: list = []
-    pending = b"{"
-    for index, target in enumerate(rules.template):
-        factor = columns[target]
-        prefix = (b"," if index else b"") + _ENCODE(target) + b":"
-        if len(factor.values) == 1 and factor.values[0] is not _MISSING:
-            pending += prefix + _ENCODE(factor.values[0])
-            continue
-        if set(map(type, factor.values)).isdisjoint((object, _Fail)):  # every row has the field: the key is constant
-            pending += prefix
-            encoded = list(map(_ENCODE, factor.values))
-        else:
-            encoded = [b"" if value is _MISSING or type(value) is _Fail else prefix + _ENCODE(value) for value in factor.values]
-        if pending:
-            parts.append(itertools.repeat(pending, count))
-            pending = b""
-        parts.append(map(encoded.__getitem__, factor.codes.tolist()))
-    parts.append(itertools.repeat(pending + b"}\n", count))
-    return b"".join(map(b"".join, zip(*parts)))

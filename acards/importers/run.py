@@ -3,12 +3,23 @@ across files, and write the records (and prompts) files only when everything hol
 
 Nothing is written when the mapping has a problem, when two source records map to the same record
 identity or give one item two subjects or one prompt two texts, when nothing maps, or when records
-were skipped without ``allow_skipped``.  The records file is validated by acards' own records
-reader (the one `acards verify` uses) before it replaces the output.
+were skipped without ``allow_skipped``.  The records file is checked as acards' own records reader
+(the one `acards verify` uses) checks one before it replaces the output, and the summary's
+``table`` is that file as the reader reads it.
 
 A source that reads its files in pieces of JSONL lines (``Source.pieces``) is mapped a piece at a
 time (acards.importers.batch), which gives the same files, counts and problems as the record by
 record path here (:func:`_import_exact`), and falls back to it for whatever is unusual.
+
+What vouches for the written file: on the record-by-record path, the records reader reads it back
+(schema, seeds and samples it keeps, duplicates, subjects).  On the batch path the file is not read
+again: every distinct value was checked against the record schema as it was mapped, the lines are
+msgspec's JSON of each record, and the table is made from the import's own columns (the columns,
+vocabularies in order of first appearance, line numbers and outputs the reader would give), on
+which the reader's checks across records run; a seed or sample beyond 2^63-1 has the reader read
+the file back, to refuse it in its words.  tests/test_import_batch.py and tests/test_import_table.py
+hold every case to it: the table equals what ``read_records`` reads from the written file, and
+the written bytes equal those of the record-by-record path.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,7 +52,7 @@ class Summary:
     prompts_path: str | None = None
     records: int = 0
     prompts: int = 0
-    table: Any = field(default=None, repr=False)  # the written records as acards' records reader read them back
+    table: Any = field(default=None, repr=False)  # the written records as acards' records reader reads them
 
     @property
     def skipped(self) -> Counter:
@@ -125,9 +136,12 @@ def _import(source: Source, names: list[str], mapping: Mapping, want_prompts: bo
     if _batch_readable(source, files, rules_per_file):
         summary = Summary(source.name, [])
         sink = batch_import(source, files, rules_per_file, mapping.select, want_prompts, summary, writer)
-        if sink.problem_found():  # the exact path finds and words the problems across records (if any: see Sink)
+        if sink.problem_found():  # the exact path finds and words the problems across records
             _import_exact(source, names, mapping, rules_per_file, want_prompts, allow_skipped, None, root)
-        return _finish(summary, [], names, mapping, want_prompts, allow_skipped, sink.prompt_rows())
+        finished = _finish(summary, [], names, mapping, want_prompts, allow_skipped, sink.prompt_rows())
+        if writer is not None:  # the records written, as the records reader reads them (see run_import)
+            summary.table = sink.table()
+        return finished
     return _import_exact(source, names, mapping, rules_per_file, want_prompts, allow_skipped, writer, root)
 
 
@@ -216,7 +230,14 @@ class StagedJsonl:
         self.write_lines(b"\n")
 
     def write_lines(self, lines: bytes) -> None:
-        """Whole JSONL lines, already encoded (the batch import's)."""
+        """Whole JSONL lines, already encoded (the batch import's); a large block is written as it
+        is, without a copy into the buffer."""
+        if len(lines) >= 1 << 16:
+            if self._buffer:
+                self._handle.write(self._buffer)
+                self._buffer.clear()
+            self._handle.write(lines)
+            return
         self._buffer += lines
         if len(self._buffer) >= 1 << 20:
             self._handle.write(self._buffer)
@@ -241,20 +262,40 @@ class StagedJsonl:
         self.temporary.unlink(missing_ok=True)
 
 
+def _records_table(table: Any, records: StagedJsonl, records_path: Path) -> Any:
+    """The written records as acards' records reader has them, checked by its checks across
+    records: the batch path's table (made from its own columns), or on the exact path (or for a
+    seed beyond what the reader keeps) the staged file read back by the reader.  Problems name the
+    records file, not its staged copy."""
+    from acards.evidence.records import check_across_records, read_records
+
+    staged, name = records.temporary.name, str(records_path)
+    try:
+        if table is None:
+            table = read_records(records.temporary.parent, [(staged, Location(name))])
+        else:
+            table.files = [name]
+            check_across_records(table)
+    except AcardsError as error:
+        raise AcardsError.collect([replace(problem, location=replace(problem.location, file=name))
+                                   if problem.location.file == staged else problem for problem in error.problems]) from None
+    table.files = [name]
+    return table
+
+
 def run_import(source: Source, names: list[str], mapping: Mapping, records_path: Path, prompts_path: Path | None = None,
                *, allow_skipped: bool = False, root: Path | None = None) -> Summary:
-    """Import, check, and write the records file (and the prompts file when asked).  The records are
-    read back by acards' own records reader (schema, duplicates, subjects) before they land; the
-    table it read is the summary's ``table``."""
-    from acards.evidence.records import read_records
-
+    """Import, check, and write the records file (and the prompts file when asked).  The records
+    are checked as acards' own records reader checks them (schema, duplicates, subjects) before
+    they land; the summary's ``table`` is the file as that reader reads it (see the module's
+    docstring for how each path vouches for it)."""
     records = StagedJsonl(records_path)
     prompts = None
     try:
         summary, rows = _import(source, names, mapping, prompts_path is not None, allow_skipped,
                                 _RecordWriter(records.write, records.write_lines), root)
         records.close()
-        summary.table = read_records(records.temporary.parent, [(records.temporary.name, Location(str(records_path)))])
+        summary.table = _records_table(summary.table, records, records_path)
         if prompts_path is not None:
             prompts = StagedJsonl(prompts_path)
             for row in rows:
