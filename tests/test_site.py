@@ -430,8 +430,9 @@ def test_serve_binds_loopback_only_and_serves_the_site_read_only(world):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("ACARDS_KEY_PASSPHRASE", None)
     process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from acards.cli import main; sys.exit(main())",
-         "registry", "serve", str(world.registry), "--port", "0"],
+        # Ctrl-C as a terminal gives it, even where the test runs with SIGINT ignored (a background job)
+        [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+         "from acards.cli import main; sys.exit(main())", "registry", "serve", str(world.registry), "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     try:
         line = process.stdout.readline()
