@@ -153,3 +153,17 @@ def test_files_read_straight_into_the_table_equal_files_read_one_by_one(tmp_path
     assert straight.vocab == one_by_one.vocab
     assert straight.file_index.tolist() == one_by_one.file_index.tolist() == [0] * 1000 + [1] * 400 + [2] * 1600
     assert straight.outputs == one_by_one.outputs and straight.outputs
+
+
+def test_a_key_with_two_values_is_found_as_a_set_of_pairs_finds_it():
+    """records.has_two_values (the subject check, and the batch import's) against plain sets, in
+    its one-sort path and, with keys too large to pack with the value, its counting path."""
+    rng = np.random.default_rng(20261202)
+    for trial in range(200):
+        size = int(rng.integers(0, 40))
+        keys = rng.integers(0, 12, size).astype(np.int64)
+        values = rng.integers(0, 3 if trial % 2 else 1, size).astype(np.int64)
+        if trial % 3 == 0:
+            keys += 2**61  # (key, value) no longer fits 62 bits
+        expected = len(set(keys.tolist())) != len(set(zip(keys.tolist(), values.tolist())))
+        assert records.has_two_values(keys, values) == expected, (keys, values)

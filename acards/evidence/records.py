@@ -458,6 +458,18 @@ def composite_key(columns: list[np.ndarray]) -> np.ndarray:
     return ranks
 
 
+def has_two_values(keys: np.ndarray, values: np.ndarray) -> bool:
+    """Whether some key comes with two different values (both non-negative integer codes): one
+    sort of the (key, value) pairs where they fit in 62 bits, else by counting distinct pairs."""
+    if not len(keys):
+        return False
+    radix = int(values.max()) + 1
+    if int(keys.max()) < 2**62 // radix:
+        ordered = np.sort(keys * radix + values)
+        return bool(((ordered[1:] // radix == ordered[:-1] // radix) & (ordered[1:] != ordered[:-1])).any())
+    return len(np.unique(keys)) != len(np.unique(composite_key([keys, values])))
+
+
 def _refuse_duplicates(table: RecordTable) -> None:
     if not len(table):
         return
@@ -486,12 +498,8 @@ def _refuse_inconsistent_subjects(table: RecordTable) -> None:
     if not len(table):
         return
     item_key = _composite(table, ("cell", "split", "task", "item"))
-    radix = max(len(table.vocab["subject"]), 1)
-    if int(item_key.max()) < 2**62 // radix:  # one sort of (item, subject) finds any clash
-        ordered = np.sort(item_key * radix + table.columns["subject"])
-        items = ordered // radix
-        if not ((items[1:] == items[:-1]) & (ordered[1:] != ordered[:-1])).any():
-            return
+    if not has_two_values(item_key, table.columns["subject"]):  # the clashes are located only when there is one
+        return
     order = np.argsort(item_key, kind="stable")
     keys, subjects = item_key[order], table.columns["subject"][order]
     clash = np.flatnonzero((keys[1:] == keys[:-1]) & (subjects[1:] != subjects[:-1]))

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from acards.evidence.records import CODED, LARGEST_INTEGER, RecordTable, composite_key
+from acards.evidence.records import CODED, LARGEST_INTEGER, RecordTable, composite_key, has_two_values
 from acards.importers.factor import Factor, constant
 from acards.importers.mapping import _MISSING, FileRules
 
@@ -133,7 +133,6 @@ class Sink:
             self._joined = {}
             for name, parts in self.codes.items():
                 labels = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-                self.codes[name] = [labels]
                 self._joined[name] = _dense(labels, self.issued[name], self.tables[name], name in CODED)
         return {name: codes for name, (codes, _) in self._joined.items()}
 
@@ -141,22 +140,15 @@ class Sink:
         """Whether two records share an identity, an item has two subjects, or an item and framing
         two prompts: the exact path then finds (and words) them."""
         codes = self.joined()
-        identity = composite_key([codes[name] for name in CHECKED[:-1]])
-        if _distinct(identity) < len(identity):
+        identity = np.sort(composite_key([codes[name] for name in CHECKED[:-1]]))
+        if (identity[1:] == identity[:-1]).any():
             return True
-        group = composite_key([codes[name] for name in ("cell", "split", "task", "item")])
-        radix = int(codes["subject"].max()) + 1 if len(group) else 1
-        if int(group.max(initial=0)) < 2**62 // radix:  # one sort of (item, subject): a clash is an item seen with two
-            ordered = np.sort(group * radix + codes["subject"])
-            items = ordered // radix
-            if ((items[1:] == items[:-1]) & (ordered[1:] != ordered[:-1])).any():
-                return True
-        elif _distinct(group) != _distinct(composite_key([group, codes["subject"]])):
+        if has_two_values(composite_key([codes[name] for name in ("cell", "split", "task", "item")]), codes["subject"]):
             return True
         if self.prompt_codes:
             keys = np.concatenate([k for k, _ in self.prompt_codes])
             values = np.concatenate([v for _, v in self.prompt_codes])
-            if _distinct(keys) != _distinct(composite_key([keys, values])):
+            if has_two_values(keys, values):
                 return True
         return False
 
@@ -213,11 +205,6 @@ def _numbered_by_appearance(codes: np.ndarray, distinct: int) -> bool:
 
 def _sample(value: Any) -> Any:
     return 0 if value is _MISSING else value
-
-
-def _distinct(key: np.ndarray) -> int:
-    ordered = np.sort(key)
-    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + (1 if len(ordered) else 0)
 
 
 def _lines(columns: dict[str, Factor], rules: FileRules, count: int) -> bytes:
