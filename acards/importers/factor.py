@@ -21,8 +21,9 @@ class Factor:
     def kinds(self) -> set:
         """The types of the values (found once: the rules, the checks and the writing all ask)."""
         if self._kinds is None:
-            try:  # most columns are texts: joining them is the quickest proof (it refuses anything else)
-                self._kinds = {str} if self.values and "".join(self.values) is not None else set()
+            try:
+                "".join(self.values)  # most columns are texts: joining them is the quickest proof (it refuses anything else)
+                self._kinds = {str} if self.values else set()
             except TypeError:
                 self._kinds = set(map(type, self.values))
         return self._kinds
